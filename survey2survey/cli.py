@@ -1,0 +1,92 @@
+"""The ``s2s`` command line.
+
+Each command lives in ``survey2survey/commands/<name>.py`` as a thin Typer function
+(``main``) that parses options and calls one library function.  Command modules import
+torch, astropy, galsim, photutils, reproject and onnxruntime inside ``main`` only, so
+that ``s2s --help`` stays fast (``tests/test_cli.py`` checks ``sys.modules``).
+
+Errors: every :class:`survey2survey.errors.S2SError` becomes one line on stderr and
+its exit code (2 misuse, 1 some inputs failed); nothing the user did wrong prints a
+traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Optional
+
+import typer
+
+from survey2survey import __version__
+from survey2survey.errors import EXIT_USAGE, S2SError
+
+__all__ = ["app", "main"]
+
+#: Command name -> module under survey2survey.commands.  A new command is one module
+#: plus one line here.
+COMMANDS: dict[str, str] = {
+    "surveys": "surveys",
+}
+
+app = typer.Typer(
+    name="s2s",
+    help="survey2survey: translate galaxy cutouts between sky surveys, noise included.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"s2s (survey2survey) {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    surveys: Optional[str] = typer.Option(
+        None,
+        "--surveys",
+        metavar="FILE",
+        help="TOML file of extra survey definitions (also: $S2S_SURVEYS).",
+    ),
+) -> None:
+    if surveys:
+        from survey2survey.surveys import load_survey_file
+
+        load_survey_file(surveys)
+
+
+for _name, _module in COMMANDS.items():
+    _cmd = importlib.import_module(f"survey2survey.commands.{_module}")
+    app.command(_name, help=_cmd.__doc__)(_cmd.main)
+
+
+def error(message: str) -> None:
+    """Print one error line on stderr (the shared format of every command)."""
+    typer.echo(f"s2s: error: {message}", err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns (and exits with) the command's exit code."""
+    try:
+        app(args=argv, prog_name="s2s", standalone_mode=True)
+    except SystemExit as exc:  # click's usage errors, --help, typer.Exit
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    except S2SError as exc:
+        error(str(exc))
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        error("interrupted")
+        code = 130
+    else:
+        code = 0
+    if argv is None:
+        sys.exit(code)
+    return code

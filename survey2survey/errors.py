@@ -1,0 +1,64 @@
+"""Typed errors.  The CLI turns each into one line on stderr and an exit code.
+
+Exit codes used across every command:
+
+* 0 -- everything asked for was done;
+* 1 -- the command ran but some inputs failed (each was reported);
+* 2 -- the command was misused (bad option, unknown survey, missing model, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "S2SError",
+    "UsageError",
+    "SurveyError",
+    "CutoutError",
+    "OutputExistsError",
+    "ModelError",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_USAGE",
+]
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+
+
+class S2SError(Exception):
+    """Base class of every error the toolkit raises on purpose."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(S2SError):
+    """The command was asked for something it cannot do (bad option values, ...)."""
+
+
+class SurveyError(S2SError):
+    """Unknown survey, or a survey definition that does not make sense."""
+
+
+class ModelError(S2SError):
+    """A model directory is missing, corrupted or does not fit the input."""
+
+
+class CutoutError(S2SError):
+    """One input file cannot be used; ``str()`` names the file and the problem."""
+
+    exit_code = EXIT_PARTIAL
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class OutputExistsError(CutoutError):
+    """The output file exists and ``overwrite`` was not asked for."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path, "output exists (use --overwrite to replace it)")

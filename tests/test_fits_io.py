@@ -1,0 +1,267 @@
+"""FITS cutout reading in every layout, writing with provenance, and clear errors."""
+
+import os
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs.utils import proj_plane_pixel_scales
+
+from survey2survey import __version__
+from survey2survey.errors import CutoutError, OutputExistsError, UsageError
+from survey2survey.fits_io import (
+    Provenance,
+    find_cutouts,
+    make_wcs,
+    read_cutout,
+    rescale_wcs,
+    verify_fits,
+    write_cutout,
+)
+
+BANDS = "ugriz"
+
+
+def _cube(seed=0, size=64):
+    rng = np.random.default_rng(seed)
+    # band b is filled around b so that the order of planes is visible
+    return (rng.standard_normal((5, size, size)) * 0.01 + np.arange(5)[:, None, None]).astype(np.float32)
+
+
+def _wcs_header(size=64, scale=0.396, ra=150.1, dec=2.2):
+    return make_wcs(ra, dec, scale, (size, size)).to_header()
+
+
+def test_cube_round_trip_with_provenance_and_checksums(tmp_path):
+    data = _cube()
+    wcs = make_wcs(150.1, 2.2, 0.396, (64, 64))
+    prov = Provenance(model="sdss-cfht-ours", model_sha256="ab" * 32, method="ours", direction="sdss->cfht",
+                      source_file="a_rather_long_object_identifier_that_goes_past_the_card_limit_J095.fits",
+                      source_survey="sdss", target_survey="cfht", seed=7, backend="torch/cpu")
+    out = write_cutout(tmp_path / "obj.fits", data, "sdss", wcs=wcs, provenance=prov, history=["made by a test"])
+    verify_fits(out)
+    with fits.open(out, checksum=True) as hdul:
+        h = hdul[0].header
+        assert hdul[0].data.dtype == np.dtype(">f4")
+        assert h["NAXIS3"] == 5 and h["BANDS"] == "u,g,r,i,z" and h["MAGZP"] == 22.5
+        assert h["BUNIT"] == "nanomaggy"
+        assert h["S2SVER"] == __version__ and h["S2SHASH"] == "ab" * 32 and h["S2SSEED"] == 7
+        assert h["S2SSRC"] == prov.source_file  # long strings survive (CONTINUE cards)
+        assert h["S2SDIR"] == "sdss->cfht" and h["S2STGTSV"] == "cfht" and "S2SDATE" in h
+        assert "made by a test" in str(h["HISTORY"])
+        assert "CHECKSUM" in h and "DATASUM" in h
+    c = read_cutout(out, "sdss")
+    np.testing.assert_array_equal(c.data, data)
+    assert c.bands == tuple(BANDS) and c.object_id == "obj" and c.mask is None
+    ra, dec = c.center_radec()
+    assert ra == pytest.approx(150.1, abs=1e-9) and dec == pytest.approx(2.2, abs=1e-9)
+    # survey detected from the SURVEY keyword when not given
+    assert read_cutout(out).survey.name == "sdss"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_cube_in_file_order_is_reordered_to_survey_order(tmp_path):
+    data = _cube()
+    order = [3, 0, 4, 1, 2]  # i u z g r
+    hdr = _wcs_header()
+    hdr["BANDS"] = ",".join(BANDS[i] for i in order)
+    fits.PrimaryHDU(data[order], header=hdr).writeto(tmp_path / "x.fits")
+    c = read_cutout(tmp_path / "x.fits", "sdss")
+    np.testing.assert_array_equal(c.data, data)
+    # BANDn keywords work too
+    hdr2 = _wcs_header()
+    for i, b in enumerate(order, 1):
+        hdr2[f"BAND{i}"] = BANDS[b]
+    fits.PrimaryHDU(data[order], header=hdr2).writeto(tmp_path / "y.fits")
+    np.testing.assert_array_equal(read_cutout(tmp_path / "y.fits", "sdss").data, data)
+
+
+def test_multi_extension_file_any_order_and_filter_names(tmp_path):
+    data = _cube(1, 136)
+    hdus = [fits.PrimaryHDU()]
+    names = {"u": "u.MP9302", "g": "g.MP9402", "r": "r.MP9602", "i": "i.MP9703", "z": "z.MP9901"}
+    for b in "zrgui":
+        h = fits.Header()
+        h["FILTER"] = names[b]
+        hdus.append(fits.ImageHDU(data[BANDS.index(b)], header=h))
+    fits.HDUList(hdus).writeto(tmp_path / "mef.fits")
+    c = read_cutout(tmp_path / "mef.fits", "cfht")
+    np.testing.assert_array_equal(c.data, data)
+    assert any("no WCS" in w for w in c.warnings)
+    # EXTNAME as the band
+    hdus = [fits.PrimaryHDU()] + [fits.ImageHDU(data[BANDS.index(b)], name=b.upper()) for b in "igzur"]
+    fits.HDUList(hdus).writeto(tmp_path / "mef2.fits")
+    np.testing.assert_array_equal(read_cutout(tmp_path / "mef2.fits", "cfht").data, data)
+
+
+@pytest.mark.parametrize("sep", ["-", "_"])
+def test_one_file_per_band_grouped_by_object(tmp_path, sep):
+    objs = {"J1": _cube(2), "gal_7": _cube(3)}
+    for name, data in objs.items():
+        for b in "zuirg":  # written in a scrambled order
+            fits.PrimaryHDU(data[BANDS.index(b)], header=_wcs_header()).writeto(tmp_path / f"{name}{sep}{b}.fits")
+    sources = find_cutouts([tmp_path], "sdss")
+    assert sorted(s.object_id for s in sources) == sorted(objs)
+    for s in sources:
+        assert s.per_band and len(s.paths) == 5
+        c = read_cutout(s, "sdss")
+        np.testing.assert_array_equal(c.data, objs[s.object_id])
+        assert c.wcs is not None
+
+
+def test_find_cutouts_directories_globs_and_missing(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for p in ["a/one.fits", "a/b/two.fits", "a/b/notes.txt", "a/.hidden.fits"]:
+        (tmp_path / p).write_bytes(b"")
+    found = {s.object_id for s in find_cutouts([tmp_path / "a"])}
+    assert found == {"one", "two"}
+    found = {s.object_id for s in find_cutouts([str(tmp_path / "a" / "**" / "*.fits")])}
+    assert found == {"one", "two"}
+    with pytest.raises(UsageError, match="no such file"):
+        find_cutouts([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no FITS cutouts found"):
+        find_cutouts([tmp_path / "empty"])
+
+
+def test_no_band_keywords_taken_in_survey_order_with_warning(tmp_path):
+    data = _cube()
+    fits.PrimaryHDU(data, header=_wcs_header()).writeto(tmp_path / "plain.fits")
+    c = read_cutout(tmp_path / "plain.fits", "sdss")
+    np.testing.assert_array_equal(c.data, data)
+    assert any("no band keywords" in w for w in c.warnings)
+
+
+def test_survey_detected_from_pixel_scale_and_telescope(tmp_path):
+    fits.PrimaryHDU(_cube(size=136), header=_wcs_header(136, 0.187)).writeto(tmp_path / "c.fits")
+    assert read_cutout(tmp_path / "c.fits").survey.name == "cfht"
+    h = fits.Header()
+    h["TELESCOP"] = "SDSS 2.5-M"
+    fits.PrimaryHDU(_cube(), header=h).writeto(tmp_path / "s.fits")
+    assert read_cutout(tmp_path / "s.fits").survey.name == "sdss"
+
+
+def test_wcs_rescaled_to_output_grid_keeps_centre_and_corners(tmp_path):
+    src = make_wcs(210.5, -1.25, 0.396, (64, 64))
+    src.wcs.cd = src.wcs.cd @ np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]])  # rotated
+    src.wcs.set()
+    out = rescale_wcs(src, (64, 64), (136, 136))
+    # pixel scale becomes the target-like one (footprint kept: 0.396 * 64 / 136)
+    scale = proj_plane_pixel_scales(out).mean() * 3600
+    assert scale == pytest.approx(0.396 * 64 / 136, rel=1e-9)
+    assert abs(scale - 0.187) / 0.187 < 0.005
+    # centre and the four outer corners land on the same sky position
+    in_pts = np.array([[31.5, 31.5], [-0.5, -0.5], [63.5, -0.5], [-0.5, 63.5], [63.5, 63.5]])
+    out_pts = np.array([[67.5, 67.5], [-0.5, -0.5], [135.5, -0.5], [-0.5, 135.5], [135.5, 135.5]])
+    sky_in = src.pixel_to_world(in_pts[:, 0], in_pts[:, 1])
+    back = out.world_to_pixel(sky_in)
+    np.testing.assert_allclose(np.stack(back, axis=1), out_pts, atol=1e-3)  # << 0.1 px
+    # written and re-read, it is the same WCS
+    write_cutout(tmp_path / "w.fits", np.zeros((5, 136, 136), np.float32), "cfht", wcs=out)
+    c = read_cutout(tmp_path / "w.fits", "cfht")
+    np.testing.assert_allclose(
+        np.stack(c.wcs.world_to_pixel(sky_in), axis=1), np.stack(back, axis=1), atol=1e-6
+    )
+
+
+def test_existing_output_kept_without_overwrite(tmp_path):
+    p = tmp_path / "o.fits"
+    write_cutout(p, _cube(), "sdss")
+    before = p.read_bytes()
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        write_cutout(p, _cube(5), "sdss")
+    assert p.read_bytes() == before
+    write_cutout(p, _cube(5), "sdss", overwrite=True)
+    np.testing.assert_array_equal(read_cutout(p, "sdss").data, _cube(5))
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["o.fits"]
+
+
+def test_nan_policy_fill_and_mask_or_refuse(tmp_path):
+    data = _cube()
+    data[2, 10, 10:13] = np.nan
+    data[4, 0, 0] = np.inf
+    fits.PrimaryHDU(data, header=_wcs_header()).writeto(tmp_path / "few.fits")
+    c = read_cutout(tmp_path / "few.fits", "sdss")
+    assert c.n_bad_pixels == 4 and np.isfinite(c.data).all() and c.data[2, 10, 11] == 0
+    assert c.mask[2, 10, 11] and not c.mask[0, 10, 11]
+    write_cutout(tmp_path / "out.fits", c.data, "sdss", mask=c.mask)
+    with fits.open(tmp_path / "out.fits") as h:
+        assert h[0].header["NBADPIX"] == 4 and h["MASK"].data.sum() == 4
+    data[1, :20] = np.nan  # 31% of band g
+    fits.PrimaryHDU(data, header=_wcs_header()).writeto(tmp_path / "many.fits")
+    with pytest.raises(CutoutError, match=r"many.fits: 31.2% of band g pixels are NaN/inf"):
+        read_cutout(tmp_path / "many.fits", "sdss")
+
+
+def _truncated(tmp_path):
+    p = tmp_path / "full.fits"
+    fits.PrimaryHDU(_cube(), header=_wcs_header()).writeto(p)
+    t = tmp_path / "trunc.fits"
+    t.write_bytes(p.read_bytes()[: 2880 + 20000])
+    return t
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: (d / "zero.fits").write_bytes(b"") or d / "zero.fits", "empty file"),
+        (lambda d: (d / "text.fits").write_text("hello, I am not FITS\n" * 200) and d / "text.fits", "not a FITS file"),
+        (_truncated, "truncated"),
+        (lambda d: fits.PrimaryHDU(np.zeros((2, 5, 8, 8), np.float32)).writeto(d / "4d.fits") or d / "4d.fits",
+         "wrong number of axes"),
+        (lambda d: fits.PrimaryHDU(np.zeros(64, np.float32)).writeto(d / "1d.fits") or d / "1d.fits",
+         "wrong number of axes"),
+        (lambda d: fits.PrimaryHDU(np.zeros((3, 64, 64), np.float32)).writeto(d / "3b.fits") or d / "3b.fits",
+         "3 bands without names"),
+        (lambda d: fits.PrimaryHDU(np.zeros((5, 32, 32), np.float32)).writeto(d / "small.fits") or d / "small.fits",
+         "wrong size 32x32 px, expected 64x64"),
+        (lambda d: fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(
+            [fits.Column(name="a", format="E", array=np.zeros(3))])]).writeto(d / "tab.fits") or d / "tab.fits",
+         "no image data"),
+    ],
+)
+def test_bad_files_give_one_clear_line(tmp_path, make, message):
+    path = make(tmp_path)
+    with pytest.raises(CutoutError) as info:
+        read_cutout(path, "sdss", expected_size=64)
+    text = str(info.value)
+    assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+def test_missing_and_unknown_bands(tmp_path):
+    data = _cube()
+    h = _wcs_header()
+    h["BANDS"] = "u,g,r,i,i"
+    fits.PrimaryHDU(data, header=h).writeto(tmp_path / "dup.fits")
+    with pytest.raises(CutoutError, match="duplicate bands"):
+        read_cutout(tmp_path / "dup.fits", "sdss")
+    h["BANDS"] = "g,r,i,z,Y"
+    fits.PrimaryHDU(data, header=h).writeto(tmp_path / "des.fits")
+    with pytest.raises(CutoutError, match="band 'Y' is not a band of survey sdss"):
+        read_cutout(tmp_path / "des.fits", "sdss")
+    assert read_cutout(tmp_path / "des.fits", "des").bands == ("g", "r", "i", "z", "Y")
+    for b in "ugri":  # z missing
+        fits.PrimaryHDU(data[0]).writeto(tmp_path / f"obj-{b}.fits")
+    (src,) = [s for s in find_cutouts([tmp_path], "sdss") if s.object_id == "obj"]
+    with pytest.raises(CutoutError, match="missing band.*z"):
+        read_cutout(src, "sdss")
+
+
+def test_unreadable_file(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root can read any file")
+    p = tmp_path / "locked.fits"
+    fits.PrimaryHDU(_cube()).writeto(p)
+    p.chmod(0)
+    with pytest.raises(CutoutError, match="permission denied"):
+        read_cutout(p, "sdss")
+
+
+def test_verify_detects_corruption(tmp_path):
+    p = write_cutout(tmp_path / "v.fits", _cube(), "sdss")
+    verify_fits(p)
+    raw = bytearray(p.read_bytes())
+    raw[2880 + 100] ^= 0xFF  # flip a data byte
+    p.write_bytes(bytes(raw))
+    with pytest.raises(CutoutError, match="verification failed"):
+        verify_fits(p)
