@@ -6,7 +6,7 @@ S2S    := $(VENV)/bin/s2s
 STAMP  := $(VENV)/.s2s-installed
 DEMO   ?= demo-output
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ test: install
 
 bench: install
 	$(PY) bench/run_all.py
+
+docs: install
+	$(PY) -m survey2survey.clidoc > docs/cli.md
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info
