@@ -27,6 +27,12 @@ __all__ = ["app", "main"]
 #: plus one line here.
 COMMANDS: dict[str, str] = {
     "surveys": "surveys",
+    "prepare": "prepare",
+    "train": "train",
+    "translate": "translate",
+    "emulate-noise": "emulate_noise",
+    "export": "export",
+    "evaluate": "evaluate",
 }
 
 app = typer.Typer(

@@ -1,0 +1,139 @@
+"""Build a training dataset from two surveys' cutouts, or simulate a survey pair.
+
+Real cutouts: s2s prepare --a SDSS_DIR --b CFHT_DIR --out DATASET
+
+Pairs are found by sky cross-match (--catalog positions, or each cutout's
+WCS centre) and split into train and test; pixels go to model space (flux
+factor, then the paper's stretch).  Bad cutouts are skipped and listed in
+DATASET/report.csv (exit code 1).
+
+Simulated pair: s2s prepare --simulate 1000 --out SIMDIR
+
+GalSim renders the same galaxies as both surveys see them: SIMDIR/<a>/ and
+SIMDIR/<b>/ (FITS cutouts), SIMDIR/catalog.ecsv and SIMDIR/truth/ (noise-free
+cubes, noise sigma per image and band).  The dataset is then built from those
+files, as from real ones, in SIMDIR/dataset/.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+
+def main(
+    a: Optional[List[str]] = typer.Option(
+        None, "--a", metavar="DIR|GLOB|FILE", help="Cutouts of survey a (repeatable; directories are searched recursively)."
+    ),
+    b: Optional[List[str]] = typer.Option(None, "--b", metavar="DIR|GLOB|FILE", help="Cutouts of survey b (repeatable)."),
+    out: str = typer.Option(..., "--out", "-o", metavar="DIR",
+                            help="Dataset directory to write (with --simulate: the simulation directory)."),
+    a_survey: str = typer.Option("sdss", "--a-survey", help="Survey of domain a."),
+    b_survey: str = typer.Option("cfht", "--b-survey", help="Survey of domain b."),
+    catalog: Optional[str] = typer.Option(
+        None, "--catalog", metavar="FILE", help="Positions (CSV/ECSV/FITS table: id, ra, dec in deg) for both surveys; "
+        "ids are file names without band and suffix. Default: each cutout's WCS centre."
+    ),
+    a_catalog: Optional[str] = typer.Option(None, "--a-catalog", metavar="FILE", help="Positions of survey a only."),
+    b_catalog: Optional[str] = typer.Option(None, "--b-catalog", metavar="FILE", help="Positions of survey b only."),
+    match_radius: float = typer.Option(1.0, "--match-radius", metavar="ARCSEC", help="Largest separation of a pair."),
+    n_test: Optional[int] = typer.Option(None, "--n-test", metavar="N", help="Pairs kept for testing."),
+    test_fraction: Optional[float] = typer.Option(
+        None, "--test-fraction", metavar="F", help="Fraction of pairs kept for testing (default 0.5)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the train/test split (and of the simulation)."),
+    regrid: bool = typer.Option(
+        False, "--regrid/--no-regrid", help="Also store b regridded onto a's grid, flux conserved (methods g, h)."
+    ),
+    max_nan_fraction: float = typer.Option(
+        0.05, "--max-nan-fraction", metavar="F", help="Skip a cutout with a band with more NaN pixels than this."
+    ),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", metavar="N", help="Processes (default: all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    simulate: Optional[int] = typer.Option(
+        None, "--simulate", metavar="N", help="Simulate N paired galaxies with GalSim instead of reading --a/--b."
+    ),
+    unpaired_a: Optional[int] = typer.Option(
+        None, "--unpaired-a", metavar="N", help="With --simulate: galaxies seen by survey a only (default: N)."
+    ),
+    unpaired_b: Optional[int] = typer.Option(
+        None, "--unpaired-b", metavar="N", help="With --simulate: galaxies seen by survey b only (default: N)."
+    ),
+    psf: str = typer.Option("kolmogorov", "--psf", help="With --simulate: PSF profile, kolmogorov or moffat."),
+    mag_range: str = typer.Option(
+        "16,21", "--mag-range", metavar="MIN,MAX", help="With --simulate: r-band AB magnitude range of the galaxies."
+    ),
+    fits_only: bool = typer.Option(
+        False, "--fits-only", help="With --simulate: write the FITS cutouts, catalog and truth, no dataset."
+    ),
+) -> None:
+    from pathlib import Path
+
+    from survey2survey.errors import EXIT_PARTIAL, UsageError
+
+    progress = not quiet
+    if simulate is None:
+        if unpaired_a is not None or unpaired_b is not None or fits_only:
+            raise UsageError("--unpaired-a, --unpaired-b and --fits-only go with --simulate")
+        if not a or not b:
+            raise UsageError("give the cutouts of both surveys (--a and --b), or --simulate N")
+        a_inputs, b_inputs, dataset_dir = list(a), list(b), Path(out)
+    else:
+        if a or b:
+            raise UsageError("--simulate makes its own cutouts: leave out --a and --b")
+        if catalog or a_catalog or b_catalog:
+            raise UsageError("--simulate uses the cutouts' WCS for positions: leave out --catalog")
+        from survey2survey.data.simulate import SimulationConfig, simulate_survey_pair
+
+        try:
+            mags = tuple(float(v) for v in mag_range.split(","))
+        except ValueError:
+            mags = ()
+        if len(mags) != 2:
+            raise UsageError(f"--mag-range must be MIN,MAX (e.g. 16,21), got {mag_range!r}")
+        config = SimulationConfig(
+            n_paired=simulate,
+            n_unpaired_a=simulate if unpaired_a is None else unpaired_a,
+            n_unpaired_b=simulate if unpaired_b is None else unpaired_b,
+            survey_a=a_survey,
+            survey_b=b_survey,
+            seed=seed,
+            psf=psf,
+            mag_range=mags,
+        )
+        sa, sb = config.surveys()
+        result = simulate_survey_pair(config, out, workers=workers, overwrite=overwrite, progress=progress)
+        typer.echo(result.summary())
+        if fits_only:
+            return
+        sim_dir = Path(out)
+        a_inputs, b_inputs, dataset_dir = [str(sim_dir / sa.name)], [str(sim_dir / sb.name)], sim_dir / "dataset"
+        overwrite = True  # the simulation directory was just (re)made
+
+    from survey2survey.data.prepare import prepare_dataset
+
+    result = prepare_dataset(
+        a_inputs,
+        b_inputs,
+        dataset_dir,
+        a_survey=a_survey,
+        b_survey=b_survey,
+        catalog=catalog,
+        a_catalog=a_catalog,
+        b_catalog=b_catalog,
+        match_radius=match_radius,
+        n_test=n_test,
+        test_fraction=test_fraction,
+        seed=seed,
+        regrid=regrid,
+        max_nan_fraction=max_nan_fraction,
+        workers=workers,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    for line in result.summary_lines():
+        typer.echo(line)
+    if result.skipped:
+        raise typer.Exit(EXIT_PARTIAL)

@@ -1,0 +1,222 @@
+"""From cutouts to training sets: simulation, cross-matching, regridding, preparation.
+
+* :mod:`survey2survey.data.simulate` -- a GalSim survey pair (same galaxies seen by two
+  surveys) written as the FITS cutouts, catalog and truth a real user would have;
+* :mod:`survey2survey.data.crossmatch` -- positions from a catalog or the WCS, and the
+  sky cross-match that finds pairs;
+* :mod:`survey2survey.data.regrid` -- flux-conserving resampling of one survey's cutout
+  onto another survey's grid;
+* :mod:`survey2survey.data.prepare` -- the streaming ingest that writes a prepared dataset
+  directory (``docs/dev/CONTRACTS.md``);
+* :mod:`survey2survey.data.loader` -- the training mini-batch reader of that directory.
+
+Importing this package is cheap (standard library only); the submodules import numpy,
+astropy, galsim and reproject.  The helpers here are shared by the process pools of the
+simulator and of the ingest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+__all__ = ["example_dir", "default_workers", "process_pool", "run_tasks", "progress_bar", "staged_directory"]
+
+#: Environment variables that make numerical libraries use one thread.  Worker processes
+#: set them before importing numpy/galsim: with N workers on N cores, a thread pool per
+#: worker only oversubscribes the machine.
+_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def example_dir() -> Path:
+    """Directory of the bundled simulated example set (``survey2survey/examples``).
+
+    It holds ``sdss/`` and ``cfht/`` FITS cutouts of the same galaxies, ``catalog.ecsv``
+    and ``truth/`` (noise-free cubes and the noise sigma of every image and band); its
+    ``README.md`` gives the command that made it.
+    """
+    path = Path(str(resources.files("survey2survey").joinpath("examples")))
+    return path
+
+
+def default_workers() -> int:
+    """Worker processes to use by default: the CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _init_worker() -> None:
+    """Process-pool initializer: one thread per worker for OpenMP/BLAS.
+
+    This module imports nothing heavy, so in a spawned worker the variables are set before
+    a task's module (and with it numpy or galsim) is imported.  A forked worker inherits
+    the parent's libraries; the variables then reach those loaded later.
+    """
+    for name in _ONE_THREAD:
+        os.environ[name] = "1"
+
+
+def process_pool(workers: int):
+    """A :class:`~concurrent.futures.ProcessPoolExecutor` of ``workers`` one-thread workers.
+
+    Linux forks (workers start in milliseconds and need no ``if __name__ == "__main__"``
+    guard in the calling script); callers submit every task before starting any thread of
+    their own (the progress bar), because the fork start method launches all workers at
+    the first submit and forking a threaded process can deadlock.  Elsewhere the platform's
+    spawn start method is used.
+    """
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker
+    )
+
+
+def run_tasks(
+    fn: Callable,
+    tasks: Sequence[tuple],
+    sizes: Sequence[int],
+    workers: int,
+    *,
+    progress: bool = False,
+    label: str = "",
+    unit: str = "items",
+) -> Iterator:
+    """Run ``fn(*args)`` for every ``args`` in ``tasks``; yield the results as they complete.
+
+    Parameters
+    ----------
+    fn : callable
+        A module-level function (it is pickled to the workers).
+    tasks : sequence of tuple
+        Arguments of each call.
+    sizes : sequence of int
+        Items in each task, for the progress bar.
+    workers : int
+        1 runs the tasks in this process, in order; more use :func:`process_pool`.
+    progress, label, unit
+        See :func:`progress_bar`.
+
+    Notes
+    -----
+    An exception in a task is raised here; the tasks not yet started are cancelled.
+    """
+    total = int(sum(sizes))
+    if workers <= 1:
+        with progress_bar(progress, total, label, unit) as advance:
+            for args, size in zip(tasks, sizes):
+                yield fn(*args)
+                advance(size)
+        return
+    from concurrent.futures import as_completed
+
+    pool = process_pool(workers)
+    try:
+        futures = {pool.submit(fn, *args): size for args, size in zip(tasks, sizes)}
+        with progress_bar(progress, total, label, unit) as advance:
+            for future in as_completed(futures):
+                yield future.result()
+                advance(futures[future])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def staged_directory(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Build a directory under a temporary name and move it into place when done.
+
+    The temporary directory is a sibling of ``out`` (same file system, so the final
+    move is a rename).  On error it is removed and ``out`` is left as it was; on success an
+    existing ``out`` is replaced only when ``overwrite`` is true.
+
+    Raises
+    ------
+    UsageError
+        ``out`` exists (and is not an empty directory) and ``overwrite`` is false.
+    """
+    from survey2survey.errors import UsageError
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        if not out.is_dir() or any(out.iterdir()):
+            raise UsageError(f"{out}: output exists (use --overwrite to replace it)")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{out.parent}: cannot create directory ({exc.strerror or exc})") from None
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if tmp.exists():  # left behind by a killed run of this very process id
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, total: int, label: str, unit: str = "items") -> Iterator:
+    """Yield ``advance(n)``; with ``enabled``, a rich progress bar on stderr with the rate.
+
+    Parameters
+    ----------
+    enabled : bool
+        False gives a no-op ``advance`` (tests, ``--quiet``).
+    total : int
+        Number of items.
+    label : str
+        Text before the bar.
+    unit : str
+        Name of the items in the rate column (``cutouts`` -> "812 cutouts/s").
+    """
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class _Rate(ProgressColumn):
+        def render(self, task):  # noqa: D102 - rich's column interface
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s")
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
+    with progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
