@@ -1,0 +1,999 @@
+"""Evaluate translated cutouts against reference cutouts of the same survey.
+
+The library behind ``s2s evaluate``::
+
+    report = evaluate({"ours": ["out/ours"], "cyclegan": ["out/cyclegan"]}, ["data/cfht"],
+                      truth=["sim/truth/cfht"], out="report/")
+
+1. **Find** the cutouts (:func:`survey2survey.fits_io.find_cutouts`) of every prediction
+   set, of the reference and of the optional noise-free truth.
+2. **Match** each prediction to its reference by object id -- the file name without a
+   suffix naming a survey, so ``obj42.cfht.fits`` (what ``s2s translate`` writes) matches
+   ``obj42.fits`` -- and, for the files left over, by sky position (WCS centres within
+   ``match_radius`` arcsec).  Unmatched files are reported.
+3. **Measure** the matched pairs chunk by chunk, in a few threads (reading FITS and the
+   metrics' numpy/scipy kernels release the GIL), with the metrics of
+   :mod:`survey2survey.metrics`, in native flux units.
+4. **Aggregate** per method and band: median and robust spread (sigma_MAD) of every
+   per-image quantity, plus the set-level quantities (Fourier stack distance, KS tests).
+5. **Write** (atomically) ``metrics.json``, ``per_image.csv``, ``arrays.npz`` (stacks and
+   profiles behind the plots) and the PNG plots of :mod:`survey2survey.plots`.
+
+Pixels flagged bad in any of the matched images (filled with 0 by the reader) are set to 0
+in all of them, so that they add nothing to any difference; their count is in the CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import os
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from survey2survey import __version__
+from survey2survey.errors import CutoutError, S2SError, SurveyError, UsageError
+
+__all__ = [
+    "EVALUATE_FORMAT",
+    "MATCH_RADIUS_ARCSEC",
+    "Pair",
+    "Matching",
+    "MethodResult",
+    "Evaluation",
+    "normalize_object_id",
+    "match_sources",
+    "evaluate",
+    "measure_arrays",
+    "write_report",
+    "table_rows",
+]
+
+#: ``format`` field of metrics.json.
+EVALUATE_FORMAT = "s2s-evaluate/1"
+#: Largest separation (arcsec) of two WCS centres matched by position.
+MATCH_RADIUS_ARCSEC = 1.0
+#: Target number of float32 values per array in one chunk (16 MB).
+_CHUNK_VALUES = 4_000_000
+
+
+# --- matching -----------------------------------------------------------------------
+
+
+def _survey_suffixes() -> list[str]:
+    from survey2survey.surveys import list_surveys
+
+    names: set[str] = set()
+    for s in list_surveys():
+        names.add(s.name.lower())
+        names.update(a.lower() for a in s.aliases)
+    return sorted(names, key=len, reverse=True)
+
+
+def normalize_object_id(object_id: str, survey_names: Sequence[str] | None = None) -> str:
+    """Object id without a trailing suffix naming a survey.
+
+    ``obj42.cfht``, ``obj42_cfht``, ``obj42-CFHT``, ``obj42.sdss2cfht`` and
+    ``obj42_sdss_to_cfht`` all become ``obj42``.
+
+    Parameters
+    ----------
+    object_id : str
+        File name stem (as :func:`~survey2survey.fits_io.find_cutouts` gives it).
+    survey_names : sequence of str, optional
+        Names to strip; default every registered survey name and alias.
+    """
+    names = list(survey_names) if survey_names is not None else _survey_suffixes()
+    alt = "|".join(re.escape(n) for n in names)
+    if not alt:
+        return object_id
+    pattern = re.compile(rf"[._-](?:(?:{alt})(?:2|[._-]to[._-]))?(?:{alt})$", re.IGNORECASE)
+    stripped = object_id
+    while True:  # "obj.sdss.cfht" -> "obj"
+        new = pattern.sub("", stripped)
+        if new == stripped or not new:
+            return stripped
+        stripped = new
+
+
+@dataclass
+class Pair:
+    """One prediction matched to its reference (and truth).
+
+    Attributes
+    ----------
+    object_id : str
+        Normalised object id (of the reference).
+    pred, ref : CutoutSource
+    truth : CutoutSource or None
+    how : str
+        ``"id"`` or ``"position"``.
+    separation : float or None
+        Arcsec between the WCS centres when matched by position.
+    """
+
+    object_id: str
+    pred: Any
+    ref: Any
+    truth: Any = None
+    how: str = "id"
+    separation: float | None = None
+
+
+@dataclass
+class Matching:
+    """Result of matching one set of files to the references."""
+
+    pairs: list[tuple[Any, Any, str, float | None]] = field(default_factory=list)
+    unmatched: list[Any] = field(default_factory=list)  # sources of the matched set left over
+    unused_ref: list[Any] = field(default_factory=list)  # references nothing matched
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) read for position
+
+    @property
+    def by_id(self) -> int:
+        return sum(1 for p in self.pairs if p[2] == "id")
+
+    @property
+    def by_position(self) -> int:
+        return sum(1 for p in self.pairs if p[2] == "position")
+
+
+def _centres(sources, survey) -> tuple[list[Any], np.ndarray, list[tuple[str, str]]]:
+    """WCS centres (deg) of the sources that have one; failures for those that cannot be read."""
+    from survey2survey.fits_io import read_cutout
+
+    kept, coords, failures = [], [], []
+    for src in sources:
+        try:
+            cut = read_cutout(src, survey)
+        except CutoutError as exc:
+            failures.append((str(exc.path), exc.reason))
+            continue
+        radec = cut.center_radec()
+        if radec is not None:
+            kept.append(src)
+            coords.append(radec)
+    return kept, np.array(coords, dtype=np.float64).reshape(-1, 2), failures
+
+
+def match_sources(
+    items: Sequence[Any],
+    refs: Sequence[Any],
+    survey=None,
+    *,
+    radius_arcsec: float = MATCH_RADIUS_ARCSEC,
+    by_position: bool = True,
+) -> Matching:
+    """Match cutout sources to reference sources: by object id, then by sky position.
+
+    Parameters
+    ----------
+    items, refs : sequence of CutoutSource
+    survey : Survey, optional
+        Passed to the reader when WCS centres are needed.
+    radius_arcsec : float
+        Largest separation of a position match.
+    by_position : bool
+        Try the WCS centres of the files left after matching by id.
+
+    Returns
+    -------
+    Matching
+        ``pairs`` of (item, ref, how, separation_arcsec), one reference per item at most.
+    """
+    names = _survey_suffixes()
+    ref_by_id: dict[str, Any] = {}
+    ambiguous: set[str] = set()
+    for r in refs:
+        key = normalize_object_id(r.object_id, names)
+        if key in ref_by_id:
+            ambiguous.add(key)
+        ref_by_id[key] = r
+    result = Matching()
+    used: set[int] = set()
+    left: list[Any] = []
+    for it in items:
+        key = normalize_object_id(it.object_id, names)
+        ref = ref_by_id.get(key) if key not in ambiguous else None
+        if ref is not None and id(ref) not in used:
+            used.add(id(ref))
+            result.pairs.append((it, ref, "id", None))
+        else:
+            left.append(it)
+    free_refs = [r for r in refs if id(r) not in used]
+    if left and free_refs and by_position:
+        left_kept, left_xy, fail_a = _centres(left, survey)
+        ref_kept, ref_xy, fail_b = _centres(free_refs, survey)
+        result.failures += fail_a + fail_b
+        failed = {f for f, _ in fail_a}
+        if len(left_kept) and len(ref_kept):
+            from astropy import units as u
+            from astropy.coordinates import SkyCoord
+
+            a = SkyCoord(left_xy[:, 0] * u.deg, left_xy[:, 1] * u.deg)
+            b = SkyCoord(ref_xy[:, 0] * u.deg, ref_xy[:, 1] * u.deg)
+            idx, sep, _ = a.match_to_catalog_sky(b)
+            sep_arcsec = sep.to(u.arcsec).value
+            # closest first, so that a reference claimed twice goes to the nearer file
+            taken: set[int] = set()
+            matched: set[int] = set()
+            for i in np.argsort(sep_arcsec, kind="stable"):
+                j = int(idx[i])
+                if sep_arcsec[i] <= radius_arcsec and j not in taken:
+                    taken.add(j)
+                    matched.add(int(i))
+                    result.pairs.append((left_kept[i], ref_kept[j], "position", float(sep_arcsec[i])))
+                    used.add(id(ref_kept[j]))
+        else:
+            matched = set()
+        matched_ids = {id(left_kept[i]) for i in matched} if len(left_kept) else set()
+        result.unmatched = [it for it in left if id(it) not in matched_ids and str(it.path) not in failed]
+    else:
+        result.unmatched = left
+    result.unused_ref = [r for r in refs if id(r) not in used]
+    return result
+
+
+# --- results ------------------------------------------------------------------------
+
+
+@dataclass
+class MethodResult:
+    """Everything measured for one prediction set.
+
+    Attributes
+    ----------
+    name : str
+    pairs : list of Pair
+        The pairs actually measured, in the order of the per-image arrays.
+    columns : dict
+        ``{column: (N, C) float64 array}`` per-image quantities of every metric.
+    n_masked : ndarray, shape (N, C)
+        Bad pixels zeroed per image and band.
+    results : dict
+        ``{metric name: MetricResult}``.
+    matching : Matching
+    """
+
+    name: str
+    pairs: list[Pair] = field(default_factory=list)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    n_masked: np.ndarray | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+    matching: Matching | None = None
+    summaries: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    """The outcome of :func:`evaluate` (also what the plots and the table read).
+
+    Attributes
+    ----------
+    survey : Survey
+    bands : tuple of str
+        Bands evaluated.
+    metrics : list of str
+    methods : dict of MethodResult
+    failures : list of (file, reason)
+        Files that could not be read or used (each reported once).
+    unmatched : list of (method, file)
+        Predictions without a reference.
+    unused_ref : dict
+        ``{method: [reference files without a prediction]}``.
+    ref_without_truth : list of str
+        References that no truth file matched (with ``truth``; they are not measured).
+    noise_sigma : str
+        How the flux plot's noise lines were measured.
+    parameters : dict
+    report : dict
+        The content of metrics.json.
+    files : dict
+        Written files (name -> path), empty without ``out``.
+    """
+
+    survey: Any
+    bands: tuple[str, ...]
+    metrics: list[str]
+    methods: dict[str, MethodResult]
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    unmatched: list[tuple[str, str]] = field(default_factory=list)
+    unused_ref: dict[str, list[str]] = field(default_factory=dict)
+    ref_without_truth: list[str] = field(default_factory=list)
+    noise_sigma: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_problems(self) -> int:
+        """Files that failed, predictions without a reference, references left without a
+        prediction or (with truth) without a truth."""
+        return (
+            len(self.failures)
+            + len(self.unmatched)
+            + sum(len(v) for v in self.unused_ref.values())
+            + len(self.ref_without_truth)
+        )
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every file was read and matched, 1 otherwise."""
+        return 0 if self.n_problems == 0 else 1
+
+
+# --- measuring ----------------------------------------------------------------------
+
+
+def _quantities(metric_classes) -> dict[str, Any]:
+    out = {}
+    for cls in metric_classes:
+        for q in cls.columns:
+            out[q.name] = (cls.name, "image", q)
+        for q in cls.set_quantities:
+            out[f"{cls.name}.{q.name}"] = (cls.name, "set", q)
+    return out
+
+
+class _Runner:
+    """Reads the chunks of one prediction set (thread-safe; failures filed under a lock)."""
+
+    def __init__(self, survey, band_index, failures, lock):
+        self.survey = survey
+        self.band_index = band_index
+        self.failures = failures
+        self.lock = lock
+
+    def _fail(self, path, reason):
+        with self.lock:
+            self.failures.append((str(path), reason))
+
+    def _read(self, src, cache):
+        from survey2survey.fits_io import read_cutout
+
+        key = id(src)
+        if key in cache:
+            return cache[key]
+        try:
+            cut = read_cutout(src, self.survey)
+        except CutoutError as exc:
+            self._fail(exc.path, exc.reason)
+            cut = None
+        cache[key] = cut
+        return cut
+
+    def load_chunk(self, pairs: Sequence[Pair]):
+        """Read one chunk of pairs: (pred, ref, truth, (kept pairs, n_masked)) or None."""
+        cache: dict[int, Any] = {}
+        kept, preds, refs, truths, masked = [], [], [], [], []
+        for pair in pairs:
+            ref = self._read(pair.ref, cache)
+            pred = self._read(pair.pred, cache)
+            truth = self._read(pair.truth, cache) if pair.truth is not None else None
+            if ref is None or pred is None or (pair.truth is not None and truth is None):
+                continue
+            if pred.data.shape != ref.data.shape:
+                h, w = ref.data.shape[-2:]
+                self._fail(
+                    pred.path,
+                    f"size {pred.data.shape[2]}x{pred.data.shape[1]} px differs from the reference's {w}x{h} px "
+                    f"({ref.path.name})",
+                )
+                continue
+            if truth is not None and truth.data.shape != ref.data.shape:
+                self._fail(truth.path, f"size differs from the reference's ({ref.path.name})")
+                continue
+            sel = self.band_index
+            p, r = pred.data[sel], ref.data[sel]
+            t = truth.data[sel] if truth is not None else None
+            bad = None
+            for cut in (pred, ref, truth):
+                if cut is not None and cut.mask is not None:
+                    bad = cut.mask[sel] if bad is None else (bad | cut.mask[sel])
+            if bad is not None and bad.any():
+                # a pixel unknown in one image is compared nowhere: zero it everywhere
+                p, r = np.where(bad, 0.0, p), np.where(bad, 0.0, r)
+                t = np.where(bad, 0.0, t) if t is not None else None
+                masked.append(bad.sum(axis=(-2, -1)))
+            else:
+                masked.append(np.zeros(len(sel), dtype=np.int64))
+            kept.append(pair)
+            preds.append(p)
+            refs.append(r)
+            truths.append(t)
+        if not kept:
+            return None
+        pred_a = np.stack(preds).astype(np.float32, copy=False)
+        ref_a = np.stack(refs).astype(np.float32, copy=False)
+        truth_a = np.stack(truths).astype(np.float32, copy=False) if truths[0] is not None else None
+        return pred_a, ref_a, truth_a, (kept, np.stack(masked))
+
+
+def _measure(loaders: Sequence[Callable[[], Any]], metrics: Sequence[Any], jobs: int, on_chunk=None):
+    """Load chunks and feed the metrics in ``jobs`` threads.
+
+    Parameters
+    ----------
+    loaders : sequence of callable
+        Each returns ``(pred, ref, truth, meta)`` with arrays (n, C, H, W), or None when
+        nothing in its chunk could be used.
+    metrics : sequence of Metric
+    jobs : int
+    on_chunk : callable, optional
+        ``on_chunk(index)`` after each chunk, in order.
+
+    Returns
+    -------
+    list of (meta, columns)
+        In chunk order, chunks that gave nothing left out; ``columns`` maps each per-image
+        quantity to its (n, C) array.
+    """
+
+    def work(index: int):
+        loaded = loaders[index]()
+        if loaded is None:
+            return index, None, {}
+        pred, ref, truth, meta = loaded
+        columns: dict[str, np.ndarray] = {}
+        for metric in metrics:
+            try:
+                columns.update(metric.update(pred, ref, truth, index=index))
+            except ValueError as exc:  # a metric that cannot apply to these images at all
+                raise UsageError(f"metric {metric.name}: {exc} (leave it out with --metrics)") from None
+        return index, meta, columns
+
+    outputs = []
+    if jobs <= 1:
+        results = map(work, range(len(loaders)))
+        for out in results:
+            outputs.append(out)
+            if on_chunk is not None:
+                on_chunk(out[0])
+    else:
+        # the GIL is released by FITS reading, numpy, scipy.ndimage and scipy.fft alike
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for out in pool.map(work, range(len(loaders))):
+                outputs.append(out)
+                if on_chunk is not None:
+                    on_chunk(out[0])
+    return [(meta, cols) for _, meta, cols in sorted(outputs, key=lambda o: o[0]) if meta is not None]
+
+
+def _collect(outputs) -> dict[str, np.ndarray]:
+    keys = list(dict.fromkeys(k for _, cols in outputs for k in cols))
+    return {k: np.concatenate([np.asarray(cols[k], dtype=np.float64) for _, cols in outputs]) for k in keys}
+
+
+def measure_arrays(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    truth: np.ndarray | None = None,
+    *,
+    survey="sdss",
+    bands: Sequence[str] | None = None,
+    metrics: str | Sequence[str] | None = None,
+    r_max: float | None = None,
+    aperture_radius: float | None = None,
+    jobs: int | None = None,
+    chunk_size: int | None = None,
+) -> MethodResult:
+    """Run the metrics on arrays already in memory (no FITS files).
+
+    Parameters
+    ----------
+    pred, ref : ndarray, shape (N, C, H, W)
+        Matched predictions and references, native flux units of ``survey``.
+    truth : ndarray, shape (N, C, H, W), optional
+        Noise-free references.
+    survey : Survey or str
+        For the zero point, pixel scale and units.
+    bands : sequence of str, optional
+        Names of the C bands; default the survey's bands (C must then match).
+    metrics : str or sequence of str, optional
+        Default: all that apply.
+    r_max, aperture_radius, jobs, chunk_size
+        As in :func:`evaluate` (``aperture_radius`` in arcsec).
+
+    Returns
+    -------
+    MethodResult
+        ``columns`` (per-image quantities, (N, C)) and ``results`` (set-level, per metric).
+    """
+    from survey2survey.metrics import get_metric_class, parse_metrics
+    from survey2survey.surveys import get_survey
+
+    survey = get_survey(survey)
+    bands = tuple(bands) if bands is not None else survey.bands
+    if pred.ndim != 4 or pred.shape != ref.shape or pred.shape[1] != len(bands):
+        raise UsageError(f"pred {pred.shape} and ref {ref.shape} must both be (N, {len(bands)}, H, W)")
+    if truth is not None and truth.shape != ref.shape:
+        raise UsageError(f"truth {truth.shape} must have the shape of ref {ref.shape}")
+    names = parse_metrics(metrics if metrics is None or isinstance(metrics, str) else ",".join(metrics),
+                          truth is not None)
+    context = _context(survey, bands, r_max, aperture_radius)
+    instances = [get_metric_class(n)(context) for n in names]
+    size = chunk_size or _chunk_size(survey, len(bands), None, pred.shape[-2:])
+
+    def loader(start):
+        sl = slice(start, start + size)
+        return pred[sl], ref[sl], (truth[sl] if truth is not None else None), sl
+
+    loaders = [lambda s=start: loader(s) for start in range(0, pred.shape[0], size)]
+    jobs = max(1, int(jobs)) if jobs else max(1, min(2, os.cpu_count() or 1))
+    outputs = _measure(loaders, instances, jobs)
+    result = MethodResult(name="pred")
+    result.columns = _collect(outputs)
+    result.results = {m.name: m.result() for m in instances}
+    return result
+
+
+def _context(survey, bands, r_max, aperture_radius_arcsec):
+    from survey2survey.metrics.base import MetricContext
+
+    return MetricContext(
+        bands=tuple(bands),
+        pixel_scale=survey.pixel_scale,
+        zero_point=survey.zero_point,
+        flux_unit=survey.flux_unit,
+        r_max=r_max,
+        aperture_radius=None if aperture_radius_arcsec is None else aperture_radius_arcsec / survey.pixel_scale,
+    )
+
+
+def _chunk_size(survey, n_bands: int, requested: int | None, shape=None) -> int:
+    if requested:
+        return max(1, int(requested))
+    h, w = shape if shape is not None else (survey.cutout_size, survey.cutout_size)
+    per_image = n_bands * h * w
+    return int(min(256, max(8, _CHUNK_VALUES // max(per_image, 1))))
+
+
+def _detect_survey(sources: Sequence[Any]):
+    from survey2survey.fits_io import read_cutout
+
+    for src in sources[:5]:
+        try:
+            cut = read_cutout(src, None)
+        except (CutoutError, S2SError):
+            continue
+        if cut.survey is not None:
+            return cut.survey
+    return None
+
+
+def _parse_bands(band: str | Sequence[str] | None, survey) -> tuple[int, ...]:
+    if band is None or (isinstance(band, str) and band.strip().lower() in ("", "all")):
+        return tuple(range(survey.n_bands))
+    names = [b.strip() for b in band.split(",")] if isinstance(band, str) else list(band)
+    idx = []
+    for name in names:
+        if not name:
+            continue
+        try:
+            i = survey.band_index(name)
+        except SurveyError:
+            raise UsageError(
+                f"unknown band {name!r} for survey {survey.name} (bands: {','.join(survey.bands)}, or 'all')"
+            ) from None
+        if i not in idx:
+            idx.append(i)
+    if not idx:
+        raise UsageError("no band given (use a band name such as r, or 'all')")
+    return tuple(sorted(idx))
+
+
+def evaluate(
+    pred: Mapping[str, Sequence[str | os.PathLike]] | Sequence[str | os.PathLike],
+    ref: Sequence[str | os.PathLike] | str | os.PathLike,
+    truth: Sequence[str | os.PathLike] | str | os.PathLike | None = None,
+    *,
+    metrics: str | Sequence[str] | None = None,
+    band: str | Sequence[str] | None = "all",
+    survey=None,
+    out: str | os.PathLike | None = None,
+    plots: bool = True,
+    match_radius: float = MATCH_RADIUS_ARCSEC,
+    r_max: float | None = None,
+    aperture_radius: float | None = None,
+    jobs: int | None = None,
+    chunk_size: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Evaluation:
+    """Measure how close translated cutouts are to their references.
+
+    Parameters
+    ----------
+    pred : mapping or sequence of paths
+        ``{method name: [files, directories or globs]}``; a plain sequence is one method
+        named ``"pred"``.
+    ref : path or sequence of paths
+        Reference cutouts of the same survey (the real images).
+    truth : path or sequence of paths, optional
+        Noise-free versions of the references (as the simulator writes them); enables the
+        ``photometry`` and ``noise`` metrics and the exact noise level of the flux lines.
+    metrics : str or sequence of str, optional
+        Names (comma-separated or a list); default every metric that applies.
+    band : str or sequence of str
+        ``"all"`` (default), one band (``"r"``) or several (``"g,r"``).
+    survey : Survey or str, optional
+        Survey of the images; default from the headers (``SURVEY``, ``S2STGTSV``, ...).
+    out : path, optional
+        Report directory: metrics.json, per_image.csv, arrays.npz and plots.
+    plots : bool
+        Draw the PNG plots (with ``out``).
+    match_radius : float
+        Arcsec, for matching by sky position.
+    r_max : float, optional
+        Radius (px) of the magnitude / S/N / profile region; default half the cutout.
+    aperture_radius : float, optional
+        Photometry aperture radius in arcsec; default 2 arcsec.
+    jobs : int, optional
+        Threads; default up to 2.
+    chunk_size : int, optional
+        Images per chunk; default about 16 MB per array.
+    progress : callable, optional
+        ``progress(method, done, total)`` after each chunk.
+
+    Returns
+    -------
+    Evaluation
+
+    Raises
+    ------
+    UsageError
+        No input found, unknown metric or band, metrics needing ``truth`` without it,
+        survey unknown, or no prediction matched any reference (exit code 2).
+    """
+    import time
+
+    from survey2survey.fits_io import find_cutouts
+    from survey2survey.metrics import get_metric_class, parse_metrics
+    from survey2survey.surveys import get_survey
+
+    t_start = time.perf_counter()
+    if isinstance(pred, Mapping):
+        pred_inputs = {str(k): [str(p) for p in v] for k, v in pred.items()}
+    else:
+        pred_inputs = {"pred": [str(p) for p in ([pred] if isinstance(pred, (str, os.PathLike)) else pred)]}
+    if not pred_inputs:
+        raise UsageError("no predictions given (--pred DIR)")
+    ref_inputs = [str(ref)] if isinstance(ref, (str, os.PathLike)) else [str(r) for r in ref]
+    truth_inputs = None
+    if truth is not None:
+        truth_inputs = [str(truth)] if isinstance(truth, (str, os.PathLike)) else [str(t) for t in truth]
+    have_truth = truth_inputs is not None
+    metric_text = metrics if (metrics is None or isinstance(metrics, str)) else ",".join(metrics)
+    metric_names = parse_metrics(metric_text, have_truth)
+
+    survey_obj = get_survey(survey) if survey is not None else None
+    ref_sources = find_cutouts(ref_inputs, survey_obj)
+    if survey_obj is None:
+        survey_obj = _detect_survey(ref_sources)
+        if survey_obj is None:
+            first = [s for ss in pred_inputs.values() for s in ss]
+            survey_obj = _detect_survey(find_cutouts(first, None))
+        if survey_obj is None:
+            raise UsageError(
+                f"cannot tell the survey of {ref_inputs[0]} from its headers (no SURVEY / S2STGTSV / "
+                "TELESCOP keyword or known pixel scale): give --survey"
+            )
+    band_index = _parse_bands(band, survey_obj)
+    bands = tuple(survey_obj.bands[i] for i in band_index)
+
+    truth_by_ref: dict[int, Any] = {}
+    unmatched_truth: list[str] = []
+    failures: list[tuple[str, str]] = []
+    if have_truth:
+        truth_sources = find_cutouts(truth_inputs, survey_obj)
+        tm = match_sources(truth_sources, ref_sources, survey_obj, radius_arcsec=match_radius)
+        failures += tm.failures
+        for t, r, _, _ in tm.pairs:
+            truth_by_ref[id(r)] = t
+        # truth files beyond the references are fine (a simulation's whole truth set);
+        # a reference without its truth cannot be measured against it
+        unmatched_truth = [str(s.path) for s in tm.unused_ref]
+
+    context = _context(survey_obj, bands, r_max, aperture_radius)
+    classes = [get_metric_class(n) for n in metric_names]
+    n_jobs = max(1, int(jobs)) if jobs else max(1, min(2, os.cpu_count() or 1))
+    size = _chunk_size(survey_obj, len(bands), chunk_size)
+    lock = threading.Lock()
+
+    evaluation = Evaluation(survey=survey_obj, bands=bands, metrics=metric_names, methods={})
+    evaluation.ref_without_truth = unmatched_truth
+    any_pairs = False
+    for name, inputs in pred_inputs.items():
+        sources = find_cutouts(inputs, survey_obj)
+        m = match_sources(sources, ref_sources, survey_obj, radius_arcsec=match_radius)
+        failures += m.failures
+        pairs = []
+        for p, r, how, sep in m.pairs:
+            t = truth_by_ref.get(id(r)) if have_truth else None
+            if have_truth and t is None:
+                continue  # the reference has no truth: reported in unmatched_truth
+            pairs.append(Pair(normalize_object_id(r.object_id), p, r, t, how, sep))
+        pairs.sort(key=lambda pr: (str(pr.ref.path.parent), pr.object_id))
+        result = MethodResult(name=name, matching=m)
+        evaluation.methods[name] = result
+        evaluation.unmatched += [(name, str(s.path)) for s in m.unmatched]
+        evaluation.unused_ref[name] = [str(s.path) for s in m.unused_ref]
+        if not pairs:
+            continue
+        any_pairs = True
+        instances = [cls(context) for cls in classes]
+        runner = _Runner(survey_obj, list(band_index), failures, lock)
+        chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
+        loaders = [lambda c=c: runner.load_chunk(c) for c in chunks]
+        done = [0]
+
+        def on_chunk(index, name=name, chunks=chunks, total=len(pairs)):
+            done[0] += len(chunks[index])
+            if progress is not None:
+                progress(name, done[0], total)
+
+        outputs = _measure(loaders, instances, n_jobs, on_chunk)
+        result.pairs = [p for (kept, _), _ in outputs for p in kept]
+        if result.pairs:
+            result.columns = _collect(outputs)
+            result.n_masked = np.concatenate([masked for (_, masked), _ in outputs])
+        result.results = {mt.name: mt.result() for mt in instances} if result.pairs else {}
+        if "flux" in result.results:
+            evaluation.noise_sigma = result.results["flux"].notes.get("noise_sigma")
+    if not any_pairs:
+        n_pred = sum(len(v) for v in pred_inputs.values())
+        raise UsageError(
+            f"no prediction matched a reference ({n_pred} prediction input(s), {len(ref_sources)} reference "
+            f"cutout(s){', or the matched references have no truth' if have_truth else ''}): check the file names "
+            "or the WCS"
+        )
+    # one line per file, even if several methods tripped on the same reference
+    evaluation.failures = list(dict.fromkeys(failures))
+    evaluation.parameters = {
+        "r_max_px": r_max if r_max is not None else survey_obj.cutout_size / 2.0,
+        "r_max_rule": "given" if r_max is not None else "half the cutout side",
+        "aperture_radius_arcsec": aperture_radius if aperture_radius is not None else 2.0,
+        "match_radius_arcsec": match_radius,
+        "spread": "sigma_MAD = 1.4826 x median absolute deviation",
+        "ssim": "11x11 Gaussian window, sigma 1.5 px, C1 = (0.01 R)^2, C2 = (0.03 R)^2, R = max - min of ref",
+        "fourier_layout": "unshifted FFT: zero frequency in the corners, highest frequency at the centre",
+        "jobs": n_jobs,
+        "chunk_size": size,
+    }
+    evaluation.inputs = {"pred": pred_inputs, "ref": ref_inputs, "truth": truth_inputs}
+    evaluation.timings["measure_s"] = time.perf_counter() - t_start
+    _aggregate(evaluation, classes)
+    if out is not None:
+        t0 = time.perf_counter()
+        write_report(evaluation, out, plots=plots)
+        evaluation.timings["write_s"] = time.perf_counter() - t0
+    return evaluation
+
+
+def _aggregate(evaluation: Evaluation, classes) -> None:
+    from survey2survey.metrics.stats import summarize
+
+    quantities = _quantities(classes)
+    flux_unit = evaluation.survey.flux_unit
+    results: dict[str, Any] = {}
+    notes: dict[str, Any] = {}
+    for name, mres in evaluation.methods.items():
+        per_band: dict[str, Any] = {}
+        for b, band in enumerate(evaluation.bands):
+            entry: dict[str, Any] = {"n_images": len(mres.pairs)}
+            for cls in classes:
+                per_image = {
+                    q.name: summarize(mres.columns[q.name][:, b]) for q in cls.columns if q.name in mres.columns
+                }
+                mr = mres.results.get(cls.name)
+                set_values = dict(mr.values.get(band, {})) if mr is not None else {}
+                entry[cls.name] = {"per_image": per_image, "set": set_values}
+                if mr is not None and mr.notes:
+                    notes[cls.name] = mr.notes
+            per_band[band] = entry
+        mres.summaries = per_band
+        results[name] = per_band
+    evaluation.report = {
+        "format": EVALUATE_FORMAT,
+        "version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "survey": evaluation.survey.to_dict(),
+        "flux_unit": flux_unit,
+        "bands": list(evaluation.bands),
+        "metrics": list(evaluation.metrics),
+        "inputs": evaluation.inputs,
+        "noise_sigma": evaluation.noise_sigma,
+        "parameters": evaluation.parameters,
+        "quantities": {
+            key: {
+                "metric": metric,
+                "level": level,
+                "label": q.label,
+                "unit": q.unit_for(flux_unit),
+                "ideal": q.ideal,
+                "description": q.description,
+            }
+            for key, (metric, level, q) in quantities.items()
+        },
+        "matching": {
+            name: {
+                "pairs_measured": len(m.pairs),
+                "matched_by_id": m.matching.by_id if m.matching else 0,
+                "matched_by_position": m.matching.by_position if m.matching else 0,
+                "unmatched_pred": [str(s.path) for s in (m.matching.unmatched if m.matching else [])],
+                "reference_without_pred": evaluation.unused_ref.get(name, []),
+            }
+            for name, m in evaluation.methods.items()
+        },
+        "reference_without_truth": evaluation.ref_without_truth,
+        "failures": [{"file": f, "reason": r} for f, r in evaluation.failures],
+        "results": results,
+        "notes": notes,
+        "timings_s": {k: round(v, 3) for k, v in evaluation.timings.items()},
+    }
+
+
+# --- writing ------------------------------------------------------------------------
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CutoutError(path, f"cannot write output ({exc.strerror or exc})") from None
+    finally:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _fmt(x: float) -> str:
+    return "" if not np.isfinite(x) else f"{x:.7g}"
+
+
+def per_image_csv(evaluation: Evaluation) -> str:
+    """The per-image table (one row per method, object and band) as CSV text."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    cols: list[str] = []
+    for m in evaluation.methods.values():
+        cols += [c for c in m.columns if c not in cols]
+    writer.writerow(
+        ["method", "object_id", "band", "pred_file", "ref_file", "truth_file", "matched_by", "separation_arcsec",
+         "n_masked"] + cols
+    )
+    for name, m in evaluation.methods.items():
+        for i, pair in enumerate(m.pairs):
+            for b, band in enumerate(evaluation.bands):
+                writer.writerow(
+                    [name, pair.object_id, band, str(pair.pred.path), str(pair.ref.path),
+                     str(pair.truth.path) if pair.truth is not None else "", pair.how,
+                     "" if pair.separation is None else f"{pair.separation:.3f}",
+                     int(m.n_masked[i, b]) if m.n_masked is not None else 0]
+                    + [_fmt(m.columns[c][i, b]) if c in m.columns else "" for c in cols]
+                )
+    return buf.getvalue()
+
+
+def _arrays(evaluation: Evaluation) -> dict[str, np.ndarray]:
+    out = {"bands": np.array(evaluation.bands)}
+    for name, m in evaluation.methods.items():
+        for metric, res in m.results.items():
+            for key, arr in res.arrays.items():
+                out[f"{name}/{metric}/{key}"] = np.asarray(arr)
+    return out
+
+
+def write_report(evaluation: Evaluation, out: str | os.PathLike, plots: bool = True) -> dict[str, str]:
+    """Write metrics.json, per_image.csv, arrays.npz and the plots into ``out``.
+
+    Every file is written to a temporary name in ``out`` and renamed into place.
+
+    Returns
+    -------
+    dict
+        File kind -> path written.
+    """
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot create the report directory ({exc.strerror or exc})") from None
+    files: dict[str, str] = {}
+    csv_path = out / "per_image.csv"
+    _atomic_bytes(csv_path, per_image_csv(evaluation).encode("utf-8"))
+    files["per_image_csv"] = str(csv_path)
+    npz_path = out / "arrays.npz"
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **_arrays(evaluation))
+    _atomic_bytes(npz_path, buf.getvalue())
+    files["arrays"] = str(npz_path)
+    if plots:
+        from survey2survey.plots import plot_all
+
+        for kind, path in plot_all(evaluation, out).items():
+            files[f"plot_{kind}"] = str(path)
+    evaluation.files = files
+    evaluation.report["files"] = {k: Path(v).name for k, v in files.items()}
+    json_path = out / "metrics.json"
+    text = json.dumps(evaluation.report, indent=2, allow_nan=False, default=_json_default)
+    _atomic_bytes(json_path, (text + "\n").encode("utf-8"))
+    files["metrics_json"] = str(json_path)
+    return files
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.floating, np.integer)):
+        v = obj.item()
+        return v if not (isinstance(v, float) and not np.isfinite(v)) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# --- the terminal table -------------------------------------------------------------
+
+
+def _format_value(x: float | None, digits: int = 3) -> str:
+    """A number for the terminal table: 3 significant digits, no needless exponents."""
+    if x is None or not np.isfinite(x):
+        return "—"
+    ax = abs(x)
+    if ax == 0:
+        return "0"
+    if ax < 1e-3 or ax >= 1e6:
+        return f"{x:.{digits - 1}e}"
+    if ax >= 10 ** digits:
+        return f"{x:.0f}"
+    return f"{x:.{digits}g}"
+
+
+def table_rows(evaluation: Evaluation, band: str) -> list[tuple[str, str, str, str, list[str]]]:
+    """Headline rows for one band: (metric, label, unit, ideal, [value per method]).
+
+    Per-image quantities read ``median ± spread`` (spread = sigma_MAD over the images);
+    set-level quantities are one number.
+    """
+    from survey2survey.metrics import get_metric_class
+
+    rows: list[tuple[str, str, str, str, list[str]]] = [
+        ("", "images measured", "", "", [str(len(m.pairs)) for m in evaluation.methods.values()])
+    ]
+    flux_unit = evaluation.survey.flux_unit
+    for metric in evaluation.metrics:
+        cls = get_metric_class(metric)
+        for q in cls.columns:
+            if not q.headline:
+                continue
+            cells = []
+            for m in evaluation.methods.values():
+                s = m.summaries.get(band, {}).get(metric, {}).get("per_image", {}).get(q.name)
+                if not s or s.get("median") is None:
+                    cells.append("—")
+                else:
+                    cells.append(f"{_format_value(s['median'])} ± {_format_value(s['spread'], 2)}")
+            rows.append((metric, q.label, q.unit_for(flux_unit), q.ideal, cells))
+        for q in cls.set_quantities:
+            if not q.headline:
+                continue
+            cells = [
+                _format_value(m.summaries.get(band, {}).get(metric, {}).get("set", {}).get(q.name))
+                for m in evaluation.methods.values()
+            ]
+            rows.append((metric, q.label, q.unit_for(flux_unit), q.ideal, cells))
+    return rows
