@@ -54,6 +54,7 @@ __all__ = [
     "make_wcs",
     "detect_survey",
     "verify_fits",
+    "write_hdul_atomic",
 ]
 
 #: File name endings recognised as FITS.
@@ -412,6 +413,7 @@ def read_cutout(
 
     planes: list[np.ndarray] = []
     names: list[str | None] = []
+    file_mask: np.ndarray | None = None  # from a MASK extension, in file band order
     header: fits.Header | None = None
     wcs: WCS | None = None
 
@@ -435,22 +437,27 @@ def read_cutout(
                 if wcs is None:
                     wcs = _celestial_wcs(images[0].header, file_path, warn)
                 continue
+            # s2s's own outputs carry a MASK extension (and SAMPLEn realisations) after the cube
+            mask_hdus = [h for h in images if h.name == "MASK"]
+            images = [h for h in images if h.name != "MASK"]
+            if not images:
+                raise CutoutError(file_path, "no image data in any HDU")
             first = images[0]
             naxis = first.header.get("NAXIS")
-            if naxis == 3 and len(images) == 1:
+            if naxis == 3:
+                # the first cube is the cutout; further HDUs (extra noise samples) are not read
                 cube = _load_data(first, file_path)
                 planes = list(cube)
                 cube_names = _cube_bands(first.header, cube.shape[0])
                 names = list(cube_names) if cube_names else [None] * cube.shape[0]
                 wcs = _celestial_wcs(first.header, file_path, warn)
-            elif all(h.header.get("NAXIS") == 2 for h in images) and len(images) >= 1:
+                if mask_hdus and mask_hdus[0].data is not None and mask_hdus[0].data.shape == cube.shape:
+                    file_mask = np.asarray(mask_hdus[0].data) != 0
+            elif all(h.header.get("NAXIS") == 2 for h in images):
                 for h in images:
                     planes.append(_load_data(h, file_path))
                     names.append(_band_from_header(h.header))
                 wcs = _celestial_wcs(first.header, file_path, warn)
-                if len(images) == 1:
-                    # one 2-D image: a single-band cutout
-                    pass
             else:
                 shapes = ", ".join(str(h.data.shape if h.data is not None else None) for h in images[:3])
                 raise CutoutError(
@@ -489,6 +496,8 @@ def read_cutout(
         order = [mapped.index(b) for b in survey_obj.bands]
         data = np.stack([planes[i] for i in order])
         bands = tuple(survey_obj.bands)
+        if file_mask is not None:
+            file_mask = file_mask[order]
     else:
         if any(n is None for n in names):
             raise CutoutError(path, "cannot tell the survey or the bands: give the survey (--from / --survey)")
@@ -503,6 +512,8 @@ def read_cutout(
     data, mask = _fill_bad(np.ascontiguousarray(data, dtype=np.float32), path, max_bad_fraction, bands)
     if mask is not None:
         warn.append(f"{int(mask.sum())} NaN/inf pixel(s) filled with 0 and masked")
+    if file_mask is not None and file_mask.any():
+        mask = file_mask if mask is None else (mask | file_mask)
     if wcs is None:
         warn.append("no WCS: sky positions unknown")
     return Cutout(
@@ -618,7 +629,12 @@ class Provenance:
         return out
 
 
-def _atomic_write(hdul: fits.HDUList, path: Path, overwrite: bool, fsync: bool = True) -> None:
+def write_hdul_atomic(hdul: fits.HDUList, path: Path, overwrite: bool = False, fsync: bool = True) -> None:
+    """Write an HDUList with CHECKSUM/DATASUM via a temporary file and a rename.
+
+    Raises :class:`OutputExistsError` if ``path`` exists and not ``overwrite``; never
+    leaves a partial file under ``path``.
+    """
     path = Path(path)
     directory = path.parent
     if not directory.exists():
@@ -743,7 +759,7 @@ def write_cutout(
     with warnings.catch_warnings():
         # long values (file names, hashes) leave no room for the comment: keep the value
         warnings.filterwarnings("ignore", message="Card is too long, comment will be truncated")
-        _atomic_write(fits.HDUList(hdus), path, overwrite, fsync)
+        write_hdul_atomic(fits.HDUList(hdus), path, overwrite, fsync)
     return path
 
 

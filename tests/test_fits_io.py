@@ -265,3 +265,19 @@ def test_verify_detects_corruption(tmp_path):
     p.write_bytes(bytes(raw))
     with pytest.raises(CutoutError, match="verification failed"):
         verify_fits(p)
+
+
+def test_reads_back_own_output_with_mask_and_sample_extensions(tmp_path):
+    data = _cube()
+    mask = np.zeros(data.shape, bool)
+    mask[1, 3, 4] = True
+    extra = [fits.ImageHDU(data + 1, name="SAMPLE2")]
+    p = write_cutout(tmp_path / "o.cfht.fits", data, "sdss", mask=mask, extra_hdus=extra)
+    c = read_cutout(p)
+    np.testing.assert_array_equal(c.data, data)  # the primary cube, not a sample
+    assert c.mask is not None and c.mask.sum() == 1 and c.mask[1, 3, 4]
+    # a MASK extension in a multi-extension layout is not taken for a band
+    hdus = [fits.PrimaryHDU()] + [fits.ImageHDU(data[i], name=b.upper()) for i, b in enumerate(BANDS)]
+    hdus.append(fits.ImageHDU(np.zeros((64, 64), np.uint8), name="MASK"))
+    fits.HDUList(hdus).writeto(tmp_path / "mef.fits")
+    np.testing.assert_array_equal(read_cutout(tmp_path / "mef.fits", "sdss").data, data)

@@ -1,0 +1,270 @@
+"""Translation speed, measured in one run: model-only images/s and FITS-to-FITS cutouts/s.
+
+    python bench/translate_speed.py                          # CPU, small counts (a minute or two)
+    python bench/translate_speed.py --device cuda --n 20000 --files 20000 --workers 15
+
+Model-only rows time the generator plus a fresh noise-emulator draw (F = G + NE, z drawn on
+the device from per-object seeds) on inputs already on the device, output left there:
+torch fp32 eager, bf16 autocast, torch.compile, then the full engine call with host copies
+and ONNX Runtime (CPU provider, and CUDA when it really runs).  The bf16 row also reports
+the bf16 error of G(x) against the emulated noise (RMS in model space), which is what
+decides whether bf16 is good enough.  End-to-end rows run ``translate()`` on a directory
+of FITS cutouts into another directory, and once more with the model replaced by a
+nearest-neighbour resize to show what the reading/writing pipeline alone sustains.
+
+Weights do not change the speed: without ``--model`` a model of the paper's architecture
+with random weights is used.  Targets (SDSS -> CFHT): >= 20,000 images/s model-only and
+>= 3,000 cutouts/s end to end on one H100 with 16 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from survey2survey import model_io  # noqa: E402
+from survey2survey.emulate import noise_inputs, object_seed  # noqa: E402
+from survey2survey.export import TranslationGraph  # noqa: E402
+from survey2survey.fits_io import make_wcs, write_cutout  # noqa: E402
+from survey2survey.nets import NoiseEmulator, generator_cfht_to_sdss, generator_sdss_to_cfht  # noqa: E402
+from survey2survey.surveys import get_survey, to_model_space  # noqa: E402
+from survey2survey import translate as tr  # noqa: E402
+
+
+def random_model(root: Path) -> Path:
+    torch.manual_seed(0)
+    sdss, cfht = get_survey("sdss"), get_survey("cfht")
+    modules = {
+        "generator_sdss_to_cfht": generator_sdss_to_cfht(), "generator_cfht_to_sdss": generator_cfht_to_sdss(),
+        "noise_emulator_cfht": NoiseEmulator(5), "noise_emulator_sdss": NoiseEmulator(5),
+    }
+    config = {
+        "name": "random-weights", "method": "ours", "surveys": {"a": sdss.to_dict(), "b": cfht.to_dict()},
+        "directions": {
+            "sdss->cfht": {"generator": "generator_sdss_to_cfht", "noise_emulator": "noise_emulator_cfht"},
+            "cfht->sdss": {"generator": "generator_cfht_to_sdss", "noise_emulator": "noise_emulator_sdss"},
+        },
+    }
+    return model_io.save_model(root / "model", modules, config)
+
+
+def example_inputs(survey, n: int) -> np.ndarray:
+    """(n, C, H, W) native cutouts: the bundled examples, repeated, else smooth blobs + noise."""
+    from survey2survey.data import example_dir
+    from survey2survey.fits_io import read_cutout
+
+    files = sorted((example_dir() / survey.name).glob("*.fits")) if (example_dir() / survey.name).is_dir() else []
+    if files:
+        cubes = [read_cutout(f, survey).data for f in files]
+    else:
+        rng = np.random.default_rng(0)
+        s = survey.cutout_size
+        yy, xx = np.mgrid[0:s, 0:s] / s - 0.5
+        blob = np.exp(-(xx**2 + yy**2) / 0.01)
+        cubes = [((blob * 5 + 0.05 * rng.standard_normal((5, s, s))) / survey.flux_factor).astype(np.float32)]
+    return np.stack([cubes[i % len(cubes)] for i in range(n)])
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def rate(fn, n_images: int, device, min_seconds: float, max_calls: int) -> float:
+    """Images/s of ``fn`` (one call = n_images), after one warm-up call."""
+    fn()
+    sync(device)
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        sync(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds or calls >= max_calls:
+            return calls * n_images / elapsed
+
+
+def gflop_per_image(gen, shape, device) -> float | None:
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        x = torch.zeros((1, *shape), device=device)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            gen(x)
+        return counter.get_total_flops() / 1e9
+    except Exception:
+        return None
+
+
+def model_only(model, direction, device, batch, args, rows, notes):
+    d = tr.model_directions(model.config)[direction]
+    gen = model.modules[d.generator].to(device).eval()
+    ne = model.modules[d.noise_emulator].to(device).eval()
+    graph = TranslationGraph(gen, ne)
+    in_shape, out_shape = tr.direction_shapes(model, d)
+    native = example_inputs(d.source, batch)
+    x = torch.from_numpy(to_model_space(native, d.source)).to(device)
+    keys = np.array([object_seed(0, f"bench{i}") for i in range(batch)], dtype=np.int64)
+    c = d.target.n_bands
+
+    def step(generator, bf16):
+        z1, z2 = noise_inputs(keys, range(c), *out_shape, 1, device=device)
+        with torch.no_grad():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                g = generator(x)
+            return graph.add_noise(g.float(), z1, z2)
+
+    gf = gflop_per_image(gen, x.shape[1:], device)
+    if gf:
+        notes.append(f"generator {direction}: {gf:.2f} GFLOP per image (torch flop counter)")
+    on_cuda = device.type == "cuda"
+    if on_cuda:
+        gen.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    fp32 = rate(lambda: step(gen, False), batch, device, args.seconds, args.max_calls)
+    rows.append(("model", "torch fp32 eager", fp32, gf))
+    bf16 = rate(lambda: step(gen, True), batch, device, args.seconds, args.max_calls)
+    rows.append(("model", "torch bf16 eager", bf16, gf))
+
+    # bf16 error against the emulated noise, on the same inputs
+    with torch.no_grad():
+        g32 = gen(x).float()
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            g16 = gen(x).float()
+        noise = step(gen, False)[:, 0] - g32
+    err = float(torch.sqrt(torch.mean((g16 - g32) ** 2)))
+    amp = float(torch.sqrt(torch.mean(noise**2)))
+    notes.append(
+        f"bf16 error of G(x): RMS {err:.3g} vs emulated noise RMS {amp:.3g} (ratio {err / amp:.3g}); "
+        f"max |diff| {float((g16 - g32).abs().max()):.3g}, model space"
+    )
+
+    if not args.no_compile:
+        compiled = torch.compile(gen, dynamic=False)
+        t0 = time.perf_counter()
+        step(compiled, on_cuda)
+        sync(device)
+        notes.append(f"torch.compile ({'bf16' if on_cuda else 'fp32'}): first call {time.perf_counter() - t0:.1f} s")
+        rows.append(("model", f"torch compiled {'bf16' if on_cuda else 'fp32'}",
+                     rate(lambda: step(compiled, on_cuda), batch, device, args.seconds, args.max_calls), gf))
+
+    engine = tr.TorchEngine(model, d, str(device), "auto")
+    host = x.float().cpu().numpy()
+    rows.append(("model", f"engine {engine.describe()} incl. host copies",
+                 rate(lambda: engine.run(host, keys), batch, device, args.seconds, args.max_calls), gf))
+    if not args.no_onnx:
+        cpu_model = model_io.load_model(model.path, "cpu")
+        for dev in (["cuda"] if on_cuda else []) + ["cpu"]:
+            try:
+                onnx_engine = tr.OnnxEngine(cpu_model, d, dev)
+            except Exception as exc:  # a provider that does not come up is a note, not a crash
+                notes.append(f"ONNX Runtime on {dev}: not available ({exc})")
+                continue
+            n_onnx = batch if onnx_engine.device == "cuda" else min(batch, args.cpu_batch)
+            rows.append(("model", f"onnx {onnx_engine.provider} incl. host copies",
+                         rate(lambda: onnx_engine.run(host[:n_onnx], keys[:n_onnx]), n_onnx, device, args.seconds,
+                              args.max_calls), gf))
+
+
+class _ResizeEngine:
+    """Stand-in for the model: nearest-neighbour resize, to time the I/O pipeline alone."""
+
+    def __init__(self, model, direction, *a, **k):
+        self.direction = direction
+        self.in_shape, self.out_shape = tr.direction_shapes(model, direction)
+        self.provider, self.precision, self.device = None, "fp32", "cpu"
+
+    def describe(self):
+        return "resize (no model)"
+
+    def run(self, x, keys, samples=1, noise=True, pad_to=None):
+        iy = (np.arange(self.out_shape[0]) * x.shape[2]) // self.out_shape[0]
+        ix = (np.arange(self.out_shape[1]) * x.shape[3]) // self.out_shape[1]
+        return np.ascontiguousarray(x[:, None][:, :, :, iy][:, :, :, :, ix])
+
+
+def end_to_end(model_dir, direction, device, args, rows, notes):
+    src, tgt = direction.split("->")
+    survey = get_survey(src)
+    with tempfile.TemporaryDirectory(prefix="s2s-bench-") as tmp:
+        tmp = Path(tmp)
+        native = example_inputs(survey, min(args.files, 64))
+        wcs = make_wcs(150.0, 2.0, survey.pixel_scale, native.shape[2:])
+        t0 = time.perf_counter()
+        for i in range(args.files):
+            write_cutout(tmp / "in" / f"obj{i:07d}.fits", native[i % len(native)], survey, wcs=wcs)
+        notes.append(f"wrote {args.files} input cutouts in {time.perf_counter() - t0:.1f} s (one process)")
+        kw = dict(model_dir=model_dir, device=str(device), batch_size=args.batch, workers=args.workers, seed=1)
+        report = tr.translate([tmp / "in"], tgt, out_dir=tmp / "out", **kw)
+        rows.append(("fits->fits", f"translate {report.backend}, {report.workers} workers", report.rate, None))
+        notes.append(
+            f"end to end: {report.translated} translated, {len(report.failed)} failed in {report.seconds:.1f} s "
+            f"(model loading and worker start included), batch {report.batch_size}"
+        )
+        real = tr.load_engine
+        tr.load_engine = lambda model, d, *a, **k: _ResizeEngine(model, d)
+        try:
+            io = tr.translate([tmp / "in"], tgt, out_dir=tmp / "out-io", **kw)
+        finally:
+            tr.load_engine = real
+        rows.append(("fits->fits", f"I/O pipeline only (model replaced by a resize), {io.workers} workers", io.rate, None))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--direction", default="sdss->cfht")
+    p.add_argument("--model", type=Path, help="model directory (default: the paper's architecture, random weights)")
+    p.add_argument("--batch", type=int, help="images per call (default 512 on CUDA, 8 on CPU)")
+    p.add_argument("--cpu-batch", type=int, default=8, help="batch of the ONNX Runtime CPU row")
+    p.add_argument("--seconds", type=float, default=3.0, help="time each model row for at least this long")
+    p.add_argument("--max-calls", type=int, default=50)
+    p.add_argument("--files", type=int, default=48, help="cutouts in the end-to-end run")
+    p.add_argument("--workers", type=int, help="reader/writer processes (default: translate's)")
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--no-e2e", action="store_true")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+
+    device = torch.device(tr.resolve_device(args.device))
+    args.batch = args.batch or (512 if device.type == "cuda" else 8)
+    rows: list = []
+    notes: list[str] = [
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} CPU cores'}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}"
+    ]
+    with tempfile.TemporaryDirectory(prefix="s2s-bench-model-") as tmp:
+        os.environ.setdefault("S2S_CACHE", str(Path(tmp) / "cache"))
+        model_dir = args.model or random_model(Path(tmp))
+        model = model_io.load_model(model_dir, "cpu")
+        model_only(model, args.direction, device, args.batch, args, rows, notes)
+        if not args.no_e2e:
+            end_to_end(model_dir, args.direction, device, args, rows, notes)
+
+    base = rows[0][2]
+    print(f"\n{args.direction} translation speed")
+    for line in notes:
+        print("  " + line)
+    print(f"\n  {'kind':<11} {'what':<62} {'per s':>10} {'x fp32':>7} {'TFLOP/s':>8}")
+    for kind, what, value, gf in rows:
+        tflops = f"{value * gf / 1e3:8.2f}" if gf else " " * 8
+        unit = "img" if kind == "model" else "cutouts"
+        print(f"  {kind:<11} {what:<62} {value:>6.1f} {unit:<4}{value / base:>6.2f}x {tflops}")
+    if args.json:
+        args.json.write_text(json.dumps({"notes": notes, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

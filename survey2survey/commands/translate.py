@@ -1,0 +1,94 @@
+"""Translate cutouts into another survey (generator + noise emulator), FITS in, FITS out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def main(
+    inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Cutout files, directories (recursive) or globs."),
+    to: str = typer.Option(..., "--to", metavar="SURVEY", help="Target survey (e.g. cfht)."),
+    source: Optional[str] = typer.Option(
+        None, "--from", metavar="SURVEY", help="Source survey; default: from each file's header."
+    ),
+    model: Optional[Path] = typer.Option(
+        None, "--model", metavar="DIR", help="Model directory; default $S2S_MODEL, else the shipped models/sdss-cfht."
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Output directory; default ./<target survey>/."),
+    backend: str = typer.Option("torch", "--backend", help="Inference backend: torch or onnx."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", metavar="N", help="Images per model call; default 512 on CUDA, 16 on CPU."
+    ),
+    seed: int = typer.Option(0, "--seed", metavar="S", help="Run seed; each object's noise comes from (seed, object id)."),
+    samples: int = typer.Option(
+        1, "--samples", metavar="N", help="Noise realisations per cutout (extensions SAMPLE2..SAMPLEN)."
+    ),
+    no_noise: bool = typer.Option(False, "--no-noise", help="Write the generator's noise-free output."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo inputs whose output already exists."),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", metavar="I/N", help="Take every N-th input from I (job arrays); 'auto' reads RANK/WORLD_SIZE or SLURM."
+    ),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", metavar="N", help="Reader/writer processes (0: none); default from the CPU count."
+    ),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the generator (long GPU runs)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    from rich.console import Console
+
+    from survey2survey.translate import translate
+
+    err = Console(stderr=True)
+    progress = None
+    task = None
+
+    def on_progress(done: int, total: int) -> None:
+        nonlocal progress, task
+        if quiet or not err.is_terminal:
+            return
+        if progress is None:
+            # started on the first report: the worker processes exist by then
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            progress = Progress(
+                TextColumn("translating"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, transient=True,
+            )
+            progress.start()
+            task = progress.add_task("translate", total=total, rate="")
+        elapsed = progress.tasks[0].elapsed or 0.0
+        rate = f"{done / elapsed:.1f} cutouts/s" if elapsed > 0 else ""
+        progress.update(task, completed=done, rate=rate)
+
+    try:
+        report = translate(
+            inputs, to, source=source, model_dir=model, out_dir=out, backend=backend.lower(), device=device,
+            batch_size=batch_size, seed=seed, samples=samples, noise=not no_noise, overwrite=overwrite,
+            shard=shard, workers=workers, precision=precision.lower(), compile=compile_, on_progress=on_progress,
+        )
+    finally:
+        if progress is not None:
+            progress.stop()
+
+    for _path, message in report.failed:
+        typer.echo(f"s2s: failed: {message}", err=True)
+    shard_text = f" (shard {report.shard[0]}/{report.shard[1]})" if report.shard else ""
+    typer.echo(
+        f"translated {report.translated}, skipped {report.skipped} (output exists), failed {len(report.failed)} "
+        f"of {report.total} inputs{shard_text} in {report.seconds:.1f} s: {report.rate:.1f} cutouts/s"
+    )
+    if report.backend:
+        provider = f", provider {report.provider}" if report.provider else ""
+        typer.echo(
+            f"backend {report.backend} (device {report.device}{provider}), batch {report.batch_size}, "
+            f"{report.workers} I/O worker(s), output {report.out_dir}"
+        )
+    if report.ignored:
+        typer.echo(f"ignored {report.ignored} earlier output(s) found among the inputs")
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
