@@ -592,6 +592,17 @@ def _parse_bands(band: str | Sequence[str] | None, survey) -> tuple[int, ...]:
     return tuple(sorted(idx))
 
 
+def _check_options(match_radius, r_max, aperture_radius, jobs) -> None:
+    """Refuse option values that cannot mean anything, before any file is read."""
+    import math
+
+    for option, value in (("--match-radius", match_radius), ("--r-max", r_max), ("--aperture", aperture_radius)):
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise UsageError(f"{option} must be a positive number, got {value}")
+    if jobs is not None and (isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1):
+        raise UsageError(f"--jobs must be a positive integer, got {jobs}")
+
+
 def evaluate(
     pred: Mapping[str, Sequence[str | os.PathLike]] | Sequence[str | os.PathLike],
     ref: Sequence[str | os.PathLike] | str | os.PathLike,
@@ -652,7 +663,8 @@ def evaluate(
     ------
     UsageError
         No input found, unknown metric or band, metrics needing ``truth`` without it,
-        survey unknown, or no prediction matched any reference (exit code 2).
+        survey unknown, option values out of range (match_radius, r_max, aperture_radius,
+        jobs), an unwritable ``out``, or no prediction matched any reference (exit code 2).
     """
     import time
 
@@ -661,6 +673,7 @@ def evaluate(
     from survey2survey.surveys import get_survey
 
     t_start = time.perf_counter()
+    _check_options(match_radius, r_max, aperture_radius, jobs)
     if isinstance(pred, Mapping):
         pred_inputs = {str(k): [str(p) for p in v] for k, v in pred.items()}
     else:
@@ -853,8 +866,8 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        raise CutoutError(path, f"cannot write output ({exc.strerror or exc})") from None
+    except OSError as exc:  # the report cannot be written at all: a bad --out, not a bad input
+        raise UsageError(f"{path}: cannot write output ({exc.strerror or exc})") from None
     finally:
         try:
             tmp.unlink()

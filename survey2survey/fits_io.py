@@ -24,14 +24,16 @@ flagged in :attr:`Cutout.mask` and the ``NBADPIX`` keyword; a band with more tha
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import glob
 import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from astropy.io import fits
@@ -39,7 +41,7 @@ from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
 from survey2survey import __version__
-from survey2survey.errors import CutoutError, OutputExistsError, UsageError
+from survey2survey.errors import CutoutError, OutputExistsError, S2SError, UsageError
 from survey2survey.surveys import Survey, get_survey, list_surveys
 
 __all__ = [
@@ -72,6 +74,12 @@ def _strip_suffix(name: str) -> str:
         if lower.endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception on one line (astropy and wcslib messages span several)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _is_fits_name(name: str) -> bool:
@@ -232,12 +240,32 @@ def find_cutouts(
 # --- reading -------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _file_problems(path: Path) -> Iterator[None]:
+    """Turn whatever astropy raises on a damaged file into this file's :class:`CutoutError`.
+
+    An unparsable header card (``VerifyError``), an invalid ``BITPIX`` (``KeyError``) and
+    the like surface only when a keyword or the data is first read; one bad file must
+    not stop a batch.
+    """
+    try:
+        yield
+    except S2SError:
+        raise
+    except Exception as exc:
+        raise CutoutError(path, f"unreadable FITS file ({_one_line(exc)})") from None
+
+
 def _open(path: Path) -> fits.HDUList:
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as exc:
         raise CutoutError(path, f"cannot read file ({exc.strerror or exc})") from None
-    if size == 0:
+    if not stat.S_ISREG(st.st_mode):
+        # a FIFO or device would block or never end; a directory is not a cutout
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO, socket or device"
+        raise CutoutError(path, f"not a regular file ({kind})")
+    if st.st_size == 0:
         raise CutoutError(path, "empty file (0 bytes)")
     if not os.access(path, os.R_OK):
         raise CutoutError(path, "permission denied")
@@ -246,12 +274,12 @@ def _open(path: Path) -> fits.HDUList:
             warnings.simplefilter("ignore", AstropyWarning)
             hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
     except OSError as exc:
-        msg = str(exc)
+        msg = " ".join(str(exc).split())
         if "Empty or corrupt FITS file" in msg or "No SIMPLE card" in msg:
             raise CutoutError(path, "not a FITS file") from None
         raise CutoutError(path, f"unreadable FITS file ({msg})") from None
     except Exception as exc:  # astropy raises assorted types on garbage headers
-        raise CutoutError(path, f"unreadable FITS file ({type(exc).__name__}: {exc})") from None
+        raise CutoutError(path, f"unreadable FITS file ({_one_line(exc)})") from None
     return hdul
 
 
@@ -266,13 +294,30 @@ def _image_hdus(hdul: fits.HDUList, path: Path) -> list[fits.ImageHDU | fits.Pri
     return images
 
 
+def _is_plain_fits(path: Path) -> bool:
+    """True for an uncompressed FITS file (not gzip/bzip2/zip), whose size bounds its data."""
+    with open(path, "rb") as fh:
+        return fh.read(6) == b"SIMPLE"
+
+
 def _load_data(hdu, path: Path) -> np.ndarray:
+    bitpix = hdu.header.get("BITPIX")
+    if bitpix not in (8, 16, 32, 64, -32, -64):
+        raise CutoutError(path, f"invalid BITPIX {bitpix!r} (not a FITS data type)")
+    if not isinstance(hdu, fits.CompImageHDU) and _is_plain_fits(path):
+        # checked before reading: a damaged NAXISn would otherwise allocate the declared size
+        declared = abs(bitpix) // 8
+        for i in range(1, hdu.header.get("NAXIS", 0) + 1):
+            declared *= int(hdu.header.get(f"NAXIS{i}", 0))
+        size = path.stat().st_size
+        if declared > size:
+            raise CutoutError(path, f"truncated image data (header declares {declared:,} bytes, the file has {size:,})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
             data = hdu.data
-    except (OSError, ValueError, TypeError) as exc:
-        raise CutoutError(path, f"truncated or corrupt image data ({exc})") from None
+    except (OSError, ValueError, TypeError, KeyError, MemoryError) as exc:
+        raise CutoutError(path, f"truncated or corrupt image data ({_one_line(exc)})") from None
     if data is None:
         raise CutoutError(path, "image HDU has no data")
     expected = 1
@@ -327,7 +372,7 @@ def _celestial_wcs(header: fits.Header, path: Path, warn: list[str]) -> WCS | No
             # the image plane only: one construction instead of WCS(header).celestial's two
             wcs = WCS(header, naxis=2)
     except Exception as exc:
-        warn.append(f"unusable WCS ignored ({type(exc).__name__}: {exc})")
+        warn.append(f"unusable WCS ignored ({_one_line(exc)})")
         return None
     if not wcs.is_celestial:
         return None
@@ -418,7 +463,7 @@ def read_cutout(
     wcs: WCS | None = None
 
     for i, file_path in enumerate(source.paths):
-        with _open(file_path) as hdul:
+        with _file_problems(file_path), _open(file_path) as hdul:
             images = _image_hdus(hdul, file_path)
             if not images:
                 raise CutoutError(file_path, "no image data in any HDU")
@@ -467,7 +512,8 @@ def read_cutout(
 
     assert header is not None
     if survey_obj is None:
-        survey_obj = detect_survey(header, wcs)
+        with _file_problems(path):
+            survey_obj = detect_survey(header, wcs)
 
     shapes = {p.shape for p in planes}
     if len(shapes) != 1:

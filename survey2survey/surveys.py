@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -119,6 +120,8 @@ class Survey:
     def from_dict(cls, name: str, spec: dict[str, Any], source: str = "<dict>") -> "Survey":
         """Validate one survey definition (a TOML table or ``to_dict()`` output)."""
         where = f"{source}: survey {name!r}"
+        if not name.strip():
+            raise SurveyError(f"{where}: a survey needs a non-empty name")
         if not isinstance(spec, dict):
             raise SurveyError(f"{where}: expected a table of keys, got {type(spec).__name__}")
         missing = [k for k in _REQUIRED if k not in spec]
@@ -134,12 +137,12 @@ class Survey:
             raise SurveyError(f"{where}: 'bands' must be a non-empty list of names")
         if len(set(bands)) != len(bands):
             raise SurveyError(f"{where}: 'bands' has duplicates")
-        try:
-            pixel_scale = float(spec["pixel_scale"])
-            cutout_size = spec["cutout_size"]
-            zero_point = float(spec["zero_point"])
-        except (TypeError, ValueError) as exc:
-            raise SurveyError(f"{where}: {exc}") from None
+        if any(re.search(r"[,\s]", b) for b in bands):
+            # FITS files list bands in one comma/space-separated BANDS keyword
+            raise SurveyError(f"{where}: band names cannot contain commas or spaces ({bands})")
+        pixel_scale = _number(spec, "pixel_scale", where)
+        cutout_size = spec["cutout_size"]
+        zero_point = _number(spec, "zero_point", where)
         if not (pixel_scale > 0 and math.isfinite(pixel_scale)):
             raise SurveyError(f"{where}: 'pixel_scale' must be a positive number of arcsec")
         if isinstance(cutout_size, bool) or not isinstance(cutout_size, int) or cutout_size < 8:
@@ -147,10 +150,7 @@ class Survey:
         if not math.isfinite(zero_point):
             raise SurveyError(f"{where}: 'zero_point' must be finite")
         default_factor = 10.0 ** ((COMMON_ZERO_POINT - zero_point) / 2.5)
-        try:
-            flux_factor = float(spec.get("flux_factor", default_factor))
-        except (TypeError, ValueError):
-            raise SurveyError(f"{where}: 'flux_factor' must be a number") from None
+        flux_factor = _number(spec, "flux_factor", where) if "flux_factor" in spec else default_factor
         if not (flux_factor > 0 and math.isfinite(flux_factor)):
             raise SurveyError(f"{where}: 'flux_factor' must be positive")
 
@@ -158,7 +158,7 @@ class Survey:
             value = spec.get(key, ())
             if isinstance(value, str):
                 value = [value]
-            if not all(isinstance(v, str) for v in value):
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise SurveyError(f"{where}: {key!r} must be a list of strings")
             return tuple(value)
 
@@ -174,6 +174,14 @@ class Survey:
             aliases=tuple(a.lower() for a in _names("aliases")),
             telescope=_names("telescope"),
         )
+
+
+def _number(spec: dict[str, Any], key: str, where: str) -> float:
+    value = spec[key]
+    # TOML booleans are ints to Python: ``pixel_scale = true`` is a mistake, not 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SurveyError(f"{where}: {key!r} must be a number, got {value!r}")
+    return float(value)
 
 
 # --- the registry -------------------------------------------------------------------
@@ -202,6 +210,8 @@ def load_survey_file(path: str | Path) -> list[Survey]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SurveyError(f"{path}: cannot read survey file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise SurveyError(f"{path}: not a TOML text file (not UTF-8: {exc.reason} at byte {exc.start})") from None
     surveys = _parse_toml(text, str(path))
     _ensure_defaults()
     for survey in surveys.values():

@@ -13,6 +13,9 @@ GalSim renders the same galaxies as both surveys see them: SIMDIR/<a>/ and
 SIMDIR/<b>/ (FITS cutouts), SIMDIR/catalog.ecsv and SIMDIR/truth/ (noise-free
 cubes, noise sigma per image and band).  The dataset is then built from those
 files, as from real ones, in SIMDIR/dataset/.
+
+Both build under a temporary name and rename when complete: a killed run
+leaves no partial output, and running the same command again finishes it.
 """
 
 from __future__ import annotations
@@ -104,11 +107,20 @@ def main(
             mag_range=mags,
         )
         sa, sb = config.surveys()
-        result = simulate_survey_pair(config, out, workers=workers, overwrite=overwrite, progress=progress)
-        typer.echo(result.summary())
+        sim_dir = Path(out)
+        if not fits_only:  # refuse bad dataset options before spending time on the simulation
+            from survey2survey.data.prepare import check_options
+
+            check_options(n_test=n_test, test_fraction=test_fraction, max_nan_fraction=max_nan_fraction,
+                          match_radius=match_radius, seed=seed, workers=workers)
+        if not overwrite and not fits_only and _same_simulation_without_dataset(sim_dir, config):
+            # a run of this same command stopped after its simulation: do the rest only
+            typer.echo(f"{sim_dir}: this simulation is already complete; building its dataset")
+        else:
+            result = simulate_survey_pair(config, out, workers=workers, overwrite=overwrite, progress=progress)
+            typer.echo(result.summary())
         if fits_only:
             return
-        sim_dir = Path(out)
         a_inputs, b_inputs, dataset_dir = [str(sim_dir / sa.name)], [str(sim_dir / sb.name)], sim_dir / "dataset"
         overwrite = True  # the simulation directory was just (re)made
 
@@ -133,7 +145,23 @@ def main(
         overwrite=overwrite,
         progress=progress,
     )
-    for line in result.summary_lines():
+    for line in result.summary_lines(max_skipped=len(result.skipped)):  # one line per refused input
         typer.echo(line)
     if result.skipped:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _same_simulation_without_dataset(sim_dir, config) -> bool:
+    """True if ``sim_dir`` is a finished simulation of ``config`` whose dataset is missing.
+
+    A simulation directory only appears under its final name once complete (it is built
+    under a temporary name), so its ``simulation.json`` marks a finished simulation.
+    """
+    import json
+
+    try:
+        meta = json.loads((sim_dir / "simulation.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    same = meta.get("config") == json.loads(json.dumps(config.to_dict()))
+    return same and not (sim_dir / "dataset").exists()

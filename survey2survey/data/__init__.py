@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import socket
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -130,18 +132,48 @@ def run_tasks(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def _remove_stale_partials(out: Path, host: str) -> None:
+    """Remove the temporary directories that killed runs on this host left beside ``out``.
+
+    Only this host's (process ids mean nothing across the nodes of a shared file system)
+    and only those whose process is gone (a live one may be a concurrent run).
+    """
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.partial-{re.escape(host)}-(\d+)$")
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_directory(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Build a directory under a temporary name and move it into place when done.
 
-    The temporary directory is a sibling of ``out`` (same file system, so the final
-    move is a rename).  On error it is removed and ``out`` is left as it was; on success an
-    existing ``out`` is replaced only when ``overwrite`` is true.
+    The temporary directory ``.<name>.partial-<host>-<pid>`` is a sibling of ``out`` (same
+    file system, so the final move is a rename).  On error it is removed and ``out`` is
+    left as it was; on success an existing ``out`` is replaced only when ``overwrite`` is
+    true.  A run killed outright (SIGKILL, node failure) leaves its temporary directory;
+    the next run for the same ``out`` on the same host removes it.
 
     Raises
     ------
     UsageError
-        ``out`` exists (and is not an empty directory) and ``overwrite`` is false.
+        ``out`` exists (and is not an empty directory) and ``overwrite`` is false, or the
+        directory cannot be created.
     """
     from survey2survey.errors import UsageError
 
@@ -151,14 +183,24 @@ def staged_directory(out: str | os.PathLike, overwrite: bool = False) -> Iterato
             raise UsageError(f"{out}: output exists (use --overwrite to replace it)")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")
+    for parent in (out.parent, *out.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{parent}: is a file, not a directory (cannot create {out} in it)")
+            break
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{out.parent}: cannot create directory ({exc.strerror or exc})") from None
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
+    _remove_stale_partials(out, host)
+    tmp = out.parent / f".{out.name}.partial-{host}-{os.getpid()}"
     if tmp.exists():  # left behind by a killed run of this very process id
         shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as exc:
+        raise UsageError(f"{out.parent}: cannot create {out.name} there ({exc.strerror or exc})") from None
     try:
         yield tmp
     except BaseException:

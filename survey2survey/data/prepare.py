@@ -58,6 +58,7 @@ __all__ = [
     "TRANSFORM",
     "DEFAULT_TEST_FRACTION",
     "PrepareResult",
+    "check_options",
     "prepare_dataset",
 ]
 
@@ -452,6 +453,35 @@ def _fingerprint(tmp: Path, digests: dict[str, list[bytes]]) -> tuple[dict, str]
     return arrays, fingerprint.hexdigest()
 
 
+def check_options(
+    *,
+    n_test: int | None = None,
+    test_fraction: float | None = None,
+    max_nan_fraction: float = 0.05,
+    match_radius: float = 1.0,
+    seed: int = 0,
+    workers: int | None = None,
+) -> None:
+    """Refuse option values of :func:`prepare_dataset` that cannot work (``UsageError``).
+
+    Called before any work is done (``s2s prepare --simulate`` calls it before simulating).
+    """
+    if n_test is not None and test_fraction is not None:
+        raise UsageError("give --n-test or --test-fraction, not both")
+    if n_test is not None and (isinstance(n_test, bool) or int(n_test) != n_test or n_test < 0):
+        raise UsageError(f"--n-test must be a non-negative integer, got {n_test}")
+    if test_fraction is not None and not 0.0 <= test_fraction <= 1.0:
+        raise UsageError(f"--test-fraction must be within [0, 1], got {test_fraction}")
+    if not 0.0 <= max_nan_fraction < 1.0:
+        raise UsageError(f"--max-nan-fraction must be within [0, 1), got {max_nan_fraction}")
+    if not (match_radius > 0 and math.isfinite(match_radius)):
+        raise UsageError(f"--match-radius must be a positive number of arcsec, got {match_radius}")
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:  # numpy seeds are non-negative
+        raise UsageError(f"--seed must be a non-negative integer, got {seed}")
+    if workers is not None and int(workers) < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+
+
 def prepare_dataset(
     a_inputs: Sequence[str | Path],
     b_inputs: Sequence[str | Path],
@@ -524,19 +554,9 @@ def prepare_dataset(
 
     t0 = time.perf_counter()
     surveys = {"a": get_survey(a_survey), "b": get_survey(b_survey)}
-    if n_test is not None and test_fraction is not None:
-        raise UsageError("give --n-test or --test-fraction, not both")
-    if n_test is not None and (isinstance(n_test, bool) or int(n_test) != n_test or n_test < 0):
-        raise UsageError(f"--n-test must be a non-negative integer, got {n_test}")
-    if test_fraction is not None and not 0.0 <= test_fraction <= 1.0:
-        raise UsageError(f"--test-fraction must be within [0, 1], got {test_fraction}")
-    if not 0.0 <= max_nan_fraction < 1.0:
-        raise UsageError(f"--max-nan-fraction must be within [0, 1), got {max_nan_fraction}")
-    if not (match_radius > 0 and math.isfinite(match_radius)):
-        raise UsageError(f"--match-radius must be a positive number of arcsec, got {match_radius}")
+    check_options(n_test=n_test, test_fraction=test_fraction, max_nan_fraction=max_nan_fraction,
+                  match_radius=match_radius, seed=seed, workers=workers)
     workers = default_workers() if workers is None else int(workers)
-    if workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {workers}")
     catalog_paths = {"a": a_catalog or catalog, "b": b_catalog or catalog}
     catalogs = {}
     for d, path in catalog_paths.items():
