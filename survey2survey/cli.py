@@ -79,20 +79,39 @@ def error(message: str) -> None:
     typer.echo(f"s2s: error: {message}", err=True)
 
 
+def _is_a(exc: BaseException, class_name: str) -> bool:
+    """``exc`` is click's ``class_name`` (typer vendors its own click: matched by name)."""
+    return any(cls.__name__ == class_name for cls in type(exc).__mro__)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns (and exits with) the command's exit code."""
     try:
-        app(args=argv, prog_name="s2s", standalone_mode=True)
-    except SystemExit as exc:  # click's usage errors, --help, typer.Exit
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+        # not standalone: click's usage errors come back here, to be printed on one line
+        result = app(args=argv, prog_name="s2s", standalone_mode=False)
+        code = result if isinstance(result, int) else 0  # typer.Exit(n), --help and --version give n
     except S2SError as exc:
         error(str(exc))
         code = exc.exit_code
     except KeyboardInterrupt:
         error("interrupted")
         code = 130
-    else:
-        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    except Exception as exc:
+        if _is_a(exc, "NoArgsIsHelpError"):  # bare `s2s`: typer has printed the help
+            code = EXIT_USAGE
+        elif _is_a(exc, "ClickException"):  # bad option value, unknown option, missing argument
+            ctx = getattr(exc, "ctx", None)
+            where = f"{ctx.command_path}: " if ctx is not None else ""
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            error(f"{where}{' '.join(exc.format_message().split())}{hint}")
+            code = exc.exit_code
+        elif _is_a(exc, "Abort"):
+            error("aborted")
+            code = 1
+        else:
+            raise
     if argv is None:
         sys.exit(code)
     return code
