@@ -20,17 +20,27 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
-# Each line is a plain s2s command a user can copy.
+# The demo: every line is a plain s2s command a user can copy.  The bundled example set is
+# 8 simulated galaxies seen by SDSS and CFHT, with their noise-free truth.
+EX := survey2survey/examples
+
 demo: install
 	@mkdir -p $(DEMO)
 	$(S2S) --version
-	$(S2S) surveys
+	$(S2S) translate $(EX)/sdss --to cfht --out $(DEMO)/cfht --seed 1
+	$(S2S) translate $(EX)/cfht --to sdss --out $(DEMO)/sdss --seed 1
+	$(S2S) emulate-noise --survey cfht --band all --n 200 --seed 1 --out $(DEMO)/noise-cfht.fits --overwrite
+	$(S2S) evaluate --pred ours=$(DEMO)/cfht --ref $(EX)/cfht --truth $(EX)/truth/cfht --out $(DEMO)/eval-sdss-to-cfht
+	$(S2S) evaluate --pred ours=$(DEMO)/sdss --ref $(EX)/sdss --truth $(EX)/truth/sdss --out $(DEMO)/eval-cfht-to-sdss
+	@echo "demo done: translations, noise maps, metrics and plots are in $(DEMO)/"
 
 test: install
 	$(PY) -m pytest -q
 
+# Benchmarks report numbers (tests assert behaviour); see bench/README.md for the GPU runs.
 bench: install
-	$(PY) bench/run_all.py
+	for b in train_speed translate_speed evaluate_speed prepare_speed simulate_speed; do \
+	  echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
 
 docs: install
 	$(PY) -m survey2survey.clidoc > docs/cli.md

@@ -23,6 +23,7 @@ def _param_rows(cmd, name: str) -> list[str]:
                 continue
         opts, help_text = record
         help_text = " ".join(help_text.split()).replace("|", "\\|")
+        opts = opts.replace("|", "\\|")
         rows.append(f"| `{opts}` | {help_text} |")
     return rows
 
