@@ -22,6 +22,8 @@ an ulp between devices.  Normals are truncated at about 5.9 sigma (24-bit unifor
 Streams: the noise of sample ``s`` (``--samples``) and band ``b`` of an object is stream
 ``s * 64 + b``, one scalar z1 then the ``(H + 6) x (W + 6)`` map z2, so that band r of
 sample 0 of an object is the same draw whichever other bands or samples are asked for.
+The latent code z of a stochastic generator (augcgan) is stream ``2**31 + s``
+(:func:`latent_codes`).
 """
 
 from __future__ import annotations
@@ -44,14 +46,24 @@ __all__ = [
     "object_seed",
     "standard_normal",
     "noise_inputs",
+    "latent_codes",
     "find_noise_emulator",
     "sample_noise",
+    "noise_amplitude",
+    "noise_maps",
     "EmulateReport",
     "emulate_noise",
 ]
 
 #: Streams reserve this many band slots per sample (stream = sample * MAX_BANDS + band).
 MAX_BANDS = 64
+#: Rows per call of the noise emulator's amplitude network on the CPU (:func:`noise_amplitude`).
+AMPLITUDE_BLOCK = 64
+#: Largest output of ``emulate-noise`` (the cubes are held in memory before writing).
+MAX_OUTPUT_BYTES = 8 << 30
+#: First stream of the latent codes of stochastic generators (augcgan): sample s uses
+#: ``LATENT_STREAM + s``, far from the noise streams.
+LATENT_STREAM = 1 << 31
 
 _M32 = 0xFFFFFFFF
 # Multipliers of the avalanche hash; both < 2**31 so that a 32-bit value times one of
@@ -226,6 +238,20 @@ def noise_inputs(keys, bands: Sequence[int], height: int, width: int, samples: i
     return z[..., 0].contiguous(), z[..., 1:].reshape(z.shape[0], samples, len(bands), hp, wp)
 
 
+def latent_codes(keys, latent_dim: int, sample: int = 0, device=None):
+    """Latent codes z ~ N(0, I) of a stochastic generator (augcgan's ``G(x, z)``).
+
+    Drawn like the noise seeds, from each object's key (stream ``LATENT_STREAM + sample``),
+    so that an object's translation does not depend on its batch, shard or device.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, latent_dim)`` float32.
+    """
+    return standard_normal(keys, int(latent_dim), [LATENT_STREAM + int(sample)], device=device)[:, 0]
+
+
 # --- the emulate-noise command's library ----------------------------------------------
 
 
@@ -249,6 +275,37 @@ def find_noise_emulator(config: dict, survey: Survey) -> str:
             + (f" (it has: {', '.join(sorted(set(have)))})" if have else " (it was trained without noise emulators)")
         )
     return found[0]
+
+
+def noise_amplitude(noise_emulator, z1):
+    """``noise_emulator.amplitude(z1)``, ``(N, bands)``, with bits that do not depend on N.
+
+    The CPU's matrix products round differently for different numbers of rows, so the
+    amplitude network is run on blocks of exactly :data:`AMPLITUDE_BLOCK` rows (the last
+    one padded): an object's noise is then the same bytes in any batch, with any
+    ``--batch-size`` or worker count.  On a GPU it is one call (no such guarantee there).
+    """
+    import torch
+
+    n = z1.shape[0]
+    if z1.device.type != "cpu" or n == 0:
+        return noise_emulator.amplitude(z1)
+    pad = (-n) % AMPLITUDE_BLOCK
+    z = torch.cat([z1, z1.new_zeros((pad, z1.shape[1]))]) if pad else z1
+    return torch.cat([noise_emulator.amplitude(block) for block in z.split(AMPLITUDE_BLOCK)])[:n]
+
+
+def noise_maps(noise_emulator, z1, z2):
+    """``NE(z1, z2)``: z1 ``(N, C)``, z2 ``(N, C, H+6, W+6)`` -> ``(N, C, H, W)``, batch-independent bits.
+
+    The noise emulator's forward pass with its amplitude from :func:`noise_amplitude`
+    (the depthwise convolution is per image already).
+    """
+    import torch.nn.functional as F
+
+    scaled = z2 * noise_amplitude(noise_emulator, z1)[:, :, None, None]  # (N, C, H+6, W+6)
+    kernel = noise_emulator.symmetric_kernel().to(scaled.dtype)  # (C, 1, 7, 7)
+    return F.conv2d(scaled, kernel, groups=noise_emulator.bands)  # (N, C, H, W)
 
 
 def sample_noise(noise_emulator, keys, bands: Sequence[int], height: int, width: int, device=None):
@@ -283,7 +340,7 @@ def sample_noise(noise_emulator, keys, bands: Sequence[int], height: int, width:
         # with the asked-for bands in their places (the others are ignored).
         full = torch.zeros(z1.shape[0], noise_emulator.bands, device=device)
         full[:, idx] = z1
-        amplitude = noise_emulator.amplitude(full)[:, idx]  # (N, B)
+        amplitude = noise_amplitude(noise_emulator, full)[:, idx]  # (N, B)
         kernel = noise_emulator.symmetric_kernel()[idx]  # (B, 1, 7, 7)
         scaled = z2 * amplitude[:, :, None, None]  # (N, B, H+6, W+6)
         n, b = scaled.shape[:2]
@@ -378,7 +435,7 @@ def emulate_noise(
     from astropy.io import fits
 
     from survey2survey import model_io
-    from survey2survey.errors import OutputExistsError
+    from survey2survey.errors import CutoutError
     from survey2survey.fits_io import write_hdul_atomic
     from survey2survey.surveys import to_native
     from survey2survey.translate import default_model_dir, model_directions, resolve_device
@@ -387,6 +444,8 @@ def emulate_noise(
         raise UsageError(f"--n must be a positive integer, got {n!r}")
     if batch_size < 1:
         raise UsageError(f"batch size must be positive, got {batch_size}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {seed!r}")
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
     dev = resolve_device(device)
     model = model_io.load_model(model_dir, device=dev)
@@ -410,9 +469,14 @@ def emulate_noise(
     height, width = size if size is not None else (survey.cutout_size, survey.cutout_size)
     if height < 1 or width < 1:
         raise UsageError(f"--size must be positive, got {height} {width}")
+    need = 4 * n * len(band_idx) * height * width  # bytes of the cubes, in memory and in the file
+    if need > MAX_OUTPUT_BYTES:
+        raise UsageError(
+            f"--n {n} maps of {height}x{width} px in {len(band_idx)} band(s) would take {need / 2**30:.1f} GiB "
+            f"(more than {MAX_OUTPUT_BYTES / 2**30:.0f} GiB): ask for fewer or smaller maps"
+        )
     path = Path(out) if out is not None else Path(f"noise-{survey.name}-{band.lower() if band.lower() == 'all' else names[0]}.fits")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(path)
+    _check_output(path, overwrite)
 
     start = time.perf_counter()
     cubes = np.empty((len(band_idx), n, height, width), np.float32)  # native units
@@ -464,5 +528,30 @@ def emulate_noise(
     hdus.append(fits.BinTableHDU.from_columns(columns, name="AMPLITUDE"))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Card is too long, comment will be truncated")
-        write_hdul_atomic(fits.HDUList(hdus), path, overwrite)
+        try:
+            write_hdul_atomic(fits.HDUList(hdus), path, overwrite)
+        except CutoutError as exc:  # the one output cannot be written: a bad --out (exit 2)
+            raise UsageError(str(exc)) from None
     return report
+
+
+def _check_output(path: Path, overwrite: bool) -> None:
+    """Misuse found before sampling: an existing ``path`` (without ``overwrite``), a
+    directory, or a place where the file cannot be created."""
+    import tempfile
+
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory (give --out FILE)")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path}: output exists (use --overwrite to replace it)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{parent}: is a file, not a directory (cannot create {path.name} in it)")
+            break
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{path.parent}: cannot write output there ({exc.strerror or exc})") from None

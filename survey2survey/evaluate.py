@@ -40,6 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from survey2survey import __version__
+from survey2survey.atomic import write_bytes
 from survey2survey.errors import CutoutError, S2SError, SurveyError, UsageError
 
 __all__ = [
@@ -859,20 +860,10 @@ def _aggregate(evaluation: Evaluation, classes) -> None:
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_bytes(path, data)
     except OSError as exc:  # the report cannot be written at all: a bad --out, not a bad input
         raise UsageError(f"{path}: cannot write output ({exc.strerror or exc})") from None
-    finally:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def _fmt(x: float) -> str:

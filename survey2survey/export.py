@@ -12,7 +12,8 @@ torch backend (the paper's F = G + NE)::
              noisy      (N, S, C_out, H_out, W_out)     G(x) + NE(z1, z2), S realisations
 
 N (batch) and S (noise samples per image) are dynamic.  A model direction without a
-noise emulator exports ``x -> generator`` only.  Each file carries metadata
+noise emulator exports ``x -> generator`` only; one with a stochastic generator (augcgan)
+``x, z -> generator``, z the latent code ``(N, latent_dim)`` (:class:`LatentGraph`).  Each file carries metadata
 (``s2s.format``, ``s2s.direction``, ``s2s.weights_sha256``, ``s2s.max_abs_diff``) so
 that a stale file is never used for other weights.
 
@@ -29,7 +30,6 @@ import contextlib
 import io
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from survey2survey.atomic import write_bytes
 from survey2survey.errors import ModelError, UsageError
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "OPSET",
     "TOLERANCE",
     "TranslationGraph",
+    "LatentGraph",
     "ExportResult",
     "onnx_file_name",
     "cache_dir",
@@ -95,6 +97,18 @@ class TranslationGraph(nn.Module):
         return g, self.add_noise(g, z1, z2)
 
 
+class LatentGraph(nn.Module):
+    """A stochastic generator (augcgan) as a graph: ``(x, z) -> G(x, z)``, z ``(N, latent_dim)``."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+        self.noise_emulator = None
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(x, z)
+
+
 @dataclass
 class ExportResult:
     """One exported direction."""
@@ -103,6 +117,7 @@ class ExportResult:
     path: Path
     max_abs_diff: float | None
     has_noise: bool
+    has_latent: bool = False
 
 
 def onnx_file_name(direction: str) -> str:
@@ -181,16 +196,21 @@ def export_direction(model, direction: str, path: str | os.PathLike, *, verify: 
 
     from survey2survey.emulate import noise_inputs
 
+    from survey2survey.emulate import latent_codes
+    from survey2survey.translate import direction_shapes
+
     gen, ne, d = _direction_parts(model, direction)
-    graph = TranslationGraph(gen, ne).to("cpu").eval()
-    in_hw = _in_size(gen, d.source)
+    graph = (LatentGraph(gen) if d.latent_dim else TranslationGraph(gen, ne)).to("cpu").eval()
+    in_hw, out_hw = direction_shapes(model, d)  # the generator's grids (a regridded model: survey a's)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, d.source.n_bands, *in_hw)).astype(np.float32))
-    with torch.no_grad():
-        out_hw = tuple(gen(x[:1]).shape[-2:])
     # Two samples and two images: a dimension of size 1 would be specialised away.
     z1, z2 = noise_inputs([11, 12], range(d.target.n_bands), *out_hw, samples=2)
     batch, samples = torch.export.Dim("batch"), torch.export.Dim("samples")
-    if ne is not None:
+    if d.latent_dim:
+        args = (x, latent_codes([11, 12], d.latent_dim))
+        names_in, names_out = ["x", "z"], ["generator"]
+        dynamic = {"x": {0: batch}, "z": {0: batch}}
+    elif ne is not None:
         args = (x, z1, z2)
         names_in, names_out = ["x", "z1", "z2"], ["generator", "noisy"]
         dynamic = {"x": {0: batch}, "z1": {0: batch, 1: samples}, "z2": {0: batch, 1: samples}}
@@ -219,7 +239,7 @@ def export_direction(model, direction: str, path: str | os.PathLike, *, verify: 
     path.parent.mkdir(parents=True, exist_ok=True)
     max_diff = None
     if verify:
-        max_diff = _verify(proto, graph, ne is not None, d, in_hw, out_hw)
+        max_diff = _verify(proto, graph, d, in_hw, out_hw)
         if not max_diff <= TOLERANCE:
             raise ModelError(
                 f"{model.path}: ONNX export of {direction} differs from torch by {max_diff:.2e} "
@@ -229,45 +249,30 @@ def export_direction(model, direction: str, path: str | os.PathLike, *, verify: 
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    _atomic_save(proto, path)
-    return ExportResult(direction, path, max_diff, ne is not None)
+    write_bytes(path, proto.SerializeToString())
+    return ExportResult(direction, path, max_diff, ne is not None, bool(d.latent_dim))
 
 
-def _verify(proto, graph, has_noise, d, in_hw, out_hw) -> float:
+def _verify(proto, graph, d, in_hw, out_hw) -> float:
     """Max |ONNX Runtime (CPU) - torch| over a fresh batch of 3 images, 2 samples."""
-    from survey2survey.emulate import noise_inputs
+    from survey2survey.emulate import latent_codes, noise_inputs
 
     session = _session_from_bytes(proto.SerializeToString())
     x = torch.from_numpy(np.random.default_rng(1).standard_normal((3, d.source.n_bands, *in_hw)).astype(np.float32))
     z1, z2 = noise_inputs([1, 2, 3], range(d.target.n_bands), *out_hw, samples=2)
     feeds = {"x": x.numpy()}
-    if has_noise:
-        feeds.update(z1=z1.numpy(), z2=z2.numpy())
-    got = session.run(None, feeds)
     with torch.no_grad():
-        want = graph(x, z1, z2) if has_noise else (graph(x),)
+        if d.latent_dim:
+            z = latent_codes([1, 2, 3], d.latent_dim)
+            feeds["z"] = z.numpy()
+            want = (graph(x, z),)
+        elif graph.noise_emulator is not None:
+            feeds.update(z1=z1.numpy(), z2=z2.numpy())
+            want = graph(x, z1, z2)
+        else:
+            want = (graph(x),)
+    got = session.run(None, feeds)
     return max(float(np.max(np.abs(g - w.numpy()))) for g, w in zip(got, want))
-
-
-def _atomic_save(proto, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(proto.SerializeToString())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _in_size(gen, survey) -> tuple[int, int]:
-    size = getattr(gen, "in_size", None)
-    if size is None:
-        return (survey.cutout_size, survey.cutout_size)
-    return (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size), int(size))
 
 
 def export_model(
@@ -300,9 +305,13 @@ def export_model(
         raise UsageError(f"unknown export format {fmt!r} (supported: onnx)")
     model = model_io.load_model(model_dir, device="cpu")
     out_dir = Path(out_dir) if out_dir is not None else Path(model_dir) / "onnx"
-    names = directions or list(model_directions(model.config))
+    known = model_directions(model.config)
+    names = directions or list(known)
     if not names:
         raise ModelError(f"{model_dir}: the model has no translation directions")
+    for name in names:  # before anything is created
+        if name not in known:
+            raise ModelError(f"{model.path}: model has no direction {name!r} (it has: {', '.join(known) or 'none'})")
     targets = [(name, out_dir / onnx_file_name(name)) for name in names]
     if not overwrite:
         for _, path in targets:

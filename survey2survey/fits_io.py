@@ -41,6 +41,7 @@ from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
 from survey2survey import __version__
+from survey2survey.atomic import atomic_write
 from survey2survey.errors import CutoutError, OutputExistsError, S2SError, UsageError
 from survey2survey.surveys import Survey, get_survey, list_surveys
 
@@ -688,36 +689,13 @@ def write_hdul_atomic(hdul: fits.HDUList, path: Path, overwrite: bool = False, f
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CutoutError(path, f"cannot create output directory ({exc.strerror or exc})") from None
-    if path.exists() and not overwrite:
-        raise OutputExistsError(path)
-    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "wb") as fh:
+        with atomic_write(path, overwrite=overwrite, fsync=fsync) as fh:
             hdul.writeto(fh, checksum=True, output_verify="exception")
-            fh.flush()
-            if fsync:
-                os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            # link() fails if the name was taken meanwhile: never clobber another writer
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise OutputExistsError(path) from None
-            except OSError:  # file systems without hard links
-                if path.exists():
-                    raise OutputExistsError(path) from None
-                os.replace(tmp, path)
-    except OutputExistsError:
-        raise
+    except FileExistsError:
+        raise OutputExistsError(path) from None
     except OSError as exc:
         raise CutoutError(path, f"cannot write output ({exc.strerror or exc})") from None
-    finally:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def write_cutout(

@@ -22,12 +22,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from survey2survey.atomic import remove_stale, write_bytes
 from survey2survey.errors import ModelError, OutputExistsError, UsageError
 
 __all__ = [
@@ -139,8 +138,9 @@ def save_model(model_dir, modules: dict, config: dict, overwrite: bool = False) 
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
         # weights first: a config.json only ever exists next to the weights it describes
-        _atomic_write(weights_path, blob)
-        _atomic_write(config_path, text.encode("utf-8"))
+        remove_stale(model_dir)
+        write_bytes(weights_path, blob)
+        write_bytes(config_path, text.encode("utf-8"))
     except OSError as exc:
         raise ModelError(f"{model_dir}: cannot write the model ({exc.strerror or exc})") from None
     return model_dir
@@ -162,20 +162,6 @@ def _check_module(name, module, config_path: Path) -> str:
     if not isinstance(kwargs, dict):
         raise ModelError(f"{config_path}: module {name!r} ({cls_name}) has no init_kwargs dict")
     return cls_name
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------- load

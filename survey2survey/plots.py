@@ -51,13 +51,10 @@ def _figure(n_rows: int, n_cols: int, width: float = 4.0, height: float = 3.3):
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from survey2survey.atomic import atomic_write
+
+    with atomic_write(path, fsync=False) as fh:
+        fig.savefig(fh, format="png", dpi=110)
     return path
 
 

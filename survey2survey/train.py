@@ -37,6 +37,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import os
 import sys
 import tempfile
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from survey2survey import __version__
+from survey2survey.atomic import atomic_write, remove_stale, write_bytes
 from survey2survey.errors import ModelError, UsageError
 
 __all__ = [
@@ -288,41 +290,15 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Call ``write(fh)`` on a temporary file beside ``path``, then rename it to ``path``.
-
-    A crash leaves either the old file or the new one, never half of one.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda fh: fh.write(data))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int = 2) -> Path:
     """Write ``state`` as ``ckpt-<iteration>.pt`` atomically; keep the newest ``keep``."""
     import torch
 
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / f"ckpt-{int(state['iteration']):08d}.pt"
-    _atomic_write(path, lambda fh: torch.save(state, fh))
+    remove_stale(run_dir)
+    with atomic_write(path) as fh:
+        torch.save(state, fh)
     for old in list_checkpoints(run_dir)[keep:]:
         old.unlink(missing_ok=True)
     return path
@@ -401,7 +377,7 @@ class _LossLog:
                 kept = [r for r in rows[1:] if len(r) == len(rows[0]) and r[0].isdigit() and int(r[0]) <= start]
                 buf = io.StringIO()
                 csv.writer(buf).writerows([self.header] + kept)
-                _atomic_bytes(path, buf.getvalue().encode())
+                write_bytes(path, buf.getvalue().encode())
         elif path.exists():
             path.unlink()
 
@@ -492,9 +468,7 @@ def train(dataset: str | Path, out: str | Path, options: TrainOptions | None = N
         raise UsageError(f"--init is for a later step run alone (ours --step 2), not {cls.name!r} {opts.step or ''}".strip())
     if opts.direction is not None and not cls.one_way:
         raise UsageError(f"--direction is for one-way methods; {cls.name!r} translates both ways")
-    for name in ("iterations", "checkpoint_every", "log_every"):
-        if int(getattr(opts, name)) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
+    _check_options(opts)
     if opts.resume and opts.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
     ds = open_dataset(dataset)
@@ -538,6 +512,35 @@ def train(dataset: str | Path, out: str | Path, options: TrainOptions | None = N
     return result
 
 
+#: Command-line flag of each TrainOptions field, for messages.
+_FLAGS = {"batch_unpaired": "--batch-size", "batch_paired": "--batch-paired"}
+
+
+def _flag(name: str) -> str:
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _check_options(opts: TrainOptions) -> None:
+    """Refuse values that cannot make a run (misuse, before the dataset is read)."""
+
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    for name in ("iterations", "checkpoint_every", "log_every", "batch_unpaired", "batch_paired", "lr_decay_every"):
+        value = getattr(opts, name)
+        if value is not None and (not is_int(value) or value < 1):
+            raise UsageError(f"{_flag(name)} must be an integer >= 1, got {value!r}")
+    if opts.seed is not None and (not is_int(opts.seed) or opts.seed < 0):
+        raise UsageError(f"--seed must be a non-negative integer, got {opts.seed!r}")
+    for name in ("lr", "lr_decay_factor"):
+        value = getattr(opts, name)
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise UsageError(f"{_flag(name)} must be a positive number, got {value!r}")
+    clip = opts.clip_norm
+    if clip is not None and not (isinstance(clip, (int, float)) and math.isfinite(clip) and clip >= 0):
+        raise UsageError(f"--clip-norm must be a number >= 0 (0: no clipping), got {clip!r}")
+
+
 def _steps_to_run(cls, step: int | None) -> tuple:
     if step is None:
         return tuple(cls.steps)
@@ -558,23 +561,35 @@ def _check_output(out: Path, cls, steps: tuple, run_dirs: dict, opts: TrainOptio
     """Refuse to clobber an earlier run unless asked (``--resume`` / ``--overwrite``)."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{parent}: is a file, not a directory (cannot create {out} in it)")
+            break
     if opts.resume:
         if not list_checkpoints(run_dirs[steps[0]]):
             raise UsageError(f"{run_dirs[steps[0]]}: no checkpoint to resume from (drop --resume to start a new run)")
-        return
-    config = out / "config.json"
-    step1_model_here = False
-    if config.exists():
-        try:
-            existing = json.loads(config.read_text())
-            step1_model_here = existing.get("method") == cls.name and existing.get("step") == 1 and steps == (2,)
-        except (OSError, json.JSONDecodeError):
-            pass
-    busy = [str(run_dirs[s]) for s in steps if list_checkpoints(run_dirs[s])]
-    if (config.exists() and not step1_model_here) or busy:
-        if not opts.overwrite:
+    else:
+        config = out / "config.json"
+        step1_model_here = False
+        if config.exists():
+            try:
+                existing = json.loads(config.read_text())
+                step1_model_here = existing.get("method") == cls.name and existing.get("step") == 1 and steps == (2,)
+            except (OSError, json.JSONDecodeError):
+                pass
+        busy = [str(run_dirs[s]) for s in steps if list_checkpoints(run_dirs[s])]
+        if ((config.exists() and not step1_model_here) or busy) and not opts.overwrite:
             what = busy[0] if busy else str(config)
             raise UsageError(f"{what}: an earlier run is there (use --resume to continue it or --overwrite to replace it)")
+    # unwritable: misuse, found before any work (probed where out is or will be created, which stays empty)
+    where = next(p for p in (out, *out.parents) if p.exists())
+    try:
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot write the model there ({exc.strerror or exc})") from None
+    if opts.overwrite:
         for s in steps:
             for p in list_checkpoints(run_dirs[s]):
                 p.unlink(missing_ok=True)  # missing_ok: every torchrun rank does this
@@ -600,7 +615,7 @@ def _resolve_run_values(opts: TrainOptions, saved: dict[str, Any] | None, where:
     for k in _RUN_FIELDS:
         given = getattr(opts, k)
         if given is not None and given != saved.get(k) and not (k == "method_options" and not given and not saved.get(k)):
-            flag = "--" + k.replace("_", "-")
+            flag = _flag(k)
             raise UsageError(f"{where}: {flag} {given!r} differs from the run being resumed ({saved.get(k)!r})")
         values[k] = saved.get(k, values[k])
     return values
@@ -631,7 +646,7 @@ def _run_step(ds, out, cls, step, run_dir: Path, opts: TrainOptions, device, amp
     world = dist_info.world
     for k in ("batch_unpaired", "batch_paired"):
         if run[k] < world or run[k] % world:
-            raise UsageError(f"--{k.replace('_', '-')} {run[k]} must be a multiple of the {world} data-parallel ranks")
+            raise UsageError(f"{_flag(k)} {run[k]} must be a multiple of the {world} data-parallel ranks")
 
     # -- the method and its networks ------------------------------------------------------------
     torch.manual_seed(run["seed"])  # same initial weights on every rank
@@ -754,6 +769,12 @@ def _run_step(ds, out, cls, step, run_dir: Path, opts: TrainOptions, device, amp
                     dist.all_reduce(means)
                     means /= world
                 last_losses = dict(zip(sums, means.tolist()))  # the one host sync per period
+                diverged = [k for k, v in last_losses.items() if not math.isfinite(v)]
+                if diverged:  # stop before a checkpoint or model holds NaN weights
+                    raise ModelError(
+                        f"{run_dir}: training diverged at iteration {done} ({', '.join(diverged)} not finite): "
+                        "non-finite values in the dataset, or too high a learning rate? Earlier checkpoints are kept"
+                    )
                 now = time.perf_counter()
                 rate = window_iters / max(now - window_start, 1e-9)
                 if first_log is None:

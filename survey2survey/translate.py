@@ -23,6 +23,12 @@ Outputs are named ``<object id>.<target survey>.fits`` in ``out_dir`` (default
 so that object ids survive.  An existing output that passes its checksums is kept
 (counted as skipped) unless ``overwrite``; a broken one is redone.
 
+Every method's model runs: a model trained on the regridded set (cyclegan, augcgan:
+``"regridded"`` in config.json) works on survey a's grid, so a b cutout is resampled onto
+it before the model, as ``s2s prepare --regrid`` did for training, and an output in b is
+resampled from it onto b's cutout grid (flux conserved, ``S2SGRID`` keyword); a stochastic
+generator ``G(x, z)`` (augcgan) gets its latent code from the object's seed like the noise.
+
 Bad pixels: pixels that were NaN/inf in the input (filled with 0 by the FITS layer) are
 carried as a ``MASK`` extension on the output grid: an output pixel is flagged when its
 footprint overlaps a filled input pixel.
@@ -149,13 +155,27 @@ def output_name(object_id: str, target: Survey | str) -> str:
 
 @dataclass(frozen=True)
 class Direction:
-    """One translation direction of a model (``config.json`` "directions" entry)."""
+    """One translation direction of a model (``config.json`` "directions" entry).
+
+    Attributes
+    ----------
+    latent_dim : int or None
+        Size of the latent code z of a stochastic generator ``G(x, z)`` (augcgan).
+    source_grid, target_grid : Survey or None
+        For models trained on a regridded set (cyclegan, augcgan: b regridded onto a's
+        grid), the survey whose pixel grid the generator reads or writes when it is not
+        the source's or target's own: the cutout is resampled onto it before the model,
+        or the model's output resampled from it onto the target's grid.
+    """
 
     name: str
     source: Survey
     target: Survey
     generator: str
     noise_emulator: str | None
+    latent_dim: int | None = None
+    source_grid: Survey | None = None
+    target_grid: Survey | None = None
 
 
 def model_directions(config: dict) -> dict[str, Direction]:
@@ -173,6 +193,12 @@ def model_directions(config: dict) -> dict[str, Direction]:
             except S2SError as exc:
                 raise ModelError(f"config.json: bad survey definition ({exc})") from None
             recorded[s.name] = s
+    grid = None  # regridded models: every network works on survey a's grid
+    if config.get("regridded"):
+        a_spec = (config.get("surveys") or {}).get("a")
+        grid = recorded.get(a_spec.get("name")) if isinstance(a_spec, dict) else None
+        if grid is None:
+            raise ModelError("config.json: a regridded model must describe survey 'a' (whose grid it works on)")
     out: dict[str, Direction] = {}
     for name, parts in (config.get("directions") or {}).items():
         if "->" not in name or not isinstance(parts, dict) or not parts.get("generator"):
@@ -180,7 +206,14 @@ def model_directions(config: dict) -> dict[str, Direction]:
         a, b = (s.strip().lower() for s in name.split("->", 1))
         src = recorded.get(a) or get_survey(a)
         tgt = recorded.get(b) or get_survey(b)
-        out[name] = Direction(name, src, tgt, parts["generator"], parts.get("noise_emulator") or None)
+        latent = parts.get("latent_dim")
+        if latent is not None and (isinstance(latent, bool) or not isinstance(latent, int) or latent < 1):
+            raise ModelError(f"config.json: direction {name!r}: latent_dim must be a positive integer, got {latent!r}")
+        out[name] = Direction(
+            name, src, tgt, parts["generator"], parts.get("noise_emulator") or None, latent,
+            source_grid=grid if grid is not None and src.name != grid.name else None,
+            target_grid=grid if grid is not None and tgt.name != grid.name else None,
+        )
     return out
 
 
@@ -224,6 +257,7 @@ class TorchEngine:
         ne = model.modules[direction.noise_emulator] if direction.noise_emulator else None
         self.graph = TranslationGraph(gen, ne).to(self.device).eval()
         self.has_noise = ne is not None
+        self.latent_dim = direction.latent_dim
         self.provider = None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -246,7 +280,7 @@ class TorchEngine:
         keys : ndarray, shape (N,), int64
             Per-object noise keys (:func:`survey2survey.emulate.object_seed`).
         samples : int
-            Noise realisations per image.
+            Noise realisations per image (a stochastic generator: latent codes drawn).
         noise : bool
             False: the generator's output alone (one "sample").
         pad_to : int, optional
@@ -255,28 +289,44 @@ class TorchEngine:
         Returns
         -------
         ndarray, shape (N, S, C_out, H_out, W_out), float32
-            Model space; S = ``samples`` with noise, 1 without.
+            Model space; S = ``samples`` with noise or a latent code, 1 without.
         """
         import torch
 
-        from survey2survey.emulate import noise_inputs
+        from survey2survey.emulate import latent_codes, noise_inputs, noise_maps
 
         n = x.shape[0]
+        cuda = self.device.type == "cuda"
+        if not cuda and not pad_to and n == 1:
+            # ATen runs a single image through another convolution kernel than a batch
+            # (use_mkldnn: batch size 1 with a small input goes to the native kernel), whose
+            # sums round differently; two images keep an object's bytes independent of the
+            # batch it lands in (--batch-size, --workers, a re-run).
+            pad_to = 2
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if pad_to and n < pad_to:
             xt = torch.cat([xt, xt.new_zeros((pad_to - n, *xt.shape[1:]))])
-        cuda = self.device.type == "cuda"
         if cuda:
             xt = xt.pin_memory().to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        # a stochastic generator draws one latent code per realisation; others run once
+        draws = samples if (self.latent_dim and noise) else 1
         with torch.no_grad():
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                g = self._generator(xt)
-            g = g[:n].float().contiguous()  # (N, C, H, W), fp32 from here on
+            g = []
+            for s in range(draws):
+                args = [xt]
+                if self.latent_dim:
+                    z = latent_codes(keys, self.latent_dim, s, device=self.device)  # (N, latent_dim)
+                    args.append(torch.cat([z, z.new_zeros((xt.shape[0] - n, z.shape[1]))]))
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                    g.append(self._generator(*args)[:n].float())  # (N, C, H, W), fp32 from here on
             if noise and self.has_noise:
-                z1, z2 = noise_inputs(keys, range(g.shape[1]), g.shape[2], g.shape[3], samples, device=self.device)
-                out = self.graph.add_noise(g, z1, z2)  # (N, S, C, H, W)
+                c, h, w = g[0].shape[1:]
+                z1, z2 = noise_inputs(keys, range(c), h, w, samples, device=self.device)
+                # F = G + NE, as TranslationGraph.add_noise, with bits independent of the batch
+                ne = noise_maps(self.graph.noise_emulator, z1.flatten(0, 1), z2.flatten(0, 1))  # (N*S, C, H, W)
+                out = g[0].unsqueeze(1) + ne.unflatten(0, (n, samples))  # (N, S, C, H, W)
             else:
-                out = g.unsqueeze(1)
+                out = torch.stack(g, dim=1).contiguous()  # (N, draws, C, H, W)
             if not cuda:
                 return out.numpy()
             # pinned host memory (torch caches these blocks): about twice the copy speed
@@ -305,6 +355,7 @@ class OnnxEngine:
         self.session, self.provider = create_session(self.path, device)
         names = [i.name for i in self.session.get_inputs()]
         self.has_noise = "z1" in names
+        self.has_latent = "z" in names
         self.in_shape, self.out_shape = direction_shapes(model, direction)
         self.precision = "fp32"
         self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
@@ -324,6 +375,13 @@ class OnnxEngine:
         x = np.ascontiguousarray(x, dtype=np.float32)
         c = self.direction.target.n_bands
         h, w = self.out_shape
+        if self.has_latent:  # x, z -> generator, one latent code per realisation
+            from survey2survey.emulate import latent_codes
+
+            k = self.direction.latent_dim
+            draws = [self.session.run(["generator"], {"x": x, "z": latent_codes(keys, k, s).numpy()})[0]
+                     for s in range(samples if noise else 1)]  # fmt: skip
+            return np.stack(draws, axis=1)
         if not self.has_noise:
             (g,) = self.session.run(["generator"], {"x": x})
             return g[:, None]
@@ -370,19 +428,40 @@ def direction_shapes(model, direction: Direction) -> tuple[tuple[int, int], tupl
     """(H, W) of the generator's input and output for one direction.
 
     From the generator's ``in_size``/``out_size`` when it has them (the paper's
-    generators), else the source survey's cutout size and a probe on the CPU.
+    generators), else from the grids config.json records (``"sizes"``, written by
+    ``s2s train``), else the cutout size of the grid it reads (the source survey's, or for
+    a regridded model survey a's) and a probe on the CPU.
     """
     gen = model.modules[direction.generator]
     in_size, out_size = getattr(gen, "in_size", None), getattr(gen, "out_size", None)
-    in_shape = _pair(in_size) if in_size is not None else (direction.source.cutout_size,) * 2
+    recorded = _recorded_sizes(model.config)
+    src, dst = direction.source.name, direction.target.name
+    if in_size is None and out_size is None and src in recorded and dst in recorded:
+        return recorded[src], recorded[dst]
+    grid = direction.source_grid or direction.source
+    in_shape = _pair(in_size) if in_size is not None else (grid.cutout_size,) * 2
     if out_size is not None:
         return in_shape, _pair(out_size)
     import torch
 
     param = next(gen.parameters())
+    args = [torch.zeros((1, direction.source.n_bands, *in_shape), device=param.device)]
+    if direction.latent_dim:
+        args.append(torch.zeros((1, direction.latent_dim), device=param.device))
     with torch.no_grad():
-        probe = gen(torch.zeros((1, direction.source.n_bands, *in_shape), device=param.device))
+        probe = gen(*args)
     return in_shape, (int(probe.shape[-2]), int(probe.shape[-1]))
+
+
+def _recorded_sizes(config: dict) -> dict[str, tuple[int, int]]:
+    """Survey name -> (H, W) of the grid the networks run on, from config.json's "sizes"."""
+    out = {}
+    for side, size in (config.get("sizes") or {}).items():
+        spec = (config.get("surveys") or {}).get(side)
+        if isinstance(spec, dict) and spec.get("name") and isinstance(size, list) and len(size) == 3:
+            if all(isinstance(v, int) and v > 0 for v in size):
+                out[str(spec["name"]).lower()] = (size[1], size[2])
+    return out
 
 
 def load_engine(model, direction: Direction, backend: str = "torch", device: str = "cpu", precision: str = "auto", compile: bool = False):
@@ -416,6 +495,8 @@ class _ReaderSetup:
     in_shapes: dict[str, tuple[int, int]]
     out_shapes: dict[str, tuple[int, int]]
     overwrite: bool
+    # Direction.source_grid, target_grid of each source survey (regridded models)
+    grids: dict[str, tuple[Survey | None, Survey | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -431,6 +512,7 @@ class _Record:
     mask: np.ndarray | None = None  # (C, H_out, W_out) bool
     warnings: list[str] = field(default_factory=list)
     replace: bool = False
+    resample: tuple[str, str, tuple[int, int]] | None = None  # model-grid WCS, output WCS, output (H, W)
 
 
 @dataclass
@@ -444,6 +526,7 @@ class _WriteJob:
     history: list[str]
     cards: list[tuple[str, object, str]]
     replace: bool
+    resample: tuple[str, str, tuple[int, int]] | None = None
 
 
 def _init_worker(survey_specs: list[dict]) -> None:
@@ -472,7 +555,7 @@ def _resample_mask(mask: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
 
 
 def _read_one(job: _Job, setup: _ReaderSetup) -> _Record:
-    from survey2survey.fits_io import read_cutout, rescale_wcs, verify_fits
+    from survey2survey.fits_io import make_wcs, read_cutout, rescale_wcs, verify_fits
     from survey2survey.surveys import to_model_space
 
     rec = _Record(job.index, "ok")
@@ -522,19 +605,39 @@ def _read_one(job: _Job, setup: _ReaderSetup) -> _Record:
             raise CutoutError(
                 job.source.path, f"bands {','.join(cut.bands)} do not match the model's {name} bands {','.join(survey.bands)}"
             )
-        want = setup.in_shapes[name]
+        src_grid, tgt_grid = setup.grids.get(name, (None, None))
+        # a regridded model reads the survey's own cutouts and resamples them itself
+        want = (survey.cutout_size, survey.cutout_size) if src_grid is not None else setup.in_shapes[name]
         if tuple(cut.data.shape[1:]) != tuple(want):
             raise CutoutError(
                 job.source.path,
                 f"wrong size {cut.data.shape[2]}x{cut.data.shape[1]} px, the model takes {want[1]}x{want[0]} px {name} cutouts",
             )
-        out_shape = setup.out_shapes[name]
+        out_shape = setup.out_shapes[name]  # the generator's output grid
         rec.source = name
-        rec.x = to_model_space(cut.data, survey)  # (C, H, W) float32
-        if cut.wcs is not None:
-            rec.wcs_header = rescale_wcs(cut.wcs, cut.data.shape[1:], out_shape).to_header_string(relax=True)
+        data, wcs = cut.data, cut.wcs
+        if src_grid is not None:
+            from survey2survey.data.regrid import regrid_to_survey
+
+            # onto the grid the model was trained on, as `s2s prepare --regrid` does (flux conserved)
+            data, grid_wcs = regrid_to_survey(cut.data, survey, src_grid, cut.wcs, return_wcs=True)
+            wcs = grid_wcs if cut.wcs is not None else None
+        in_shape = data.shape[1:]
+        final_shape = (setup.target.cutout_size,) * 2 if tgt_grid is not None else out_shape
+        rec.x = to_model_space(data, survey)  # (C, H, W) float32
+        if wcs is not None:
+            rec.wcs_header = rescale_wcs(wcs, in_shape, final_shape).to_header_string(relax=True)
+        if tgt_grid is not None:
+            # the model's output lies on tgt_grid's grid: resampled onto the target's by the writer
+            # (a stand-in WCS when the input has none: only the resampling needs one)
+            base = wcs if wcs is not None else make_wcs(0.0, 0.0, tgt_grid.pixel_scale, in_shape)
+            rec.resample = (
+                rescale_wcs(base, in_shape, out_shape).to_header_string(relax=True),
+                rescale_wcs(base, in_shape, final_shape).to_header_string(relax=True),
+                final_shape,
+            )
         if cut.mask is not None:
-            rec.mask = _resample_mask(cut.mask, out_shape)
+            rec.mask = _resample_mask(cut.mask, final_shape)
         rec.warnings += list(cut.warnings)
     except CutoutError as exc:
         rec.status, rec.message = "failed", str(exc)
@@ -563,6 +666,13 @@ def _write_one(job: _WriteJob, target: Survey, overwrite: bool) -> tuple[int, st
     native = to_native(job.data, target)  # (S, C, H, W) float32, target's native units
     if not np.isfinite(native).all():
         return job.index, f"{job.out_path}: model output is not finite (NaN/inf); nothing written"
+    if job.resample is not None:
+        from survey2survey.data.regrid import regrid
+
+        # flux per model-grid pixel -> flux per target pixel (flux conserved)
+        grid_header, out_header, shape = job.resample
+        grid_wcs, out_wcs = WCS(fits.Header.fromstring(grid_header)), WCS(fits.Header.fromstring(out_header))
+        native = np.stack([regrid(sample, grid_wcs, out_wcs, shape) for sample in native])  # (S, C, H', W')
     wcs = None
     wcs_header = fits.Header()
     if job.wcs_header:
@@ -687,6 +797,9 @@ class TranslateReport:
         Outputs written; inputs whose whole output already existed.
     failed : list of (path, message)
         One line per input that could not be translated.
+    warned : list of (path, message)
+        One line per warning about an input that was translated (no WCS, NaN pixels
+        filled, ...); also in the output's ``HISTORY``.
     seconds : float
         Wall time of the pipeline (model loading included).
     backend : str
@@ -710,6 +823,7 @@ class TranslateReport:
     directions: dict[str, int] = field(default_factory=dict)
     ignored: int = 0
     warnings: int = 0
+    warned: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -806,8 +920,14 @@ def translate(
         raise UsageError(f"--samples must be a positive integer, got {samples!r}")
     if not noise and samples > 1:
         raise UsageError("--samples N asks for noise realisations: it cannot go with --no-noise")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {seed!r}")
     if backend not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"--precision must be auto, fp32 or bf16, not {precision!r}")
+    if backend == "onnx" and precision == "bf16":
+        raise UsageError("the onnx backend runs in fp32 (precision bf16 is for the torch backend)")
     if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
         raise UsageError(f"--batch-size must be a positive integer, got {batch_size!r}")
     if workers is not None and workers < 0:
@@ -829,6 +949,11 @@ def translate(
     into = {d.source.name: d for d in directions.values() if d.target.name == target_name}
     if not into:
         have = ", ".join(directions) or "none"
+        if len(directions) == 1 and next(iter(directions.values())).source.name == target_name:
+            raise ModelError(
+                f"{model_dir}: a one-way model ({model.config.get('method') or 'unknown method'}) that translates "
+                f"{have} only, not into {target_name} (train one with --direction {have.split('->')[1]}->{target_name})"
+            )
         raise ModelError(f"{model_dir}: the model does not translate into {target_name} (its directions: {have})")
     if given_name is not None:
         if given_name == target_name:
@@ -846,6 +971,10 @@ def translate(
         noise_label = "yes"
     else:
         noise_label = "no (model has no noise emulator)"
+    if samples > 1 and not all(d.noise_emulator or d.latent_dim for d in into.values()):
+        raise UsageError(
+            f"--samples {samples}: the model has no noise emulator (nor latent code) to draw realisations from"
+        )
 
     out_dir = Path(out_dir) if out_dir is not None else Path.cwd() / target.name
     sources = find_cutouts(inputs, survey=into[given_name].source if given_name else None)
@@ -860,6 +989,7 @@ def translate(
     if not jobs:
         report.seconds = time.perf_counter() - start
         return report
+    _check_out_dir(out_dir)
 
     shapes = {name: direction_shapes(model, d) for name, d in into.items()}
     on_cuda = dev.startswith("cuda") or (backend == "onnx" and dev != "cpu" and _ort_has_cuda())
@@ -881,6 +1011,7 @@ def translate(
         in_shapes={name: sh[0] for name, sh in shapes.items()},
         out_shapes={name: sh[1] for name, sh in shapes.items()},
         overwrite=overwrite,
+        grids={name: (d.source_grid, d.target_grid) for name, d in into.items()},
     )
     executor = _InlineExecutor() if workers == 0 else _make_pool(workers, [s.to_dict() for s in list_surveys()])
     try:
@@ -911,19 +1042,41 @@ def translate(
                 f"F = G + NE in model space, noise from seed {seed} and object id {job.source.object_id!r}, then "
                 f"converted to {target.name} native units ({samples} realisation(s))"
             )
+        elif d.latent_dim:
+            history.append(
+                f"G(x, z) with latent code z ~ N(0, I) ({d.latent_dim}-d) from seed {seed} and object id "
+                f"{job.source.object_id!r} ({data.shape[0]} draw(s)), converted to {target.name} native units"
+            )
         else:
             history.append(f"generator output without noise, converted to {target.name} native units")
+        grid = d.source_grid or d.target_grid
+        if d.source_grid is not None:
+            history.append(
+                f"input resampled onto the {grid.name} grid ({grid.cutout_size} px x {grid.pixel_scale}\") the model "
+                "was trained on (reproject_adaptive, flux conserved)"
+            )
+        if d.target_grid is not None:
+            history.append(
+                f"model output on the {grid.name} grid ({grid.cutout_size} px x {grid.pixel_scale}\") resampled "
+                f"onto {target.cutout_size} px (reproject_adaptive, flux conserved): "
+                f"its resolution is the {grid.name} grid's"
+            )
         if len(job.source.paths) > 1:
             history.append("source files: " + ", ".join(p.name for p in job.source.paths))
         history += [f"input: {w}" for w in rec.warnings]
         history = [_header_text(line) for line in history]
         cards = [
             ("S2SOBJ", job.source.object_id, "object id (with S2SSEED, the noise seed)"),
-            ("S2SNSAMP", int(data.shape[0]) if noise_label == "yes" else 0, "noise realisations in this file"),
+            ("S2SNSAMP", int(data.shape[0]) if noise_label == "yes" or d.latent_dim else 0,
+             "realisations in this file (noise or latent draws)"),
         ]
+        if grid is not None:
+            cards.append(("S2SGRID", grid.name, "the model ran on this survey's pixel grid"))
         if engine.provider:
             cards.append(("S2SPROV", engine.provider, "ONNX Runtime execution provider"))
-        return _WriteJob(job.index, job.out_path, data, rec.wcs_header, rec.mask, prov, history, cards, rec.replace)
+        return _WriteJob(
+            job.index, job.out_path, data, rec.wcs_header, rec.mask, prov, history, cards, rec.replace, rec.resample
+        )
 
     infer = cf.ThreadPoolExecutor(1, thread_name_prefix="s2s-model")
     chunk = max(1, min(32, batch // max(1, workers))) if workers else batch
@@ -978,7 +1131,9 @@ def translate(
                 reads.discard(fut)
                 for rec in fut.result():
                     report.warnings += len(rec.warnings)
-                    if rec.status == "ok":
+                    if rec.status == "ok":  # a failed input gets its one failure line only
+                        path = jobs[rec.index].source.path
+                        report.warned += [(str(path), f"{path}: {w}") for w in rec.warnings]
                         buffers[rec.source].append(rec)
                         continue
                     records_in_flight -= 1
@@ -1035,8 +1190,32 @@ def translate(
 
     report.outputs.sort()
     report.failed.sort()
+    report.warned.sort()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Misuse, found before any work: ``out_dir`` must be a directory this process can write in.
+
+    Also removes the temporary files that killed runs of this host left there.
+    """
+    import tempfile
+
+    from survey2survey.atomic import remove_stale
+
+    for parent in (out_dir, *out_dir.parents):
+        if parent.exists() and not parent.is_dir():
+            if parent == out_dir:
+                raise UsageError(f"{out_dir}: exists and is not a directory")
+            raise UsageError(f"{parent}: is a file, not a directory (cannot create {out_dir} in it)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{out_dir}: cannot write output there ({exc.strerror or exc})") from None
+    remove_stale(out_dir, recursive=True)
 
 
 def _header_text(text: str) -> str:

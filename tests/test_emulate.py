@@ -15,7 +15,7 @@ from survey2survey.emulate import (
     sample_noise,
     standard_normal,
 )
-from survey2survey.errors import ModelError, OutputExistsError, SurveyError
+from survey2survey.errors import ModelError, SurveyError, UsageError
 from survey2survey.nets import NoiseEmulator, generator_cfht_to_sdss
 from survey2survey.surveys import get_survey, to_native
 
@@ -134,7 +134,7 @@ def test_emulate_noise_errors(noise_model, tmp_path):
     with pytest.raises(ModelError, match="no noise emulator for survey 'sdss'"):
         emulate_noise("r", 2, survey="sdss", model_dir=noise_model, out=tmp_path / "x.fits")
     emulate_noise("r", 2, model_dir=noise_model, size=(8, 8), out=tmp_path / "x.fits")
-    with pytest.raises(OutputExistsError):
+    with pytest.raises(UsageError, match="output exists"):  # misuse (exit 2), found before sampling
         emulate_noise("r", 2, model_dir=noise_model, size=(8, 8), out=tmp_path / "x.fits")
 
 

@@ -14,12 +14,14 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 import survey2survey
+from _models import galaxy, make_tiny_model, method_model, write_inputs
 from survey2survey import model_io
 from survey2survey.cli import main as cli_main
 from survey2survey.emulate import noise_inputs, object_seed
 from survey2survey.errors import ModelError, UsageError
-from survey2survey.fits_io import make_wcs, write_cutout
-from survey2survey.nets import NoiseEmulator, generator_cfht_to_sdss, generator_sdss_to_cfht
+from survey2survey.data import example_dir
+from survey2survey.fits_io import verify_fits, write_cutout
+from survey2survey.methods import METHODS, get_method
 from survey2survey.surveys import get_survey, to_model_space, to_native
 from survey2survey.translate import (
     TorchEngine,
@@ -30,41 +32,7 @@ from survey2survey.translate import (
 )
 
 SDSS, CFHT = get_survey("sdss"), get_survey("cfht")
-
-
-def make_tiny_model(root, seed=0, noise=True):
-    """Both directions of the paper's model with seeded random weights, saved with model_io."""
-    torch.manual_seed(seed)
-    modules = {"generator_sdss_to_cfht": generator_sdss_to_cfht(), "generator_cfht_to_sdss": generator_cfht_to_sdss()}
-    directions = {
-        "sdss->cfht": {"generator": "generator_sdss_to_cfht", "noise_emulator": None},
-        "cfht->sdss": {"generator": "generator_cfht_to_sdss", "noise_emulator": None},
-    }
-    if noise:
-        modules.update(noise_emulator_cfht=NoiseEmulator(5), noise_emulator_sdss=NoiseEmulator(5))
-        directions["sdss->cfht"]["noise_emulator"] = "noise_emulator_cfht"
-        directions["cfht->sdss"]["noise_emulator"] = "noise_emulator_sdss"
-    config = {"name": "tiny", "method": "ours", "surveys": {"a": SDSS.to_dict(), "b": CFHT.to_dict()},
-              "directions": directions}
-    return model_io.save_model(root, modules, config)
-
-
-def galaxy(survey, seed, ra=150.0, dec=2.0):
-    """(5, n, n) native-unit cube: a Gaussian blob plus sky noise, and its WCS."""
-    rng = np.random.default_rng(seed)
-    n = survey.cutout_size
-    yy, xx = np.mgrid[0:n, 0:n] / n - 0.5
-    blob = np.exp(-(xx**2 + yy**2) / (2 * 0.08**2)) * rng.uniform(2, 20)  # nanomaggies per arcsec^2-ish
-    flux = blob[None] * np.array([0.3, 0.7, 1.0, 1.1, 0.9])[:, None, None] + 0.05 * rng.standard_normal((5, n, n))
-    return (flux / survey.flux_factor).astype(np.float32), make_wcs(ra, dec, survey.pixel_scale, (n, n))
-
-
-def write_inputs(directory, survey, n, start=0):
-    paths = []
-    for i in range(start, start + n):
-        data, wcs = galaxy(survey, i, ra=150 + i * 0.01)
-        paths.append(write_cutout(directory / f"J{i:04d}.fits", data, survey, wcs=wcs))
-    return paths
+EX = example_dir()  # 8 simulated galaxies seen by SDSS and CFHT
 
 
 @pytest.fixture(scope="module")
@@ -337,3 +305,98 @@ def test_bf16_error_is_far_below_the_noise(model_dir):
     err = np.sqrt(np.mean((bf16 - fp32) ** 2))
     noise = np.sqrt(np.mean((noisy - fp32) ** 2))
     assert 0 < err < 0.05 * noise, (err, noise)
+
+
+# --- every method's model ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_translates_the_bundled_examples(name, tmp_path):
+    """A random-weight model of each method (networks from the method's own build(),
+    config.json as `s2s train` writes it) translates two bundled examples each way it can;
+    a one-way model refuses the other way."""
+    options = {"n_blocks": 1} if get_method(name).regridded else {}  # 6 ResNet blocks cost seconds on CPU
+    model = method_model(tmp_path / "model", name, **options)
+    config = model_io.load_model(model).config
+    regridded = get_method(name).regridded
+    assert config["regridded"] == regridded
+    for src, dst in (("sdss", "cfht"), ("cfht", "sdss")):
+        files = sorted((EX / src).glob("*.fits"))[:2]
+        if f"{src}->{dst}" not in config["directions"]:
+            with pytest.raises(ModelError, match=f"one-way model .* translates sdss->cfht only, not into {dst}"):
+                translate(files, dst, model_dir=model, out_dir=tmp_path / dst)
+            assert not (tmp_path / dst).exists()
+            continue
+        report = translate(files, dst, model_dir=model, out_dir=tmp_path / dst, seed=1)
+        assert report.translated == 2 and not report.failed, report.failed
+        target = get_survey(dst)
+        for source, out in zip(files, report.outputs):
+            verify_fits(out)
+            with fits.open(out) as hdul:
+                h = hdul[0].header
+                assert hdul[0].data.shape == (5, target.cutout_size, target.cutout_size)
+                assert np.isfinite(hdul[0].data).all()
+                assert h["S2SMETH"] == name and h["S2SDIR"] == f"{src}->{dst}"
+                assert h.get("S2SGRID") == ("sdss" if regridded else None)
+                n = target.cutout_size
+                centre = WCS(h).celestial.all_pix2world([[(n - 1) / 2] * 2], 0)[0]
+            m = get_survey(src).cutout_size
+            in_centre = WCS(fits.getheader(source)).celestial.all_pix2world([[(m - 1) / 2] * 2], 0)[0]
+            np.testing.assert_allclose(centre, in_centre, atol=1e-9)  # same sky position
+
+
+@pytest.fixture(scope="module")
+def regridded_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("regridded")
+    return {name: method_model(root / name, name, n_blocks=1) for name in ("cyclegan", "augcgan")}
+
+
+def test_regridded_model_resamples_its_output_onto_the_target_grid(regridded_models, tmp_path):
+    """cyclegan sdss->cfht: G runs on the 64 px SDSS grid; its output is resampled onto 136 px
+    with the flux conserved and the input's footprint."""
+    model_dir = regridded_models["cyclegan"]
+    (src,) = sorted((EX / "sdss").glob("*.fits"))[:1]
+    report = translate([src], "cfht", model_dir=model_dir, out_dir=tmp_path, noise=False)
+    assert report.translated == 1
+    model = model_io.load_model(model_dir)
+    with fits.open(src) as h:
+        x = to_model_space(h[0].data.astype(np.float32), SDSS)
+        in_wcs = WCS(h[0].header).celestial
+    with torch.no_grad():
+        g = model.modules["generator_sdss_to_cfht"](torch.from_numpy(x[None]))[0].numpy()  # (5, 64, 64) on SDSS's grid
+    on_grid = to_native(g, CFHT) * CFHT.flux_factor  # nanomaggies per SDSS pixel
+    with fits.open(report.outputs[0]) as h:
+        out = h[0].data * CFHT.flux_factor  # nanomaggies per output pixel
+        hist = " ".join(h[0].header["HISTORY"])
+        out_wcs = WCS(h[0].header).celestial
+    assert out.shape == (5, 136, 136) and "resampled onto 136 px" in hist.replace("\n", "")
+    for b in range(5):  # flux conserved band by band (G's random output has both signs: compare to its |flux|)
+        assert abs(out[b].sum() - on_grid[b].sum()) < 2e-3 * np.abs(on_grid[b]).sum()
+    scale = proj_plane_pixel_scales(out_wcs) * 3600
+    np.testing.assert_allclose(scale, proj_plane_pixel_scales(in_wcs) * 3600 * 64 / 136, rtol=1e-9)  # same footprint
+
+
+def test_regridded_model_resamples_its_input_and_draws_z_from_the_seed(regridded_models, tmp_path):
+    """augcgan cfht->sdss: the CFHT cutout is regridded onto 64 px as `s2s prepare --regrid`
+    does, and G(x, z) gets z ~ N(0, I) from (seed, object id); --samples draws more z."""
+    from survey2survey.data.regrid import regrid_to_survey
+    from survey2survey.emulate import latent_codes
+
+    model_dir = regridded_models["augcgan"]
+    (src,) = sorted((EX / "cfht").glob("*.fits"))[:1]
+    report = translate([src], "sdss", model_dir=model_dir, out_dir=tmp_path / "s2", seed=4, samples=2)
+    assert report.translated == 1
+    model = model_io.load_model(model_dir)
+    k = model.config["directions"]["cfht->sdss"]["latent_dim"]
+    with fits.open(src) as h:
+        on_grid = regrid_to_survey(h[0].data.astype(np.float32), CFHT, SDSS, WCS(h[0].header).celestial)
+    x = torch.from_numpy(to_model_space(on_grid, CFHT)[None])  # what `prepare --regrid` stores as b_on_a
+    key = [object_seed(4, src.stem)]
+    with torch.no_grad():
+        want = [model.modules["generator_cfht_to_sdss"](x, latent_codes(key, k, s))[0].numpy() for s in range(2)]
+    with fits.open(report.outputs[0]) as h:
+        assert [u.name for u in h] == ["PRIMARY", "SAMPLE2"] and h[0].header["S2SNSAMP"] == 2
+        assert "latent code z" in " ".join(h[0].header["HISTORY"])
+        for hdu, w in zip(h, want):
+            np.testing.assert_allclose(hdu.data, to_native(w, SDSS), rtol=1e-4, atol=1e-4)
+        assert not np.allclose(h[0].data, h[1].data)

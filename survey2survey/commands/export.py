@@ -25,7 +25,9 @@ def main(
     model_dir = model if model is not None else default_model_dir()
     results = export_model(model_dir, out, fmt=fmt, directions=direction or None, overwrite=overwrite)
     for r in results:
-        inputs = "x, z1, z2 -> generator, noisy" if r.has_noise else "x -> generator"
+        inputs = "x -> generator"
+        if r.has_noise or r.has_latent:
+            inputs = "x, z1, z2 -> generator, noisy" if r.has_noise else "x, z -> generator"
         typer.echo(
             f"{r.direction}: {r.path} ({inputs}; ONNX Runtime vs torch max |diff| {r.max_abs_diff:.1e} "
             f"<= {TOLERANCE:g}, model space)"

@@ -75,6 +75,8 @@ def main(
         if progress is not None:
             progress.stop()
 
+    for _path, message in report.warned:
+        typer.echo(f"s2s: warning: {message}", err=True)
     for _path, message in report.failed:
         typer.echo(f"s2s: failed: {message}", err=True)
     shard_text = f" (shard {report.shard[0]}/{report.shard[1]})" if report.shard else ""

@@ -142,8 +142,16 @@ def open_dataset(path: str | Path) -> PreparedDataset:
         file = root / str(entry.get("file", f"{name}.npy"))
         try:
             arr = np.load(file, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise UsageError(f"{file}: missing (listed in {meta_path.name})") from None
         except (OSError, ValueError) as exc:
-            raise UsageError(f"{file}: cannot memory-map ({exc})") from None
+            try:
+                with open(file, "rb") as fh:
+                    magic = fh.read(6)
+            except OSError:
+                magic = b""
+            reason = "not a NumPy .npy file" if magic != b"\x93NUMPY" else f"corrupted or truncated ({exc})"
+            raise UsageError(f"{file}: cannot memory-map: {reason}") from None
         if arr.dtype != np.float32 or arr.ndim != 4:
             raise UsageError(f"{file}: expected float32 (N, C, H, W), found {arr.dtype} {arr.shape}")
         if list(arr.shape) != list(entry.get("shape", arr.shape)):

@@ -63,8 +63,8 @@ def regrid(data: np.ndarray, wcs_in, wcs_out, shape_out: tuple[int, int]) -> np.
 
 
 def regrid_to_survey(
-    data: np.ndarray, source: Survey | str, target: Survey | str, wcs=None
-) -> np.ndarray:
+    data: np.ndarray, source: Survey | str, target: Survey | str, wcs=None, return_wcs: bool = False
+):
     """A ``source`` cutout on ``target``'s nominal grid, centred on the same sky position.
 
     The output grid is ``target.cutout_size`` square pixels of ``target.pixel_scale``,
@@ -79,10 +79,13 @@ def regrid_to_survey(
     wcs : astropy.wcs.WCS, optional
         Celestial WCS of ``data``; without one the cutout is taken as a north-up grid of
         ``source.pixel_scale`` (its position does not matter then).
+    return_wcs : bool
+        Also return the WCS of the output grid.
 
     Returns
     -------
     ndarray, shape (bands, target.cutout_size, target.cutout_size), float32
+        And the output grid's WCS with ``return_wcs``.
     """
     from survey2survey.fits_io import make_wcs
 
@@ -93,4 +96,5 @@ def regrid_to_survey(
     ra, dec = wcs.all_pix2world([[(w - 1) / 2.0, (h - 1) / 2.0]], 0)[0]
     size = target.cutout_size
     wcs_out = make_wcs(float(ra), float(dec), target.pixel_scale, (size, size))
-    return regrid(data, wcs, wcs_out, (size, size))
+    out = regrid(data, wcs, wcs_out, (size, size))
+    return (out, wcs_out) if return_wcs else out

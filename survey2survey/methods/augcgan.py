@@ -50,9 +50,9 @@ class AugCGAN(TrainingMethod):
     def build(self) -> None:
         a, b, c = self.a, self.b, self.bands
         self.latent_dim = int(self.options.get("latent_dim", 32))
-        k = self.latent_dim
-        self.add(self.G(a, b), AugCGANGenerator(bands=c, latent_dim=k), "generators")
-        self.add(self.G(b, a), AugCGANGenerator(bands=c, latent_dim=k), "generators")
+        k, blocks = self.latent_dim, int(self.options.get("n_blocks", 6))
+        self.add(self.G(a, b), AugCGANGenerator(bands=c, latent_dim=k, n_blocks=blocks), "generators")
+        self.add(self.G(b, a), AugCGANGenerator(bands=c, latent_dim=k, n_blocks=blocks), "generators")
         for d in (a, b):
             self.add(self.E(d), LatentEncoder(bands=c, latent_dim=k), "generators")
         for d in (a, b):
