@@ -24,6 +24,8 @@ over the sub-discriminator logits of an image and averaged over images
 
 from __future__ import annotations
 
+import abc
+
 import contextlib
 from typing import Any, ClassVar
 
@@ -91,7 +93,7 @@ def flux_preserving_resize(x: torch.Tensor, size: tuple[int, int], src_scale: fl
 # --- the method interface ------------------------------------------------------------------
 
 
-class TrainingMethod:
+class TrainingMethod(abc.ABC):
     """Base class of the training methods.
 
     Parameters
@@ -164,10 +166,11 @@ class TrainingMethod:
 
     # -- what a method file writes ---------------------------------------------------------
 
+    @abc.abstractmethod
     def build(self) -> None:
         """Create the networks with :meth:`add` (called by ``__init__``)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def train_step(self, batch) -> dict[str, torch.Tensor]:
         """One training iteration on ``batch`` (a ``survey2survey.data.loader.Batch``).
 
@@ -177,11 +180,10 @@ class TrainingMethod:
             Loss name (the paper's: ``L_auto``, ``L_adv_D``, ``L_id``, ``L_cyc``, ...) ->
             detached 0-d tensor.  No ``.item()``: the loop reads them every k iterations.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def directions(self) -> dict[str, dict[str, Any]]:
         """``{"sdss->cfht": {"generator": name, "noise_emulator": name or None}, ...}``."""
-        raise NotImplementedError
 
     def saved_modules(self) -> list[str]:
         """Module names written to the model directory (default: every trainable one)."""

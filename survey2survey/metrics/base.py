@@ -15,6 +15,8 @@ Chunks keep the memory bounded (2,500 CFHT cutouts in five bands are 0.9 GB per 
 
 from __future__ import annotations
 
+import abc
+
 import threading
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -103,7 +105,7 @@ class MetricResult:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-class Metric:
+class Metric(abc.ABC):
     """Base class: subclasses set the class attributes and implement ``measure``.
 
     ``measure`` is a pure function of one chunk; :meth:`update` calls it and files its
@@ -133,11 +135,11 @@ class Metric:
     def bands(self) -> tuple[str, ...]:
         return self.context.bands
 
+    @abc.abstractmethod
     def measure(
         self, pred: np.ndarray, ref: np.ndarray, truth: np.ndarray | None
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Measure one chunk (pure): ``({column: (n, C) array}, {partial name: array})``."""
-        raise NotImplementedError
 
     def update(
         self, pred: np.ndarray, ref: np.ndarray, truth: np.ndarray | None = None, index: int | None = None
