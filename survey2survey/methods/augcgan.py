@@ -65,11 +65,7 @@ class AugCGAN(TrainingMethod):
         return [self.G(a, b), self.G(b, a), self.E(a), self.E(b)]
 
     def directions(self) -> dict:
-        a, b, k = self.a, self.b, self.latent_dim
-        return {
-            f"{a}->{b}": {"generator": self.G(a, b), "noise_emulator": None, "latent_dim": k},
-            f"{b}->{a}": {"generator": self.G(b, a), "noise_emulator": None, "latent_dim": k},
-        }
+        return self.two_way_directions(noise=False, latent_dim=self.latent_dim)
 
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.device)  # (n, latent_dim)

@@ -195,6 +195,17 @@ class TrainingMethod(abc.ABC):
 
     # -- names from the paper ---------------------------------------------------------------
 
+    def two_way_directions(self, noise: bool, **extra: Any) -> dict[str, dict[str, Any]]:
+        """``directions()`` of a two-way method: a->b and b->a through the generators.
+
+        ``noise``: add the target survey's noise emulator (F = G + NE) or none; ``extra``
+        keys (e.g. ``latent_dim``) are recorded for both directions.
+        """
+        return {
+            f"{s}->{t}": {"generator": self.G(s, t), "noise_emulator": self.NE(t) if noise else None, **extra}
+            for s, t in ((self.a, self.b), (self.b, self.a))
+        }
+
     def G(self, src: str, dst: str) -> str:
         return f"generator_{src}_to_{dst}"
 

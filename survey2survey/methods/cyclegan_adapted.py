@@ -65,11 +65,7 @@ class AdaptedCycleGAN(TrainingMethod):
         return [self.G(self.a, self.b), self.G(self.b, self.a)]
 
     def directions(self) -> dict:
-        a, b = self.a, self.b
-        return {
-            f"{a}->{b}": {"generator": self.G(a, b), "noise_emulator": None},
-            f"{b}->{a}": {"generator": self.G(b, a), "noise_emulator": None},
-        }
+        return self.two_way_directions(noise=False)
 
     def train_step(self, batch) -> dict[str, torch.Tensor]:
         a, b = self.a, self.b

@@ -79,10 +79,7 @@ class Ours(TrainingMethod):
                 f"{a}->{a}": {"generator": self.A(a), "noise_emulator": self.NE(a)},
                 f"{b}->{b}": {"generator": self.A(b), "noise_emulator": self.NE(b)},
             }
-        return {
-            f"{a}->{b}": {"generator": self.G(a, b), "noise_emulator": self.NE(b)},
-            f"{b}->{a}": {"generator": self.G(b, a), "noise_emulator": self.NE(a)},
-        }
+        return self.two_way_directions(noise=True)
 
     def train_step(self, batch) -> dict[str, torch.Tensor]:
         return self._step1(batch) if self.step == 1 else self._step2(batch)

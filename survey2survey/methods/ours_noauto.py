@@ -45,11 +45,7 @@ class OursNoAuto(TrainingMethod):
         return [self.G(a, b), self.G(b, a), self.NE(a), self.NE(b)]
 
     def directions(self) -> dict:
-        a, b = self.a, self.b
-        return {
-            f"{a}->{b}": {"generator": self.G(a, b), "noise_emulator": self.NE(b)},
-            f"{b}->{a}": {"generator": self.G(b, a), "noise_emulator": self.NE(a)},
-        }
+        return self.two_way_directions(noise=True)
 
     def train_step(self, batch) -> dict[str, torch.Tensor]:
         a, b = self.a, self.b
