@@ -8,8 +8,11 @@ iterations (``method.train_step``: forward passes, losses, clipped Adam updates 
 paper's order) on mini-batches already on the device, with a device synchronisation
 only around the timed loop.  Rows, measured in the same run:
 
-* ``eager fp32``  -- the plain port: fp32, contiguous tensors, no compilation, Adam
-  with ``foreach`` kernels;
+* ``plain fp32``  -- the plain port: the networks as the paper writes them (up-sampling,
+  then convolution), fp32 (no TF32 on CUDA), contiguous tensors, no compilation, Adam
+  with ``foreach`` kernels; the ``x plain`` column is relative to it;
+* ``eager fp32``  -- the same with every convolution after a nearest x2 up-sampling
+  computed on the small grid (``nets.layers.upsample_conv``, same function, fewer FLOPs);
 * ``eager bf16``  -- bf16 autocast + channels-last;
 * ``optimised``   -- what ``s2s train`` uses on a GPU: bf16 autocast, channels-last,
   ``torch.compile`` d networks, fused Adam.  On CPU only with ``--compile`` (it checks
@@ -28,6 +31,7 @@ Targets on one H100 (issue 4): step 1 <= 30 ms/it, step 2 <= 15 ms/it at batch 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -41,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from survey2survey.data.loader import Batch, MiniBatchLoader, open_dataset  # noqa: E402
 from survey2survey.methods import get_method  # noqa: E402
+from survey2survey.nets.layers import plain_upsampling  # noqa: E402
 from survey2survey.surveys import get_survey  # noqa: E402
 
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s, H100 SXM
@@ -91,18 +96,28 @@ def build(step: int, device, *, amp: bool, channels_last: bool, compile: bool):
     return method
 
 
-def count_flops(step: int, device, batch: int) -> float:
+def count_flops(step: int, device, batch: int, plain: bool = False) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    method = build(step, device, amp=False, channels_last=False, compile=False)
-    batches = random_batch(step, batch, device, channels_last=False)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        method.train_step(batches[0])
+    with plain_upsampling() if plain else contextlib.nullcontext():
+        method = build(step, device, amp=False, channels_last=False, compile=False)
+        batches = random_batch(step, batch, device, channels_last=False)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            method.train_step(batches[0])
     return float(counter.get_total_flops())
 
 
-def time_row(step: int, device, batch: int, iters: int, warmup: int, *, amp: bool, channels_last: bool, compile: bool):
+def time_row(step: int, device, batch: int, iters: int, warmup: int, *, amp: bool, channels_last: bool, compile: bool,
+             plain: bool = False, tf32: bool = True):
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    with plain_upsampling() if plain else contextlib.nullcontext():
+        return _time_row(step, device, batch, iters, warmup, amp=amp, channels_last=channels_last, compile=compile)
+
+
+def _time_row(step: int, device, batch: int, iters: int, warmup: int, *, amp: bool, channels_last: bool, compile: bool):
     method = build(step, device, amp=amp, channels_last=channels_last, compile=compile)
     batches = random_batch(step, batch, device, channels_last)
     t0 = time.perf_counter()
@@ -176,28 +191,32 @@ def main() -> None:
     warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
     if cuda:
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     name = torch.cuda.get_device_name(device) if cuda else "cpu"
     print(f"device {name}, torch {torch.__version__}, batch {batch}+{batch}+{batch}, "
           f"{iters} timed iterations after {warmup} warm-up")  # fmt: skip
 
     rows = [
-        ("eager fp32", dict(amp=False, channels_last=False, compile=False)),
+        ("plain fp32", dict(amp=False, channels_last=False, compile=False, plain=True, tf32=False)),
+        ("eager fp32", dict(amp=False, channels_last=False, compile=False, tf32=False)),
         ("eager bf16", dict(amp=True, channels_last=True, compile=False)),
     ]
     if cuda or args.compile:
         rows += [("optimised", dict(amp=True, channels_last=True, compile=True))]
 
-    print(f"{'step':>4}  {'path':<14} {'ms/it':>9} {'TFLOP/s':>8} {'% peak':>7} {'warm-up s':>9}  finite")
+    print(f"{'step':>4}  {'path':<14} {'ms/it':>9} {'x plain':>8} {'TFLOP/s':>8} {'% peak':>7} {'warm-up s':>9}  finite")
     for step in (int(s) for s in args.steps.split(",")):
-        flops = count_flops(step, device, batch)
+        flops = {plain: count_flops(step, device, batch, plain) for plain in (True, False)}
+        base = None
         for label, kw in rows:
             ms, warm, finite = time_row(step, device, batch, iters, warmup, **kw)
-            tflops = flops / (ms / 1000.0) / 1e12
-            peak = f"{100 * flops / (ms / 1000.0) / H100_BF16_PEAK:6.1f}%" if "H100" in name else "      -"
-            print(f"{step:>4}  {label:<14} {ms:9.1f} {tflops:8.2f} {peak:>7} {warm:9.1f}  {finite}", flush=True)
-        print(f"      (step {step}: {flops / 1e9:.1f} GFLOP per iteration counted)")
+            base = base or ms
+            f = flops[kw.get("plain", False)]
+            tflops = f / (ms / 1000.0) / 1e12
+            peak = f"{100 * f / (ms / 1000.0) / H100_BF16_PEAK:6.1f}%" if "H100" in name else "      -"
+            print(f"{step:>4}  {label:<14} {ms:9.1f} {base / ms:7.2f}x {tflops:8.2f} {peak:>7} {warm:9.1f}  {finite}",
+                  flush=True)
+        print(f"      (step {step}: {flops[True] / 1e9:.1f} GFLOP per iteration as written, "
+              f"{flops[False] / 1e9:.1f} with the up-sampling folded into the convolutions)")
     rate = loader_rate(device, batch, n_batches=20 if cuda else 5)
     print(f"loader: {rate:.1f} batches/s ({1000 / rate:.1f} ms per batch of {batch}+{batch}+{batch}, background thread)")
 

@@ -4,13 +4,24 @@
     python bench/translate_speed.py --device cuda --n 20000 --files 20000 --workers 15
 
 Model-only rows time the generator plus a fresh noise-emulator draw (F = G + NE, z drawn on
-the device from per-object seeds) on inputs already on the device, output left there:
-torch fp32 eager, bf16 autocast, torch.compile, then the full engine call with host copies
-and ONNX Runtime (CPU provider, and CUDA when it really runs).  The bf16 row also reports
-the bf16 error of G(x) against the emulated noise (RMS in model space), which is what
-decides whether bf16 is good enough.  End-to-end rows run ``translate()`` on a directory
-of FITS cutouts into another directory, and once more with the model replaced by a
-nearest-neighbour resize to show what the reading/writing pipeline alone sustains.
+the device from per-object seeds) on inputs already on the device, output left there.  The
+baseline (the "x fp32" column) is the plain port in true fp32: up-sampling then
+convolution as the paper writes it, contiguous tensors, eager.  Then the same network with
+the up-sampling folded into the next convolution (``nets.layers.upsample_conv``: the same
+function with 7.9 instead of 13.6 GFLOP per image) and channels-last, in fp32, TF32 (CUDA),
+bf16 autocast and compiled, the engine call with host copies, and ONNX Runtime (CPU
+provider, and CUDA when it really runs).
+
+Speed is not the only thing a precision changes: the notes give, for bf16 and TF32 (real
+on CUDA, emulated on a CPU by rounding the convolutions' inputs and weights to 10 mantissa
+bits), the error of G(x) against fp32 in native units, per pixel against the emulated
+noise sigma and for the summed flux of each image and band against sigma_sum, the noise of
+that sum (the quantity of Lin & Fouchez Fig. 5).  bf16 rounds every weight the same way at
+every pixel, so its flux error does not average out.
+
+End-to-end rows run ``translate()`` on a directory of FITS cutouts into another
+directory, and once more with the model replaced by a nearest-neighbour resize to show
+what the reading/writing pipeline alone sustains.
 
 Weights do not change the speed: without ``--model`` a model of the paper's architecture
 with random weights is used.  Targets (SDSS -> CFHT): >= 20,000 images/s model-only and
@@ -20,6 +31,7 @@ with random weights is used.  Targets (SDSS -> CFHT): >= 20,000 images/s model-o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -37,7 +49,8 @@ from survey2survey.emulate import noise_inputs, object_seed  # noqa: E402
 from survey2survey.export import TranslationGraph  # noqa: E402
 from survey2survey.fits_io import make_wcs, write_cutout  # noqa: E402
 from survey2survey.nets import NoiseEmulator, generator_cfht_to_sdss, generator_sdss_to_cfht  # noqa: E402
-from survey2survey.surveys import get_survey, to_model_space  # noqa: E402
+from survey2survey.nets.layers import plain_upsampling  # noqa: E402
+from survey2survey.surveys import get_survey, to_model_space, to_native  # noqa: E402
 from survey2survey import translate as tr  # noqa: E402
 
 
@@ -106,6 +119,45 @@ def gflop_per_image(gen, shape, device) -> float | None:
         return None
 
 
+def round_mantissa(t: torch.Tensor, bits: int) -> torch.Tensor:
+    """Round float32 values to ``bits`` mantissa bits, to nearest even (TF32: 10 bits)."""
+    i = t.float().contiguous().view(torch.int32)
+    drop = 23 - bits
+    i = (i + ((1 << (drop - 1)) - 1) + ((i >> drop) & 1)) & ~((1 << drop) - 1)
+    return i.view(torch.float32)
+
+
+@contextlib.contextmanager
+def emulated_tf32():
+    """Convolutions with TF32-rounded inputs and weights (float32 sums), for a CPU."""
+    plain = torch.nn.functional.conv2d
+
+    def conv2d(x, weight, bias=None, *args, **kwargs):
+        return plain(round_mantissa(x, 10), round_mantissa(weight, 10), bias, *args, **kwargs)
+
+    torch.nn.functional.conv2d = conv2d
+    try:
+        yield
+    finally:
+        torch.nn.functional.conv2d = plain
+
+
+def flux_errors(gen, x, ne_native, g_ref, target, run) -> tuple[float, float, float]:
+    """Errors of one precision against fp32, in native units, per image and band.
+
+    Returns the median pixel RMS error / noise sigma, and the median and largest
+    |summed flux error| / sigma_sum, where sigma is the emulated noise's standard
+    deviation and sigma_sum = sigma sqrt(pixels), the noise of a summed flux (Lin Fig. 5).
+    """
+    with torch.no_grad():
+        g = to_native(run(gen, x).float().cpu().numpy(), target)
+    d = g - g_ref  # (N, C, H, W)
+    sigma = ne_native.std(axis=(2, 3))  # (N, C)
+    rms = np.sqrt((d**2).mean(axis=(2, 3))) / sigma
+    flux = np.abs(d.sum(axis=(2, 3))) / (sigma * np.sqrt(d.shape[2] * d.shape[3]))
+    return float(np.median(rms)), float(np.median(flux)), float(flux.max())
+
+
 def model_only(model, direction, device, batch, args, rows, notes):
     d = tr.model_directions(model.config)[direction]
     gen = model.modules[d.generator].to(device).eval()
@@ -116,52 +168,83 @@ def model_only(model, direction, device, batch, args, rows, notes):
     x = torch.from_numpy(to_model_space(native, d.source)).to(device)
     keys = np.array([object_seed(0, f"bench{i}") for i in range(batch)], dtype=np.int64)
     c = d.target.n_bands
+    on_cuda = device.type == "cuda"
 
-    def step(generator, bf16):
+    def step(generator, bf16, inputs=x):
         z1, z2 = noise_inputs(keys, range(c), *out_shape, 1, device=device)
         with torch.no_grad():
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                g = generator(x)
+                g = generator(inputs)
             return graph.add_noise(g.float(), z1, z2)
 
+    def timed(fn):
+        return rate(fn, batch, device, args.seconds, args.max_calls)
+
+    with plain_upsampling():
+        gf_plain = gflop_per_image(gen, x.shape[1:], device)
     gf = gflop_per_image(gen, x.shape[1:], device)
     if gf:
-        notes.append(f"generator {direction}: {gf:.2f} GFLOP per image (torch flop counter)")
-    on_cuda = device.type == "cuda"
+        notes.append(f"generator {direction}: {gf_plain:.2f} GFLOP per image as written, {gf:.2f} with the "
+                     "up-sampling folded into the next convolution (torch flop counter)")
     if on_cuda:
-        gen.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    fp32 = rate(lambda: step(gen, False), batch, device, args.seconds, args.max_calls)
-    rows.append(("model", "torch fp32 eager", fp32, gf))
-    bf16 = rate(lambda: step(gen, True), batch, device, args.seconds, args.max_calls)
-    rows.append(("model", "torch bf16 eager", bf16, gf))
+        tr.set_cuda_fp32_precision(tf32=False)  # the baseline is true fp32
 
-    # bf16 error against the emulated noise, on the same inputs
+    # the baseline: the plain port (up-sample, then convolve), fp32, contiguous tensors
+    with plain_upsampling():
+        rows.append(("model", "torch fp32 eager, plain port", timed(lambda: step(gen, False)), gf_plain))
+    gen.to(memory_format=torch.channels_last)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    rows.append(("model", "torch fp32 eager, folded, channels-last", timed(lambda: step(gen, False, xc)), gf))
+    if on_cuda:
+        tr.set_cuda_fp32_precision(tf32=True)
+        rows.append(("model", "torch tf32 eager, folded, channels-last", timed(lambda: step(gen, False, xc)), gf))
+    rows.append(("model", "torch bf16 eager, folded, channels-last", timed(lambda: step(gen, True, xc)), gf))
+
+    # what each precision does to the science: pixel and summed-flux errors against fp32
     with torch.no_grad():
-        g32 = gen(x).float()
+        if on_cuda:
+            tr.set_cuda_fp32_precision(tf32=False)
+        g32 = gen(xc).float()
+        ne_native = to_native((step(gen, False, xc)[:, 0]).cpu().numpy(), d.target) - to_native(g32.cpu().numpy(), d.target)
+    g_ref = to_native(g32.cpu().numpy(), d.target)
+
+    def bf16_run(net, inputs):
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            g16 = gen(x).float()
-        noise = step(gen, False)[:, 0] - g32
-    err = float(torch.sqrt(torch.mean((g16 - g32) ** 2)))
-    amp = float(torch.sqrt(torch.mean(noise**2)))
-    notes.append(
-        f"bf16 error of G(x): RMS {err:.3g} vs emulated noise RMS {amp:.3g} (ratio {err / amp:.3g}); "
-        f"max |diff| {float((g16 - g32).abs().max()):.3g}, model space"
-    )
+            return net(inputs)
+
+    def tf32_run(net, inputs):
+        if on_cuda:
+            tr.set_cuda_fp32_precision(tf32=True)
+            try:
+                return net(inputs)
+            finally:
+                tr.set_cuda_fp32_precision(tf32=False)
+        with emulated_tf32():
+            return net(inputs)
+
+    for name, run in (("bf16", bf16_run), ("tf32" if on_cuda else "tf32 (emulated: rounded inputs and weights)", tf32_run)):
+        rms, flux_med, flux_max = flux_errors(gen, xc, ne_native, g_ref, d.target, run)
+        notes.append(f"{name} error of G(x) vs fp32, native units: pixel RMS {rms:.3g} sigma; summed flux "
+                     f"{flux_med:.3g} sigma_sum median, {flux_max:.3g} max (per image and band)")
 
     if not args.no_compile:
+        precision = "tf32" if on_cuda else "fp32"
+        if on_cuda:
+            tr.set_cuda_fp32_precision(tf32=True)
         compiled = torch.compile(gen, dynamic=False)
         t0 = time.perf_counter()
-        step(compiled, on_cuda)
+        step(compiled, False, xc)
         sync(device)
-        notes.append(f"torch.compile ({'bf16' if on_cuda else 'fp32'}): first call {time.perf_counter() - t0:.1f} s")
-        rows.append(("model", f"torch compiled {'bf16' if on_cuda else 'fp32'}",
-                     rate(lambda: step(compiled, on_cuda), batch, device, args.seconds, args.max_calls), gf))
+        notes.append(f"torch.compile ({precision}): first call {time.perf_counter() - t0:.1f} s")
+        rows.append(("model", f"torch compiled {precision}, folded, channels-last",
+                     timed(lambda: step(compiled, False, xc)), gf))
+        if on_cuda:
+            step(compiled, True, xc)
+            rows.append(("model", "torch compiled bf16, folded, channels-last", timed(lambda: step(compiled, True, xc)), gf))
 
     engine = tr.TorchEngine(model, d, str(device), "auto")
     host = x.float().cpu().numpy()
-    rows.append(("model", f"engine {engine.describe()} incl. host copies",
-                 rate(lambda: engine.run(host, keys), batch, device, args.seconds, args.max_calls), gf))
+    rows.append(("model", f"engine {engine.describe()} incl. host copies", timed(lambda: engine.run(host, keys)), gf))
     if not args.no_onnx:
         cpu_model = model_io.load_model(model.path, "cpu")
         for dev in (["cuda"] if on_cuda else []) + ["cpu"]:

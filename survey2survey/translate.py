@@ -121,6 +121,29 @@ def resolve_device(device: str = "auto") -> str:
     raise UsageError(f"--device must be auto, cpu or cuda[:N], not {device!r}")
 
 
+#: Arithmetic of the torch backend's generator (``--precision``, besides ``auto``).
+PRECISIONS = ("fp32", "tf32", "bf16")
+_PRECISION_CHOICES = "auto, fp32, tf32 or bf16"
+
+
+def set_cuda_fp32_precision(tf32: bool) -> None:
+    """Let float32 convolutions and matrix products on CUDA use TF32 tensor cores, or not.
+
+    A process-wide switch of PyTorch (the newer ``fp32_precision`` settings where they
+    exist, ``allow_tf32`` before torch 2.9).
+    """
+    import torch
+
+    mode = "tf32" if tf32 else "ieee"
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        conv.fp32_precision = mode
+        torch.backends.cuda.matmul.fp32_precision = mode
+    else:  # pragma: no cover - older torch
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """``"I/N"`` -> (I, N) with 0 <= I < N; ``"auto"`` reads torchrun's RANK/WORLD_SIZE
     or SLURM's SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT (task ids counted from
@@ -230,10 +253,15 @@ class TorchEngine:
     direction : Direction
     device : str
         ``cpu``, ``cuda``, ``cuda:N``.
-    precision : {"auto", "fp32", "bf16"}
-        ``auto`` is bf16 for the generator on CUDA (the noise emulator always runs in
-        float32), fp32 on CPU.  ``bench/translate_speed.py`` measures the bf16 error
-        against the emulated noise.
+    precision : {"auto", "fp32", "tf32", "bf16"}
+        Arithmetic of the generator (the noise emulator always runs in float32).
+        ``auto`` is fp32 everywhere (on CUDA with TF32 turned off).  tf32 (CUDA tensor
+        cores) and bf16 autocast are faster but opt-in: their rounding of the weights is
+        the same at every pixel, so the error does not average out over a galaxy.  With
+        the shipped model, SDSS -> CFHT, bf16 moves the summed flux of an image by 6.4
+        sigma_sum (median over images and bands; sigma_sum is the noise of that sum) and
+        TF32 (emulated on a CPU) by 0.5 sigma_sum.  ``bench/translate_speed.py``
+        measures both for a model on the device it runs on.
     compile : bool
         ``torch.compile`` the generator (worth it for long GPU runs; batches are padded
         to one size so that it compiles once).
@@ -249,10 +277,14 @@ class TorchEngine:
         self.direction = direction
         self.device = torch.device(device)
         if precision == "auto":
-            precision = "bf16" if self.device.type == "cuda" else "fp32"
-        if precision not in ("fp32", "bf16"):
-            raise UsageError(f"precision must be auto, fp32 or bf16, not {precision!r}")
+            precision = "fp32"
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be {_PRECISION_CHOICES}, not {precision!r}")
+        if precision == "tf32" and self.device.type != "cuda":
+            raise UsageError("--precision tf32 needs a CUDA GPU (TF32 is a tensor-core format); use fp32 on the CPU")
         self.precision = precision
+        if self.device.type == "cuda":
+            set_cuda_fp32_precision(tf32=precision == "tf32")
         gen = model.modules[direction.generator]
         ne = model.modules[direction.noise_emulator] if direction.noise_emulator else None
         self.graph = TranslationGraph(gen, ne).to(self.device).eval()
@@ -261,7 +293,8 @@ class TorchEngine:
         self.provider = None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-            self.graph.generator.to(memory_format=torch.channels_last)
+        # channels-last: the fast layout of cuDNN and oneDNN (5-18 % faster on 2 CPU cores)
+        self.graph.generator.to(memory_format=torch.channels_last)
         self._generator = torch.compile(self.graph.generator, dynamic=False) if compile else self.graph.generator
         self.compiled = compile
         self.in_shape, self.out_shape = direction_shapes(model, direction)
@@ -307,7 +340,8 @@ class TorchEngine:
         if pad_to and n < pad_to:
             xt = torch.cat([xt, xt.new_zeros((pad_to - n, *xt.shape[1:]))])
         if cuda:
-            xt = xt.pin_memory().to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            xt = xt.pin_memory().to(self.device, non_blocking=True)
+        xt = xt.contiguous(memory_format=torch.channels_last)
         # a stochastic generator draws one latent code per realisation; others run once
         draws = samples if (self.latent_dim and noise) else 1
         with torch.no_grad():
@@ -324,7 +358,7 @@ class TorchEngine:
                 z1, z2 = noise_inputs(keys, range(c), h, w, samples, device=self.device)
                 # F = G + NE, as TranslationGraph.add_noise, with bits independent of the batch
                 ne = noise_maps(self.graph.noise_emulator, z1.flatten(0, 1), z2.flatten(0, 1))  # (N*S, C, H, W)
-                out = g[0].unsqueeze(1) + ne.unflatten(0, (n, samples))  # (N, S, C, H, W)
+                out = (g[0].unsqueeze(1) + ne.unflatten(0, (n, samples))).contiguous()  # (N, S, C, H, W)
             else:
                 out = torch.stack(g, dim=1).contiguous()  # (N, draws, C, H, W)
             if not cuda:
@@ -470,7 +504,7 @@ def load_engine(model, direction: Direction, backend: str = "torch", device: str
         return TorchEngine(model, direction, device, precision, compile)
     if backend == "onnx":
         if precision not in ("auto", "fp32"):
-            raise UsageError("the onnx backend runs in fp32 (precision bf16 is for the torch backend)")
+            raise UsageError(f"the onnx backend runs in fp32 (precision {precision} is for the torch backend)")
         return OnnxEngine(model, direction, device)
     raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
@@ -508,7 +542,7 @@ class _Record:
     message: str = ""
     source: str = ""  # source survey name
     x: np.ndarray | None = None  # (C, H, W) model space
-    wcs_header: str | None = None  # output-grid WCS
+    wcs_header: str | None = None  # output-grid WCS, as header cards (fits_io.wcs_cards)
     mask: np.ndarray | None = None  # (C, H_out, W_out) bool
     warnings: list[str] = field(default_factory=list)
     replace: bool = False
@@ -520,7 +554,7 @@ class _WriteJob:
     index: int
     out_path: Path
     data: np.ndarray  # (S, C, H, W) model space
-    wcs_header: str | None
+    wcs_header: str | None  # header cards (fits_io.wcs_cards)
     mask: np.ndarray | None
     provenance: object  # fits_io.Provenance
     history: list[str]
@@ -555,7 +589,7 @@ def _resample_mask(mask: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
 
 
 def _read_one(job: _Job, setup: _ReaderSetup) -> _Record:
-    from survey2survey.fits_io import make_wcs, read_cutout, rescale_wcs, verify_fits
+    from survey2survey.fits_io import make_wcs, read_cutout, rescale_wcs, verify_fits, wcs_cards
     from survey2survey.surveys import to_model_space
 
     rec = _Record(job.index, "ok")
@@ -626,7 +660,8 @@ def _read_one(job: _Job, setup: _ReaderSetup) -> _Record:
         final_shape = (setup.target.cutout_size,) * 2 if tgt_grid is not None else out_shape
         rec.x = to_model_space(data, survey)  # (C, H, W) float32
         if wcs is not None:
-            rec.wcs_header = rescale_wcs(wcs, in_shape, final_shape).to_header_string(relax=True)
+            # the cards the writer puts in the header: it needs no WCS object of its own
+            rec.wcs_header = wcs_cards(rescale_wcs(wcs, in_shape, final_shape))
         if tgt_grid is not None:
             # the model's output lies on tgt_grid's grid: resampled onto the target's by the writer
             # (a stand-in WCS when the input has none: only the resampling needs one)
@@ -673,15 +708,12 @@ def _write_one(job: _WriteJob, target: Survey, overwrite: bool) -> tuple[int, st
         grid_header, out_header, shape = job.resample
         grid_wcs, out_wcs = WCS(fits.Header.fromstring(grid_header)), WCS(fits.Header.fromstring(out_header))
         native = np.stack([regrid(sample, grid_wcs, out_wcs, shape) for sample in native])  # (S, C, H', W')
-    wcs = None
-    wcs_header = fits.Header()
-    if job.wcs_header:
-        wcs_header = fits.Header.fromstring(job.wcs_header)
-        wcs = WCS(wcs_header)
+    wcs = job.wcs_header or None  # header cards: write_cutout copies them, no WCS object needed
     extra = []
     for s in range(1, native.shape[0]):
         hdu = fits.ImageHDU(data=native[s], name=f"SAMPLE{s + 1}")
-        hdu.header.extend(wcs_header, update=True)
+        if wcs is not None:
+            hdu.header.extend(fits.Header.fromstring(wcs), update=True)
         hdu.header["BUNIT"] = (target.flux_unit or "unknown", "native pixel unit")
         hdu.header["BANDS"] = (",".join(target.bands), "band of each plane, NAXIS3 order")
         hdu.header["S2SSAMP"] = (s + 1, "noise realisation number")
@@ -892,7 +924,7 @@ def translate(
         Reader/writer processes; 0 runs them in this process.  Default: none for fewer
         than 32 inputs, else up to the CPU count minus one (CUDA) or a quarter of the
         CPUs (CPU inference, where the model is the bottleneck).
-    precision : {"auto", "fp32", "bf16"}
+    precision : {"auto", "fp32", "tf32", "bf16"}
         See :class:`TorchEngine`.
     compile : bool
         ``torch.compile`` the generator (torch backend).
@@ -924,10 +956,10 @@ def translate(
         raise UsageError(f"--seed must be a non-negative integer, got {seed!r}")
     if backend not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise UsageError(f"--precision must be auto, fp32 or bf16, not {precision!r}")
-    if backend == "onnx" and precision == "bf16":
-        raise UsageError("the onnx backend runs in fp32 (precision bf16 is for the torch backend)")
+    if precision not in ("auto", *PRECISIONS):
+        raise UsageError(f"--precision must be {_PRECISION_CHOICES}, not {precision!r}")
+    if backend == "onnx" and precision not in ("auto", "fp32"):
+        raise UsageError(f"the onnx backend runs in fp32 (precision {precision} is for the torch backend)")
     if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
         raise UsageError(f"--batch-size must be a positive integer, got {batch_size!r}")
     if workers is not None and workers < 0:
@@ -943,6 +975,8 @@ def translate(
     # The model first: a missing or unsuitable model is misuse, before any file is read.
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
     dev = resolve_device(device) if backend == "torch" else (device or "auto").lower()
+    if precision == "tf32" and not dev.startswith("cuda"):
+        raise UsageError("--precision tf32 needs a CUDA GPU (TF32 is a tensor-core format); use fp32 on the CPU")
     # On the CPU for now: the worker processes are forked before any CUDA context exists.
     model = model_io.load_model(model_dir, device="cpu")
     directions = model_directions(model.config)

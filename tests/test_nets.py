@@ -32,8 +32,11 @@ from survey2survey.nets.layers import (
     HIGH_PASS_KERNEL,
     ConvLReLU,
     GroupedLinear,
+    Upsample,
+    plain_upsampling,
     same_avg_pool2d,
     symmetric_pad2d,
+    upsample_conv,
 )
 from survey2survey.nets.noise_emulator import symmetry_orbits
 
@@ -326,6 +329,71 @@ def test_bfloat16_autocast():
         assert torch.isfinite(lo).all()
         err = (lo.float() - r).abs().max() / r.abs().max()
         assert 0 < err < 0.1, err
+
+
+# ---------------------------------------------------------------- up-sampling folded into convolutions
+@pytest.mark.parametrize("k, padding, hw", [(3, "same", (8, 8)), (3, "same", (17, 13)), (5, "same", (7, 9)),
+                                            (5, "valid", (34, 34)), (3, "valid", (10, 12)), (5, "valid", (9, 12))])
+def test_up_sampling_folded_into_the_convolution_is_the_same_function(k, padding, hw):
+    torch.manual_seed(0)
+    conv = ConvLReLU(6, 4, k, padding=padding).double()
+    with torch.no_grad():
+        conv.weight.normal_()
+        conv.bias.normal_()
+    x = torch.randn(3, 6, *hw, dtype=torch.float64)
+    up = Upsample("nearest")
+    size = (2 * hw[0], 2 * hw[1])
+    reference = F.leaky_relu(F.conv2d(F.interpolate(x, size=size, mode="nearest"), conv.weight, conv.bias,
+                                      padding=conv.padding), 0.2)
+    folded = upsample_conv(up, conv, x, size)
+    assert folded.shape == reference.shape
+    torch.testing.assert_close(folded, reference, rtol=1e-12, atol=1e-12)
+    with plain_upsampling():
+        torch.testing.assert_close(upsample_conv(up, conv, x, size), reference, rtol=0, atol=0)
+    # gradients reach the original weights the same way
+    g_ref = torch.autograd.grad(reference.square().sum(), conv.weight)[0]
+    g_fold = torch.autograd.grad(upsample_conv(up, conv, x, size).square().sum(), conv.weight)[0]
+    torch.testing.assert_close(g_fold, g_ref, rtol=1e-10, atol=1e-10)
+
+
+def test_folded_up_sampling_only_where_it_is_exact():
+    x = torch.randn(1, 4, 8, 8)
+    conv = ConvLReLU(4, 4, 3)
+    # not a factor of 2: nearest resize, then the convolution
+    odd = upsample_conv(Upsample("nearest"), conv, x, (17, 17))
+    assert torch.equal(odd, conv(F.interpolate(x, size=(17, 17), mode="nearest")))
+    # pixel shuffle (variant e): shuffle, then the convolution of the quarter channels
+    shuffle, small = Upsample("pixelshuffle"), ConvLReLU(1, 4, 3)
+    assert torch.equal(upsample_conv(shuffle, small, x, (16, 16)), small(F.pixel_shuffle(x, 2)))
+
+
+def test_folding_cuts_the_generator_flops():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def gflop(net, shape):
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(torch.zeros(shape))
+        return counter.get_total_flops() / 1e9
+
+    g = generator_sdss_to_cfht()
+    with plain_upsampling():
+        plain = gflop(g, (1, 5, 64, 64))
+    assert plain == pytest.approx(13.6, abs=0.05)  # the paper's network as written
+    assert gflop(g, (1, 5, 64, 64)) == pytest.approx(7.94, abs=0.05)
+
+
+@pytest.mark.parametrize("build, shape", [(generator_sdss_to_cfht, (2, 5, 64, 64)),
+                                          (generator_cfht_to_sdss, (2, 5, 136, 136)),
+                                          (Autoencoder, (2, 5, 64, 64))])
+def test_networks_with_folded_up_sampling_equal_the_plain_port(build, shape):
+    torch.manual_seed(1)
+    net = build().double()
+    x = torch.rand(*shape, dtype=torch.float64)
+    with torch.no_grad():
+        folded = net(x)
+        with plain_upsampling():
+            plain = net(x)
+    torch.testing.assert_close(folded, plain, rtol=1e-10, atol=1e-10)
 
 
 # ---------------------------------------------------------------- rebuilding

@@ -35,7 +35,7 @@ def main(
     workers: Optional[int] = typer.Option(
         None, "--workers", metavar="N", help="Reader/writer processes (0: none); default from the CPU count."
     ),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16."),
+    precision: str = typer.Option("auto", "--precision", help="auto (= fp32), fp32, tf32 (CUDA) or bf16: faster, but they bias summed fluxes (docs/translating.md)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the generator (long GPU runs)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

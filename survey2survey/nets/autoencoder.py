@@ -15,6 +15,7 @@ from survey2survey.nets.layers import (
     ConvLReLU,
     OutputConvLReLU,
     Upsample,
+    upsample_conv,
     check_bands,
     check_input,
     same_avg_pool2d,
@@ -70,7 +71,7 @@ class Autoencoder(nn.Module):
         s2 = h.shape[-2:]
         h = same_avg_pool2d(self.conv3(h))  # (N, 256, H/8, W/8)
         h = self.conv4(h)
-        h = self.conv5(self.up(h, s2))  # (N, 256, H/4, W/4)
-        h = self.conv6(self.up(h, s1))  # (N, 128, H/2, W/2)
-        h = self.conv7(self.up(h, s0))  # (N, 64, H, W)
+        h = upsample_conv(self.up, self.conv5, h, s2)  # (N, 256, H/4, W/4)
+        h = upsample_conv(self.up, self.conv6, h, s1)  # (N, 128, H/2, W/2)
+        h = upsample_conv(self.up, self.conv7, h, s0)  # (N, 64, H, W)
         return self.conv9(self.conv8(h))  # (N, bands, H, W)

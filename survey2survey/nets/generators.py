@@ -31,6 +31,7 @@ from survey2survey.nets.layers import (
     ConvLReLU,
     OutputConvLReLU,
     Upsample,
+    upsample_conv,
     check_bands,
     check_input,
     same_avg_pool2d,
@@ -123,11 +124,11 @@ class GeneratorUp(nn.Module):
         s2 = h.shape[-2:]
         h = same_avg_pool2d(self.conv3(h))  # (N, 128, 8, 8)
         h = self.conv4(h)  # (N, 256, 8, 8)
-        h = self.conv5(self.up(h, s2))  # (N, 128, 16, 16)
-        h = self.conv6(self.up(h, s1))  # (N, 128, 32, 32)
-        h = self.conv7(self.up(h, s0))  # (N, 128, 64, 64)
+        h = upsample_conv(self.up, self.conv5, h, s2)  # (N, 128, 16, 16)
+        h = upsample_conv(self.up, self.conv6, h, s1)  # (N, 128, 32, 32)
+        h = upsample_conv(self.up, self.conv7, h, s0)  # (N, 128, 64, 64)
         h = symmetric_pad2d(h, SYMMETRIC_PAD)  # (N, 128, 68, 68)
-        h = self.conv8(self.up(h, self.out_size))  # (N, 64, 136, 136)
+        h = upsample_conv(self.up, self.conv8, h, self.out_size)  # (N, 64, 136, 136)
         return self.conv10(self.conv9(h))  # (N, bands, 136, 136)
 
 
@@ -191,9 +192,9 @@ class GeneratorDown(nn.Module):
         s2 = h.shape[-2:]
         h = same_avg_pool2d(self.conv3(h))  # (N, 128, 17, 17)
         h = self.conv4(h)  # (N, 256, 17, 17)
-        h = self.conv5(self.up(h, s2))  # (N, 128, 34, 34)
+        h = upsample_conv(self.up, self.conv5, h, s2)  # (N, 128, 34, 34)
         crop_in = (self.out_size[0] + CROP, self.out_size[1] + CROP)
-        h = self.conv6(self.up(h, crop_in))  # (N, 64, 68, 68) -> cropped (N, 64, 64, 64)
+        h = upsample_conv(self.up, self.conv6, h, crop_in)  # (N, 64, 68, 68) -> cropped (N, 64, 64, 64)
         return self.conv8(self.conv7(h))  # (N, bands, 64, 64)
 
 

@@ -12,6 +12,7 @@ over bands in Python (GPU friendliness).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 
@@ -31,6 +32,8 @@ __all__ = [
     "GroupedLinear",
     "GroupedACM",
     "Upsample",
+    "upsample_conv",
+    "plain_upsampling",
     "HighPassFilter",
     "same_avg_pool2d",
     "symmetric_pad2d",
@@ -229,6 +232,90 @@ class Upsample(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"
+
+
+_FOLD_UPSAMPLING = True
+
+
+@contextlib.contextmanager
+def plain_upsampling():
+    """Inside this block :func:`upsample_conv` up-samples, then convolves, as written.
+
+    The plain port of the paper's networks: the reference in tests and the baseline
+    of the benchmarks.  Not thread-safe (a module-level switch).
+    """
+    global _FOLD_UPSAMPLING
+    previous, _FOLD_UPSAMPLING = _FOLD_UPSAMPLING, False
+    try:
+        yield
+    finally:
+        _FOLD_UPSAMPLING = previous
+
+
+def upsample_conv(up: Upsample, conv: nn.Module, x: torch.Tensor, size) -> torch.Tensor:
+    """``conv(up(x, size))``, computed at the low resolution when ``up`` doubles the size.
+
+    A convolution that follows a nearest-neighbour x2 up-sampling sees each input pixel
+    four times, so its output can be computed on the small grid: the four output
+    phases (even/odd row, even/odd column) are four convolutions with kernels folded
+    from the original one (:func:`_phase_kernels`), interleaved by a pixel shuffle.
+    Same parameters, same function (to float rounding), fewer operations: a 5x5
+    kernel becomes 3x3 per phase (36 instead of 100 multiply-adds per input pixel and
+    channel pair, 2.8x), a 3x3 kernel 2x2 (16 instead of 36, 2.25x).  For the paper's
+    SDSS -> CFHT generator that is 13.6 -> 7.9 GFLOP per image.  Any other case
+    (pixel shuffle, a size that is not exactly x2, a grouped or float32-output layer)
+    runs the two steps as written.
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    if _FOLD_UPSAMPLING and up.mode == "nearest" and type(conv) is ConvLReLU and conv.groups == 1 and (size[0], size[1]) == (2 * h, 2 * w):
+        return F.leaky_relu(_nearest2x_conv2d(x, conv.weight, conv.bias, conv.padding[0]), LEAKY_SLOPE)
+    return conv(up(x, size))
+
+
+def _phase_kernels(weight: torch.Tensor, pad: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Fold a (O, I, k, k) kernel that follows a nearest x2 up-sampling into 4 phase kernels.
+
+    Output pixel ``2i + a`` (a = 0, 1) of a convolution with padding ``pad`` on the
+    up-sampled grid reads up-sampled pixels ``2i + a + d - pad`` (d = 0..k-1), that is
+    input pixels ``i + (a + d - pad) // 2``: ``m = (k + 1) // 2`` consecutive pixels
+    from ``i + start[a]``.  Returns the kernels, shape (4 O, I, m, m), channel
+    ``4 o + 2 a_row + a_col`` (the order of ``F.pixel_shuffle``), and ``start``.
+    """
+    k = weight.shape[-1]
+    start = ((0 - pad) // 2, (1 - pad) // 2)
+    m = (k + 1) // 2
+    fold = torch.zeros(2, m, k, dtype=weight.dtype, device=weight.device)  # (phase, tap, original tap)
+    for a in (0, 1):
+        for d in range(k):
+            fold[a, (a + d - pad) // 2 - start[a], d] = 1.0
+    kernels = torch.einsum("aud,bve,oide->oabiuv", fold, fold, weight)  # (O, 2, 2, I, m, m)
+    return kernels.reshape(4 * weight.shape[0], weight.shape[1], m, m), start
+
+
+def _nearest2x_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pad: int) -> torch.Tensor:
+    """``F.conv2d(interpolate(x, scale 2, nearest), weight, bias, padding=pad)`` on the small grid."""
+    k = weight.shape[-1]
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        # fold in (at least) float32: under autocast the convolution casts the sums once
+        kernels, start = _phase_kernels(weight if weight.dtype == torch.float64 else weight.float(), pad)
+    kernels = kernels.to(weight.dtype)
+    m = kernels.shape[-1]
+    h, w = x.shape[-2], x.shape[-1]
+    out_h, out_w = h - (k - 1 - 2 * pad) // 2, w - (k - 1 - 2 * pad) // 2  # per phase
+    lo = max(0, -min(start))
+    hi_h = max(0, max(out_h + s + m - 1 for s in start) - h)
+    hi_w = max(0, max(out_w + s + m - 1 for s in start) - w)
+    y = F.conv2d(F.pad(x, (lo, hi_w, lo, hi_h)), kernels, bias.repeat_interleave(4))  # (N, 4 O, L_h, L_w)
+    if start[0] == start[1] and y.shape[-2:] == (out_h, out_w):
+        return F.pixel_shuffle(y, 2)  # (N, O, 2 out_h, 2 out_w)
+    # the phases read windows that start one pixel apart (k = 3): take each its slice
+    n, c = y.shape[0], y.shape[1] // 4
+    y = y.reshape(n, c, 2, 2, y.shape[-2], y.shape[-1])
+    rows = [y[:, :, a, :, start[a] + lo : start[a] + lo + out_h] for a in (0, 1)]  # (N, O, 2, out_h, L_w)
+    y = torch.stack(rows, dim=2)  # (N, O, 2, 2, out_h, L_w)
+    cols = [y[:, :, :, b, :, start[b] + lo : start[b] + lo + out_w] for b in (0, 1)]  # (N, O, 2, out_h, out_w)
+    y = torch.stack(cols, dim=3)  # (N, O, 2, 2, out_h, out_w)
+    return F.pixel_shuffle(y.reshape(n, 4 * c, out_h, out_w), 2)
 
 
 class HighPassFilter(nn.Module):
