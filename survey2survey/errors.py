@@ -3,7 +3,8 @@
 Exit codes used across every command:
 
 * 0 -- everything asked for was done;
-* 1 -- the command ran but some inputs failed (each was reported);
+* 1 -- the command ran but some inputs failed (each was reported), or it ran out of a
+  resource on the way (:class:`ResourceError`: memory during training);
 * 2 -- the command was misused (bad option, unknown survey, missing model, ...).
 """
 
@@ -18,6 +19,7 @@ __all__ = [
     "CutoutError",
     "OutputExistsError",
     "ModelError",
+    "ResourceError",
     "EXIT_OK",
     "EXIT_PARTIAL",
     "EXIT_USAGE",
@@ -44,6 +46,15 @@ class SurveyError(S2SError):
 
 class ModelError(S2SError):
     """A model directory is missing, corrupted or does not fit the input."""
+
+
+class ResourceError(S2SError):
+    """The command ran out of memory (or another resource) while working; exit code 1.
+
+    A request that clearly cannot fit is refused before any work as a :class:`UsageError`.
+    """
+
+    exit_code = EXIT_PARTIAL
 
 
 class CutoutError(S2SError):

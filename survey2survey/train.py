@@ -49,7 +49,7 @@ from typing import Any, Callable
 
 from survey2survey import __version__
 from survey2survey.atomic import atomic_write, remove_stale, write_bytes
-from survey2survey.errors import ModelError, UsageError
+from survey2survey.errors import ModelError, ResourceError, S2SError, UsageError
 
 __all__ = [
     "TrainOptions",
@@ -482,6 +482,10 @@ def train(dataset: str | Path, out: str | Path, options: TrainOptions | None = N
         _setup_cuda_flags()
     run_dirs = {s: out / "train" / (f"step{s}" if s is not None else "") for s in steps}
     _check_output(out, cls, steps, run_dirs, opts)
+    if not opts.resume:  # (a resumed run's batch sizes are its checkpoint's: checked in _run_step)
+        for step in steps:
+            _check_memory(ds, cls, step, opts.run_values(), opts, device, amp_dtype, dist_info)
+    _clear_replaced_run(steps, run_dirs, opts)
 
     result = TrainResult(model_dir=out, method=cls.name)
     previous = None  # the method object of the step just run (ours: step 1 -> step 2)
@@ -489,10 +493,17 @@ def train(dataset: str | Path, out: str | Path, options: TrainOptions | None = N
     finished = False
     try:
         for i, step in enumerate(steps):
-            method, summary = _run_step(
-                ds, out, cls, step, run_dirs[step], opts, device, amp_dtype, dist_info,
-                resume=opts.resume, must_resume=opts.resume and i == 0, previous=previous,
-            )  # fmt: skip
+            try:
+                method, summary = _run_step(
+                    ds, out, cls, step, run_dirs[step], opts, device, amp_dtype, dist_info,
+                    resume=opts.resume, must_resume=opts.resume and i == 0, previous=previous,
+                )  # fmt: skip
+            except Exception as exc:  # out of memory outside the loop: setting up, the model
+                from survey2survey.train_memory import is_out_of_memory
+
+                if not is_out_of_memory(exc):
+                    raise
+                raise _out_of_memory(exc, run_dirs[step], cls, step, None, opts, device) from None
             key = f"step{step}" if step is not None else "train"
             history[key] = summary
             result.steps[key] = summary
@@ -589,11 +600,105 @@ def _check_output(out: Path, cls, steps: tuple, run_dirs: dict, opts: TrainOptio
             pass
     except OSError as exc:
         raise UsageError(f"{where}: cannot write the model there ({exc.strerror or exc})") from None
+
+
+def _clear_replaced_run(steps: tuple, run_dirs: dict, opts: TrainOptions) -> None:
+    """``--overwrite``: remove the earlier run's checkpoints and logs (after every check)."""
     if opts.overwrite:
         for s in steps:
             for p in list_checkpoints(run_dirs[s]):
                 p.unlink(missing_ok=True)  # missing_ok: every torchrun rank does this
             (run_dirs[s] / "losses.csv").unlink(missing_ok=True)
+
+
+def _method_options(cls, run: dict[str, Any]) -> dict[str, Any]:
+    options = dict(run["method_options"])
+    if cls.one_way:
+        options["direction"] = run["direction"]
+    return options
+
+
+def _build_method(cls, ds, step, run: dict[str, Any], build=None):
+    """The method's object for ``step`` (``build``: the constructor, or a stand-in with its signature)."""
+    try:
+        return (build or cls)(ds.surveys, step=step, options=_method_options(cls, run))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"method {cls.name!r}: {exc}") from None
+
+
+#: Memory estimates already made in this process, by everything they depend on.
+_ESTIMATES: dict[tuple, Any] = {}
+
+
+def _check_memory(ds, cls, step, run: dict[str, Any], opts: TrainOptions, device, amp_dtype, dist_info: _Dist) -> None:
+    """Refuse batch sizes that clearly cannot fit before any work (``survey2survey.train_memory``).
+
+    Skipped where the available memory is unknown or ``$S2S_NO_MEMORY_CHECK`` is set; an
+    estimate that fails (an operation the probe cannot follow) is a warning, not an error.
+    """
+    import dataclasses as dc
+
+    from survey2survey import train_memory as tm
+
+    if not tm.memory_check_enabled():
+        return
+    available = tm.available_memory(device)
+    if available is None:
+        return
+    bu, bp = int(run["batch_unpaired"]), int(run["batch_paired"])
+    cuda = device.type == "cuda"
+    channels_last = _auto(opts.channels_last, cuda, "--channels-last")
+    settings = dict(device_type=device.type, amp_dtype=amp_dtype, channels_last=channels_last, prefetch=opts.prefetch,
+                    same_sizes=bu == bp)  # fmt: skip
+    key = (cls, step, json.dumps(_method_options(cls, run), sort_keys=True, default=str),
+           json.dumps({k: v.to_dict() for k, v in ds.surveys.items()}, sort_keys=True, default=str),
+           tuple(sorted((k, str(v)) for k, v in settings.items())))  # fmt: skip
+    est = _ESTIMATES.get(key)
+    if est is None:
+        try:
+            probe = _build_method(cls, ds, step, run, build=lambda *a, **k: tm.probe_method(cls, *a, **k))
+            est = _ESTIMATES[key] = tm.estimate_step_memory(probe, **settings)
+        except S2SError:
+            raise  # bad method options: the same error as the run would give
+        except Exception as exc:  # the guard must never be what stops a run
+            _warn(f"could not estimate the memory of one {cls.name} iteration ({_first_line(exc)}); not checked")
+            return
+    if cuda and opts.data_placement in ("auto", "device"):  # the arrays the loader copies to the GPU
+        names = ds.array_names(est.parts, cls.regridded).values()
+        resident = sum(ds.arrays[n].nbytes for n in names if n in ds.arrays)
+        if opts.data_placement == "device" or resident < 0.4 * available[0]:  # as MiniBatchLoader decides
+            est = dc.replace(est, fixed=est.fixed + resident)
+    world = dist_info.world
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world)) if world > 1 else 1
+    tm.check_batch_fits(est, bu, bp, available, device_type=device.type, world=world, local_world=local,
+                        resumed=opts.resume)  # fmt: skip
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+def _batch_flags(run: dict[str, Any]) -> str:
+    bu, bp = run["batch_unpaired"], run["batch_paired"]
+    return f"--batch-size {bu}" + ("" if bu == bp else f" --batch-paired {bp}")
+
+
+def _out_of_memory(exc: BaseException, run_dir: Path, cls, step, iteration: int | None,
+                   opts: TrainOptions, device, run: dict[str, Any] | None = None) -> ResourceError:  # fmt: skip
+    """The one line for an allocation failure during training (exit code 1)."""
+    label = cls.name + (f" step {step}" if step is not None else "")
+    where = f"at iteration {iteration} of {label}" if iteration is not None else f"in {label} (setting up or saving)"
+    batch = _batch_flags(run or opts.run_values())
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    reason = ". ".join(text.split(". ")[:2])[:200]  # CUDA's message goes on about the allocator's state
+    kept = list_checkpoints(run_dir)
+    if kept:
+        after = f"free memory and --resume from {kept[0].name}, or start again with a smaller --batch-size"
+        after += " (--overwrite)"
+    else:
+        after = "use a smaller --batch-size"
+    return ResourceError(f"{run_dir}: out of memory {where} with {batch} on {device} ({reason}): {after}")
 
 
 def _history_from_init(out: Path, cls, steps: tuple, opts: TrainOptions) -> dict[str, Any]:
@@ -647,16 +752,12 @@ def _run_step(ds, out, cls, step, run_dir: Path, opts: TrainOptions, device, amp
     for k in ("batch_unpaired", "batch_paired"):
         if run[k] < world or run[k] % world:
             raise UsageError(f"{_flag(k)} {run[k]} must be a multiple of the {world} data-parallel ranks")
+    if resume:  # a fresh run was checked before any work (train)
+        _check_memory(ds, cls, step, run, opts, device, amp_dtype, dist_info)
 
     # -- the method and its networks ------------------------------------------------------------
     torch.manual_seed(run["seed"])  # same initial weights on every rank
-    options = dict(run["method_options"])
-    if cls.one_way:
-        options["direction"] = run["direction"]
-    try:
-        method = cls(ds.surveys, step=step, options=options)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"method {cls.name!r}: {exc}") from None
+    method = _build_method(cls, ds, step, run)
     if ckpt is None:
         _init_from_earlier(method, out, opts, previous)
     cuda = device.type == "cuda"
@@ -785,6 +886,12 @@ def _run_step(ds, out, cls, step, run_dir: Path, opts: TrainOptions, device, amp
                 sums, window_start, window_iters = {}, now, 0
             if done % opts.checkpoint_every == 0 or done == iterations:
                 checkpoint(done, elapsed_before + time.perf_counter() - t0)
+    except Exception as exc:
+        from survey2survey.train_memory import is_out_of_memory
+
+        if not is_out_of_memory(exc):
+            raise
+        raise _out_of_memory(exc, run_dir, cls, step, it + 1, opts, device, run) from None
     finally:
         loader.close()
         progress.close()

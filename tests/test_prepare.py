@@ -1,8 +1,11 @@
 """s2s prepare: cross-match, split, model space, regridding, bad cutouts, the dataset layout."""
 
 import csv
+import hashlib
+import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from survey2survey.data.crossmatch import crossmatch, read_catalog
+from survey2survey.data.loader import open_dataset, source_path, source_paths
 from survey2survey.data.prepare import _truncate_npy, prepare_dataset
 from survey2survey.data.regrid import regrid, regrid_to_survey
 from survey2survey.data.simulate import SimulationConfig, object_id, simulate_survey_pair
@@ -141,7 +145,7 @@ def test_regrid_conserves_flux_to_one_percent():
 def test_dataset_layout_counts_and_contract(dataset):
     root, result = dataset
     info = json.loads((root / "dataset.json").read_text())
-    assert info["format"] == "s2s-dataset/1" and info["transform"] == "lin2021-stretch"
+    assert info["format"] == "s2s-dataset/2" and info["transform"] == "lin2021-stretch"
     assert info["surveys"]["a"]["name"] == "sdss" and info["bands"]["b"] == list("ugriz")
     c = info["counts"]
     assert (c["train"] + c["test"], c["unpaired_a"], c["unpaired_b"]) == (N_PAIRS, N_A, N_B)
@@ -175,7 +179,7 @@ def test_flux_factor_and_stretch_applied_exactly_once(dataset, sim):
     for row in _manifest(root):
         arr = np.load(root / f"{row['split']}_{row['domain']}.npy", mmap_mode="r")
         stored = np.asarray(arr[int(row["index"])])
-        native = read_cutout(row["source_file"], row["survey"]).data
+        native = read_cutout(source_path(root, row), row["survey"]).data
         np.testing.assert_array_equal(stored, to_model_space(native, row["survey"]))
         back = unstretch(stored.astype(np.float64)) / get_survey(row["survey"]).flux_factor
         np.testing.assert_allclose(back, native, rtol=1e-5, atol=1e-6 * np.abs(native).max())
@@ -188,11 +192,120 @@ def test_regridded_copy_conserves_flux(dataset):
     for row in rows:
         on_a = np.load(root / f"{row['split']}_b_on_a.npy", mmap_mode="r")[int(row["index"])]
         flux_on_a = unstretch(on_a.astype(np.float64)).sum(axis=(1, 2))  # nanomaggies
-        native = read_cutout(row["source_file"], "cfht").data.astype(np.float64)
+        native = read_cutout(source_path(root, row), "cfht").data.astype(np.float64)
         flux = native.sum(axis=(1, 2)) * cfht.flux_factor
         # noisy cutouts: compare with the flux scale of the image, not just its (noisy) sum
         scale = np.abs(native).sum(axis=(1, 2)) * cfht.flux_factor
         assert np.all(np.abs(flux_on_a - flux) < 0.01 * scale), row["id"]
+
+
+# --- where the files lie: source_file and the fingerprint -----------------------------------------
+
+
+def _recomputed_fingerprint(root):
+    """The fingerprint as documented, recomputed from the files of a dataset directory."""
+    info = json.loads((root / "dataset.json").read_text())
+    h = hashlib.sha256(info["format"].encode())
+    for name in sorted(info["arrays"]):
+        arr = np.load(root / info["arrays"][name]["file"], mmap_mode="r")
+        h.update(f"{name}{list(arr.shape)}".encode())
+        for row in arr:
+            h.update(hashlib.sha256(np.ascontiguousarray(row).tobytes()).digest())
+    with open(root / "manifest.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0][-1] == "source_file"
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(r[:-1] for r in rows)
+    h.update(text.getvalue().encode())
+    return h.hexdigest()
+
+
+def test_fingerprint_is_the_data_without_source_file(dataset):
+    root, result = dataset
+    assert _recomputed_fingerprint(root) == result.fingerprint
+
+
+def test_fingerprint_does_not_depend_on_out_or_working_directory(sim, tmp_path, monkeypatch):
+    (tmp_path / "elsewhere" / "deeper").mkdir(parents=True)
+    monkeypatch.chdir(sim.parent)  # relative inputs, dataset next to the simulation
+    first = prepare_dataset(["sim/sdss"], ["sim/cfht"], "ds", regrid=True, workers=1)
+    monkeypatch.chdir(tmp_path / "elsewhere" / "deeper")  # absolute inputs, another --out
+    second = prepare_dataset([sim / "sdss"], [sim / "cfht"], "../other/ds2", regrid=True, workers=1)
+    one, two = sim.parent / "ds", tmp_path / "elsewhere" / "other" / "ds2"
+    assert (two / "dataset.json").is_file()
+    assert _manifest(one) != _manifest(two)  # the source_file values differ ...
+    assert first.fingerprint == second.fingerprint  # ... the data do not
+    assert json.loads((one / "dataset.json").read_text())["fingerprint"] == second.fingerprint
+    # the same with the other row order of a process pool, and the identical pixels of a copy
+    copy = tmp_path / "copy"
+    shutil.copytree(sim / "sdss", copy / "sdss")
+    shutil.copytree(sim / "cfht", copy / "cfht")
+    pooled = prepare_dataset([copy / "sdss"], [copy / "cfht"], copy / "ds", regrid=True, workers=2)
+    assert pooled.fingerprint == first.fingerprint
+    # but the data still count: another split is another dataset
+    resplit = prepare_dataset([sim / "sdss"], [sim / "cfht"], tmp_path / "resplit", regrid=True, workers=1, seed=3)
+    assert resplit.fingerprint != first.fingerprint
+
+
+def test_source_file_resolves_from_the_dataset_from_any_directory(sim, tmp_path, monkeypatch):
+    tree = tmp_path / "project"
+    shutil.copytree(sim, tree / "sim")
+    monkeypatch.chdir(tree)
+    prepare_dataset(["sim/sdss"], [str(tree / "sim" / "cfht")], "sim/dataset", workers=1)
+    root = tree / "sim" / "dataset"
+    rows = _manifest(root)
+    # under the tree that holds the dataset: relative to the dataset directory, however given
+    assert {r["source_file"] for r in rows} == {f"../{r['survey']}/{r['id']}.fits" for r in rows}
+    # from anywhere, through a relative dataset path too
+    for cwd, ds in ((tmp_path, Path("project/sim/dataset")), (root, Path(".")), (Path("/"), root)):
+        monkeypatch.chdir(cwd)
+        for row in rows:
+            path = source_path(ds, row)
+            assert path.is_absolute() and path == tree / "sim" / row["survey"] / f"{row['id']}.fits"
+            assert path.is_file()
+    monkeypatch.chdir(tmp_path)
+    row = next(r for r in rows if r["split"] == "train" and r["domain"] == "a")
+    stored = np.load(root / "train_a.npy", mmap_mode="r")[int(row["index"])]
+    np.testing.assert_array_equal(stored, to_model_space(read_cutout(source_path(open_dataset(root), row), "sdss").data,
+                                                         "sdss"))
+    # inputs outside that tree: absolute paths
+    prepare_dataset([tree / "sim" / "sdss"], [tree / "sim" / "cfht"], tmp_path / "apart" / "ds", workers=1)
+    for r in _manifest(tmp_path / "apart" / "ds"):
+        assert Path(r["source_file"]) == tree / "sim" / r["survey"] / f"{r['id']}.fits"
+
+
+def test_moving_the_simulation_keeps_its_sources(sim, tmp_path, monkeypatch):
+    from survey2survey.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare", "--simulate", "2", "--unpaired-a", "1", "--unpaired-b", "1", "--out", "runs/sim",
+                 "-j", "1", "-q"]) == 0
+    before = json.loads((tmp_path / "runs" / "sim" / "dataset" / "dataset.json").read_text())["fingerprint"]
+    (tmp_path / "archive").mkdir()
+    shutil.move(tmp_path / "runs" / "sim", tmp_path / "archive" / "moved")
+    shutil.rmtree(tmp_path / "runs")
+    moved = tmp_path / "archive" / "moved"
+    monkeypatch.chdir(sim)  # any other directory
+    rows = _manifest(moved / "dataset")
+    assert len(rows) == 2 * 2 + 1 + 1
+    for row in rows:
+        (path,) = source_paths(moved / "dataset", row)
+        assert path == moved / row["survey"] / f"{row['id']}.fits" and path.is_file()
+    assert open_dataset(moved / "dataset").fingerprint == before == _recomputed_fingerprint(moved / "dataset")
+
+
+def test_source_paths_values(tmp_path, monkeypatch):
+    root = tmp_path / "ds"
+    root.mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert source_paths(root, "../in/x_g.fits;../in/x_r.fits") == [tmp_path / "in" / "x_g.fits",
+                                                                   tmp_path / "in" / "x_r.fits"]
+    assert source_path("ds", {"source_file": "/data/x.fits", "id": "x"}) == Path("/data/x.fits")
+    assert source_path(root, "a/b/../c.fits") == root / "a" / "c.fits"
+    # a dataset of format 1: relative to the directory prepare ran from (here: the current one)
+    (root / "dataset.json").write_text(json.dumps({"format": "s2s-dataset/1"}))
+    assert source_path(root, "sim/sdss/x.fits") == tmp_path / "sim" / "sdss" / "x.fits"
+    assert source_path(root, "sim/x.fits", "s2s-dataset/2") == root / "sim" / "x.fits"
 
 
 def test_split_is_seeded_and_reproducible(sim, tmp_path):

@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -37,8 +38,11 @@ from test_reliability import (  # noqa: F401 (immutable_dir is a fixture)
     s2s_process,
 )
 
-from survey2survey import model_io
+from survey2survey import model_io, train_memory
+from survey2survey.data.loader import open_dataset
 from survey2survey.fits_io import verify_fits
+from survey2survey.methods import get_method
+from survey2survey.methods.aecnn import AECNNMethod
 from survey2survey.nets import GeneratorUp
 from survey2survey.surveys import get_survey
 from survey2survey.train import list_checkpoints
@@ -161,7 +165,9 @@ TRANSLATE_MISUSE = [
     ("device_unknown", ["--device", "nonsense"], "--device must be auto, cpu or cuda[:N], not 'nonsense'"),
     ("workers_negative", ["--workers", "-1"], "--workers must be >= 0, got -1"),
     ("backend_unknown", ["--backend", "tf"], "--backend must be one of torch, onnx, not 'tf'"),
-    ("precision_unknown", ["--precision", "fp8"], "--precision must be auto, fp32 or bf16, not 'fp8'"),
+    ("precision_unknown", ["--precision", "fp8"], "--precision must be auto, fp32, tf32 or bf16, not 'fp8'"),
+    ("precision_tf32_on_cpu", ["--precision", "tf32", "--device", "cpu"],  # 215
+     "--precision tf32 needs a CUDA GPU (TF32 is a tensor-core format); use fp32 on the CPU"),
     ("model_missing", ["--model", "{tmp}/no-model"], "{tmp}/no-model: model directory not found"),
     ("model_not_a_model", ["--model", "{tmp}/empty"], "{tmp}/empty/config.json: missing (not a model directory?)"),
     ("out_under_a_file", ["--out", "{tmp}/a_file/out"], "{tmp}/a_file: is a file, not a directory"),
@@ -536,3 +542,88 @@ def test_killed_train_resumes_from_its_last_checkpoint_and_a_damaged_one_falls_b
     final = torch.load(list_checkpoints(out / "train")[0], weights_only=True)
     assert final["iteration"] == n and final["loader"]["iteration"] == n
     assert restart < n and model_io.load_model(out).config["method"] == "aecnn"
+
+
+# --- train: a batch that does not fit in memory -------------------------------------------------------------
+
+_GIB = 2**30
+
+
+def test_train_refuses_a_batch_that_cannot_fit_before_any_work(tiny_ds, tmp_path, capsys, monkeypatch):
+    # 212 in a real process, with the machine's own memory: refused in a few seconds, nothing allocated
+    out = tmp_path / "m"
+    run = s2s_process("train", tiny_ds, "--method", "ours", "--out", out, "--batch-size", "100000", "--device", "cpu",
+                      "-q")  # fmt: skip
+    assert_usage_error(run, "--batch-size 100000 needs about ", " GiB for one ours step-1 iteration, ", " available: ")
+    assert re.search(r"available: use --batch-size \d+ or less$", run.error_lines()[0]), run.err
+    assert not out.exists()
+
+    # ... and in this process with 8 GiB said to be available: the suggestion fits in 90 % of it
+    monkeypatch.setattr(train_memory, "available_memory", lambda device: (8 * _GIB, "available"))
+    run = s2s(capsys, "train", tiny_ds, "--method", "aecnn", "--out", out, "--batch-size", "100000", "--device", "cpu",
+              "-q")  # fmt: skip
+    assert_usage_error(run, "--batch-size 100000 needs about ", " GiB for one aecnn iteration, 8.00 GiB available: ")
+    suggested = int(re.search(r"use --batch-size (\d+) or less$", run.error_lines()[0]).group(1))
+    assert not out.exists()
+    ds = open_dataset(tiny_ds)
+    cls = get_method("aecnn")
+    est = train_memory.estimate_step_memory(train_memory.probe_method(cls, ds.surveys, None, {"direction": None}),
+                                            same_sizes=True)  # fmt: skip
+    assert est.need(suggested, suggested) <= 0.9 * 8 * _GIB < est.need(int(1.15 * suggested), int(1.15 * suggested))
+    assert est.need(100_000, 100_000) > 8 * _GIB
+
+
+OUT_OF_MEMORY = [
+    ("cpu_allocator", RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4398046511104 "
+                                   "bytes. Error code 12 (Cannot allocate memory)")),
+    ("cuda", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
+                                    "79.11 GiB of which 1.19 GiB is free. Including non-PyTorch memory, ...")),
+    ("numpy", MemoryError("Unable to allocate 4.00 TiB for an array with shape (100000, 5, 1448, 1448)")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind, error", OUT_OF_MEMORY, ids=[k for k, _ in OUT_OF_MEMORY])
+def test_train_out_of_memory_during_a_step_is_one_line_and_resumable(tiny_ds, tmp_path, capsys, monkeypatch, kind,
+                                                                      error):  # fmt: skip
+    # 213: the third training step runs out of memory (the memory probes' batches say iteration 0)
+    original = AECNNMethod.train_step
+
+    def train_step(self, batch):
+        if batch.iteration == 2:
+            raise error
+        return original(self, batch)
+
+    monkeypatch.setattr(AECNNMethod, "train_step", train_step)
+    out = tmp_path / "m"
+    args = ["train", tiny_ds, "--method", "aecnn", "--out", out, "-n", "4", "--batch-size", "2", "--checkpoint-every",
+            "2", "--log-every", "1", "--device", "cpu", "-q"]  # fmt: skip
+    run = s2s(capsys, *args)
+    assert run.code == 1 and "Traceback" not in run.text, run.text
+    (line,) = run.error_lines()
+    first = str(error).split(". ")[0]
+    assert line.startswith(f"s2s: error: {out / 'train'}: out of memory at iteration 3 of aecnn with --batch-size 2 "
+                           f"on cpu ({first}"), line  # fmt: skip
+    assert line.endswith("): free memory and --resume from ckpt-00000002.pt, or start again with a smaller "
+                         "--batch-size (--overwrite)"), line  # fmt: skip
+    assert not (out / "config.json").exists()
+    assert [p.name for p in list_checkpoints(out / "train")] == ["ckpt-00000002.pt"]
+
+    monkeypatch.setattr(AECNNMethod, "train_step", original)  # memory freed: the run goes on from its checkpoint
+    run = s2s(capsys, *args, "--resume")
+    assert run.code == 0, run.text
+    assert [int(r["iteration"]) for r in _rows(out / "train" / "losses.csv")] == [1, 2, 3, 4]
+    assert json.loads((out / "config.json").read_text())["iterations"] == 4
+
+
+def test_train_resume_refuses_a_batch_that_no_longer_fits(tiny_ds, tmp_path, capsys, monkeypatch):
+    # 214: resumed where less memory is available than when the run started
+    out = tmp_path / "m"
+    args = ["train", tiny_ds, "--method", "aecnn", "--out", out, "--batch-size", "2", "--checkpoint-every", "1",
+            "--device", "cpu", "-q"]  # fmt: skip
+    assert s2s(capsys, *args, "-n", "2").code == 0
+    before = {p.name: p.read_bytes() for p in (out / "train").iterdir()}
+    monkeypatch.setattr(train_memory, "available_memory", lambda device: (2**20, "available"))
+    run = s2s(capsys, *args, "-n", "4", "--resume")
+    assert_usage_error(run, "--batch-size 2 needs about ", " GiB for one aecnn iteration, 0.00098 GiB available: ")
+    assert run.error_lines()[0].endswith("not even the smallest batch fits: free memory or use a larger device")
+    assert {p.name: p.read_bytes() for p in (out / "train").iterdir()} == before  # checkpoints and log untouched

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from _tiny_dataset import make_tiny_dataset
+from survey2survey import train_memory as tm
 from survey2survey.data.loader import MiniBatchLoader, apply_d4, d4_index_maps, open_dataset
 from survey2survey.errors import ModelError, UsageError
 from survey2survey.methods import METHODS, get_method
@@ -319,3 +320,119 @@ def test_cli_train_and_its_errors(tiny_dataset, tmp_path, capsys):
     assert main(["train", str(tiny_dataset), "--method", "aecnn", "--out", str(out), "-q"]) == 2  # exists
     assert "--overwrite" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "x", ignore_errors=True)
+
+
+# --- memory: the estimate behind the --batch-size guard ------------------------------------------------
+
+GIB = 2**30
+
+
+def _profiled_peak(method, batch) -> int:
+    """Bytes the CPU allocator holds at its peak during one real ``train_step``, above what
+    it held before (from ``torch.profiler``'s allocation events, in time order)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        method.train_step(batch)
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()
+    )
+    current = peak = 0
+    for e in events:
+        current += e.nbytes()  # negative for a release
+        peak = max(peak, current)
+    assert events, "the profiler recorded no allocation"
+    return peak
+
+
+def test_memory_estimate_is_close_to_the_profiled_peak_of_a_real_step(tiny_dataset):
+    ds = open_dataset(tiny_dataset)
+    cls, n = get_method("aecnn"), 4
+    torch.manual_seed(0)
+    method = cls(ds.surveys, options={"direction": None})
+    method.setup(torch.device("cpu"))
+    batch = MiniBatchLoader(ds, batch_unpaired=n, batch_paired=n, parts=method.parts, augment=False).batch_at(0)
+    method.train_step(batch)  # optimiser state and gradients exist from here on, as in any later iteration
+
+    def nbytes(tensors) -> int:
+        return sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
+
+    held = (nbytes(method.nets.parameters()) + nbytes(p.grad for p in method.nets.parameters())
+            + nbytes(t for o in method.optimizers.values() for st in o.state.values() for t in st.values()))  # fmt: skip
+    measured = held + _profiled_peak(method, batch)
+
+    state = torch.get_rng_state()
+    est = tm.estimate_step_memory(tm.probe_method(cls, ds.surveys, None, {"direction": None}), same_sizes=True)
+    assert torch.equal(state, torch.get_rng_state())  # the probe draws no random numbers
+    step_only = est.need(n, n) - n * (est.data_unpaired + est.data_paired)  # without the loader's queue
+    print(f"aecnn batch {n}: estimate {step_only / 2**20:.1f} MiB, profiled {measured / 2**20:.1f} MiB")
+    # measured here: estimate 28.6 MiB, profiled 28.9 MiB
+    assert 0.8 < step_only / measured < 1.25, (step_only, measured)
+
+
+def test_memory_estimate_is_exact_at_sizes_it_did_not_probe_and_grows_linearly(small_dataset):
+    ds = open_dataset(small_dataset)
+    for step in (1, 2):
+        probe = tm.probe_method(get_method("ours"), ds.surveys, step, {})
+        est = tm.estimate_step_memory(probe)  # probes at batches of 2 and 3
+        assert est.parts == tuple(probe.parts)
+        sizes = {"a": 5, "b": 5, "pair_a": 7, "pair_b": 7} if step == 2 else {"a": 5, "b": 5}
+        peak = max(tm._probe(probe, sizes, False, {}))  # a real probe at 5 + 7, the fit never saw it
+        predicted = est.need(5, 7) - est.fixed - 5 * est.data_unpaired - 7 * est.data_paired
+        assert predicted == pytest.approx(peak, rel=1e-9), step
+        grow = [est.need(n, n) for n in (64, 128, 256)]
+        assert grow[2] - grow[1] == pytest.approx(2 * (grow[1] - grow[0]), rel=1e-6)  # linear in the batch
+        assert est.need(100_000, 100_000) > 1_000 * est.need(24, 24) / 24 * 0.99 > 0
+
+
+def _toy(parts=("unpaired", "paired")) -> tm.StepMemory:
+    """1 GiB per image (both parts moved together, or the pairs alone), 0.5 GiB fixed."""
+    joint = len(parts) == 2
+    a, b = (np.array([1.0 * GIB]), np.array([0.0])) if joint else (np.array([0.0]), np.array([1.0 * GIB]))
+    return tm.StepMemory(label="toy", parts=parts, c=np.array([0.0]), a=a, b=b, joint=joint, fixed=0.5 * GIB,
+                         data_unpaired=0.0, data_paired=0.0)  # fmt: skip
+
+
+def test_batch_guard_message_names_the_estimate_the_memory_and_a_batch_that_fits():
+    tm.check_batch_fits(_toy(), 17, 17, (20 * GIB, "available"))  # 17.5 GiB: fits
+    with pytest.raises(UsageError) as err:
+        tm.check_batch_fits(_toy(), 100_000, 100_000, (20 * GIB, "available"))
+    # the suggestion keeps 10 % free: 0.5 + 17 <= 18 GiB
+    assert str(err.value) == ("--batch-size 100000 needs about 100,000 GiB for one toy iteration, "
+                              "20.0 GiB available: use --batch-size 17 or less")  # fmt: skip
+    with pytest.raises(UsageError, match=r"use --batch-size 3500 or less$"):  # two significant digits
+        tm.check_batch_fits(_toy(), 100_000, 100_000, (4000 * GIB, "available"))
+    with pytest.raises(UsageError, match=r"in each of 4 processes, .* use --batch-size 68 or less$"):
+        tm.check_batch_fits(_toy(), 400, 400, (20 * GIB, "free on GPU"), device_type="cuda", world=4)
+    with pytest.raises(UsageError, match=r"^--batch-paired 3000 needs .* use --batch-paired 17 or less$"):
+        tm.check_batch_fits(_toy(("paired",)), 24, 3000, (20 * GIB, "available"))
+    with pytest.raises(UsageError, match="not even the smallest batch fits"):
+        tm.check_batch_fits(_toy(), 4, 4, (GIB, "available"))
+
+
+def test_out_of_memory_errors_are_recognised():
+    assert tm.is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 B"))
+    assert tm.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB."))
+    assert tm.is_out_of_memory(MemoryError("Unable to allocate 1.00 TiB for an array"))
+    assert not tm.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not tm.is_out_of_memory(ValueError("out of memory"))
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_a_cgroup_memory_limit_lowers_the_memory_available(tmp_path, version):
+    proc = tmp_path / "cgroup"
+    if version == "v2":
+        proc.write_text("0::/job.slice\n")
+        d = tmp_path / "fs" / "job.slice"
+        names = ("memory.max", "memory.current", "inactive_file")
+    else:
+        proc.write_text("4:memory:/job\n0::/\n")
+        d = tmp_path / "fs" / "memory" / "job"
+        names = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+    d.mkdir(parents=True)
+    (d / names[0]).write_text(f"{8 * GIB}\n")
+    (d / names[1]).write_text(f"{6 * GIB}\n")
+    (d / "memory.stat").write_text(f"anon 1\n{names[2]} {GIB}\n")  # page cache the kernel can drop
+    assert tm._cgroup_available(tmp_path / "fs", proc) == 3 * GIB
+    (d / names[0]).write_text("max\n" if version == "v2" else f"{2**63 - 4096}\n")  # no limit
+    assert tm._cgroup_available(tmp_path / "fs", proc) is None

@@ -25,11 +25,12 @@ replacement, like the paper's random selection per iteration.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -39,6 +40,8 @@ from survey2survey.surveys import Survey
 __all__ = [
     "PreparedDataset",
     "open_dataset",
+    "source_paths",
+    "source_path",
     "Batch",
     "MiniBatchLoader",
     "d4_index_maps",
@@ -46,7 +49,13 @@ __all__ = [
     "PARTS",
 ]
 
-DATASET_FORMAT = "s2s-dataset/1"
+#: The format ``s2s prepare`` writes.  ``s2s-dataset/2``: ``source_file`` is relative to the
+#: dataset directory (or absolute) and the fingerprint leaves that column out.
+DATASET_FORMAT = "s2s-dataset/2"
+#: Formats :func:`open_dataset` reads.  ``s2s-dataset/1`` has the same layout, but its
+#: relative ``source_file`` values are relative to the directory ``s2s prepare`` ran from,
+#: and its fingerprint also hashed that column.
+READABLE_FORMATS = ("s2s-dataset/1", DATASET_FORMAT)
 
 #: Parts of the paper's mini-batch a method can ask for.
 PARTS = ("unpaired", "paired")
@@ -127,9 +136,9 @@ def open_dataset(path: str | Path) -> PreparedDataset:
         raise UsageError(f"{meta_path}: missing (not a prepared dataset directory)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{meta_path}: unreadable ({exc})") from None
-    if not isinstance(info, dict) or info.get("format") != DATASET_FORMAT:
+    if not isinstance(info, dict) or info.get("format") not in READABLE_FORMATS:
         raise UsageError(f"{meta_path}: format is {info.get('format') if isinstance(info, dict) else None!r}, "
-                         f"expected {DATASET_FORMAT!r}")
+                         f"expected {' or '.join(map(repr, READABLE_FORMATS))}")
     try:
         surveys = {k: Survey.from_dict(info["surveys"][k]["name"], info["surveys"][k], str(meta_path)) for k in "ab"}
         listed = info["arrays"]
@@ -170,6 +179,79 @@ def open_dataset(path: str | Path) -> PreparedDataset:
     if len(arrays["train_a"]) != len(arrays["train_b"]):
         raise UsageError(f"{meta_path}: train_a and train_b have different lengths (pairs must align)")
     return PreparedDataset(root=root, info=info, surveys=surveys, arrays=arrays)
+
+
+def _dataset_format(root: Path) -> str:
+    """The ``format`` of ``root/dataset.json`` (the current one when it cannot be read)."""
+    try:
+        info = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return DATASET_FORMAT
+    return str(info.get("format", DATASET_FORMAT)) if isinstance(info, dict) else DATASET_FORMAT
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute with its directory resolved (``..`` and directory symlinks);
+    the file name is kept, so a linked file keeps its own name."""
+    return path.parent.resolve() / path.name
+
+
+def source_paths(
+    dataset: str | os.PathLike | PreparedDataset,
+    row: Mapping[str, str] | str,
+    dataset_format: str | None = None,
+) -> list[Path]:
+    """The input file(s) a row of ``manifest.csv`` was read from, as absolute paths.
+
+    ``source_file`` is one path, or one path per band joined with ``;``.  Each is absolute,
+    or relative to the dataset directory (``s2s-dataset/2``), so it resolves from any
+    working directory and after the dataset moves together with its sources.  In an
+    ``s2s-dataset/1`` dataset relative paths are relative to the directory ``s2s prepare``
+    ran from: they are resolved against the current working directory, as that version did.
+
+    Parameters
+    ----------
+    dataset : path or PreparedDataset
+        The dataset directory (or the opened dataset).
+    row : mapping or str
+        A row of ``manifest.csv`` (as read by :class:`csv.DictReader`), or its
+        ``source_file`` value.
+    dataset_format : str, optional
+        The dataset's format; read from its ``dataset.json`` when not given.
+
+    Returns
+    -------
+    list of Path
+        Absolute paths, one per file (the files may no longer exist).
+    """
+    if isinstance(dataset, PreparedDataset):
+        root = dataset.root
+        dataset_format = dataset_format or str(dataset.info.get("format", DATASET_FORMAT))
+    else:
+        root = Path(dataset)
+    value = row if isinstance(row, str) else row["source_file"]
+    paths = []
+    for part in value.split(";"):
+        path = Path(part)
+        if not path.is_absolute():
+            if dataset_format is None:
+                dataset_format = _dataset_format(root)
+            path = path if dataset_format == "s2s-dataset/1" else root / path
+        paths.append(_absolute(path))
+    return paths
+
+
+def source_path(
+    dataset: str | os.PathLike | PreparedDataset,
+    row: Mapping[str, str] | str,
+    dataset_format: str | None = None,
+) -> Path:
+    """The input file a row of ``manifest.csv`` was read from (absolute; see :func:`source_paths`).
+
+    For an object read from one file per band, the first of them (the file that names the
+    object in messages).
+    """
+    return source_paths(dataset, row, dataset_format)[0]
 
 
 # --- the D4 augmentation ---------------------------------------------------------------

@@ -30,9 +30,19 @@ when complete::
     unpaired_a.npy unpaired_b.npy train_a.npy train_b.npy test_a.npy test_b.npy
     [unpaired_b_on_a.npy train_b_on_a.npy test_b_on_a.npy]
 
-The fingerprint is the SHA-256 of every array's name and shape, the SHA-256 of each of its
-rows in row order, and the bytes of ``manifest.csv``: it changes when any pixel, row order,
-id or position changes, and costs no extra pass over the data.
+``source_file`` (one path, or one per band joined with ``;``) resolves from the dataset
+itself: relative to the dataset directory when the input lies under the directory that
+holds the dataset (a simulation's ``SIM/dataset`` reads ``../sdss/<id>.fits``), so the whole
+tree can move; absolute otherwise (inputs elsewhere).
+:func:`survey2survey.data.loader.source_paths` turns it into paths.
+
+The fingerprint is the SHA-256 of the format string, of every array's name and shape and
+the SHA-256 of each of its rows in row order, then of the bytes ``manifest.csv`` would have
+without its ``source_file`` column (``id,ra,dec,survey,domain,split,index``, as
+:mod:`csv` writes them): it changes when any pixel, row order, id, position, survey, domain
+or split changes, but not with where the input files or the dataset lie or the directory
+``s2s prepare`` ran from, and it costs no extra pass over the data.  (``s2s-dataset/1``
+wrote ``source_file`` relative to that directory and hashed the whole manifest.)
 """
 
 from __future__ import annotations
@@ -40,8 +50,10 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import hashlib
+import io
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +62,7 @@ from typing import Sequence
 import numpy as np
 
 from survey2survey import __version__
+from survey2survey.data.loader import DATASET_FORMAT
 from survey2survey.errors import CutoutError, UsageError
 from survey2survey.surveys import Survey, get_survey, to_model_space
 
@@ -62,7 +75,6 @@ __all__ = [
     "prepare_dataset",
 ]
 
-DATASET_FORMAT = "s2s-dataset/1"
 TRANSFORM = "lin2021-stretch"
 #: The paper kept 2,500 of its 5,057 pairs for testing.
 DEFAULT_TEST_FRACTION = 0.5
@@ -423,16 +435,66 @@ def _layout(
     return rows, digests
 
 
-def _write_manifest(path: Path, rows: dict[str, list[_Record]], surveys: dict[str, Survey]) -> None:
+#: Columns of manifest.csv; the fingerprint hashes all but the last.
+_MANIFEST_COLUMNS = ["id", "ra", "dec", "survey", "domain", "split", "index", "source_file"]
+
+
+class _SourceNames:
+    """``source_file`` values for a dataset that will be at ``out`` (module docstring)."""
+
+    def __init__(self, out: Path):
+        self.home = out.parent.resolve() / out.name  # out itself does not exist yet
+        tree = self.home.parent
+        self.tree = None if tree == tree.parent else tree  # a dataset at "/" gets absolute paths
+        self._dirs: dict[str, Path] = {}
+
+    def one(self, file: str) -> str:
+        path = Path(file)
+        parent = self._dirs.get(str(path.parent))
+        if parent is None:  # resolve directories only: a linked file keeps its own name
+            parent = self._dirs[str(path.parent)] = path.parent.resolve()
+        full = parent / path.name
+        if self.tree is not None and full.is_relative_to(self.tree):
+            return Path(os.path.relpath(full, self.home)).as_posix()
+        return str(full)
+
+    def __call__(self, files: str) -> str:
+        return ";".join(self.one(f) for f in files.split(";"))
+
+
+def _write_manifest(path: Path, rows: dict[str, list[_Record]], surveys: dict[str, Survey], out: Path) -> None:
+    """Write manifest.csv of the dataset that will be at ``out``."""
+    name = _SourceNames(out)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["id", "ra", "dec", "survey", "domain", "split", "index", "source_file"])
+        writer.writerow(_MANIFEST_COLUMNS)
         for d in "ab":
             for split in ("unpaired", "train", "test"):
                 for k, rec in enumerate(rows[f"{split}_{d}"]):
                     writer.writerow(
-                        [rec.object_id, f"{rec.ra:.8f}", f"{rec.dec:.8f}", surveys[d].name, d, split, k, rec.source]
+                        [rec.object_id, f"{rec.ra:.8f}", f"{rec.dec:.8f}", surveys[d].name, d, split, k,
+                         name(rec.source)]
                     )
+
+
+def _hash_manifest(path: Path, fingerprint) -> None:
+    """Feed the bytes of manifest.csv without its source_file column to ``fingerprint``."""
+    keep = len(_MANIFEST_COLUMNS) - 1
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        if header != _MANIFEST_COLUMNS:  # pragma: no cover - written just before
+            raise RuntimeError(f"{path}: unexpected columns {header}")
+        writer.writerow(header[:keep])
+        for row in reader:
+            writer.writerow(row[:keep])
+            if buffer.tell() > 1 << 20:
+                fingerprint.update(buffer.getvalue().encode("utf-8"))
+                buffer.seek(0)
+                buffer.truncate()
+    fingerprint.update(buffer.getvalue().encode("utf-8"))
 
 
 def _fingerprint(tmp: Path, digests: dict[str, list[bytes]]) -> tuple[dict, str]:
@@ -449,7 +511,7 @@ def _fingerprint(tmp: Path, digests: dict[str, list[bytes]]) -> tuple[dict, str]
         fingerprint.update(f"{name}{shape}".encode())
         for digest in digests[name]:
             fingerprint.update(digest)
-    fingerprint.update((tmp / "manifest.csv").read_bytes())
+    _hash_manifest(tmp / "manifest.csv", fingerprint)
     return arrays, fingerprint.hexdigest()
 
 
@@ -580,7 +642,7 @@ def prepare_dataset(
         if not pairs:
             warnings_out.append(f"no pairs found within {match_radius}\": paired methods cannot train on this dataset")
         rows, digests = _layout(tmp, recs, split_pairs, regrid)
-        _write_manifest(tmp / "manifest.csv", rows, surveys)
+        _write_manifest(tmp / "manifest.csv", rows, surveys, out)
         skipped = [(r.problem_file, r.reason) for d in "ab" for r in recs[d] if not r.ok]
         with open(tmp / "report.csv", "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
