@@ -1027,10 +1027,7 @@ def translate(
 
     shapes = {name: direction_shapes(model, d) for name, d in into.items()}
     on_cuda = dev.startswith("cuda") or (backend == "onnx" and dev != "cpu" and _ort_has_cuda())
-    batch = batch_size or DEFAULT_BATCH["cuda" if on_cuda else "cpu"]
-    # Keep the images of one model call in memory: S realisations per image count.
-    batch = max(1, min(batch, 4 * batch // samples)) if samples > 1 else batch
-    report.batch_size = batch
+    batch = _batch_size(batch_size, on_cuda, samples)
     cores = os.cpu_count() or 1
     if workers is None:
         if len(jobs) < _INLINE_BELOW:
@@ -1055,6 +1052,9 @@ def translate(
         executor.shutdown(wait=True, cancel_futures=True)
         raise
     first = next(iter(engines.values()))
+    if str(first.device).startswith("cuda") != on_cuda:  # the guess was wrong (no GPU behind a CUDA build)
+        batch = _batch_size(batch_size, not on_cuda, samples)
+    report.batch_size = batch
     report.backend = first.describe()
     report.device = str(first.device)
     report.provider = first.provider
@@ -1258,10 +1258,25 @@ def _header_text(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii")
 
 
+def _batch_size(batch_size: int | None, on_cuda: bool, samples: int) -> int:
+    """Images per model call: ``--batch-size`` or the device's default."""
+    batch = batch_size or DEFAULT_BATCH["cuda" if on_cuda else "cpu"]
+    # Keep the images of one model call in memory: S realisations per image count.
+    return max(1, min(batch, 4 * batch // samples)) if samples > 1 else batch
+
+
 def _ort_has_cuda() -> bool:
+    """A first guess, before the session exists, that ONNX Runtime will run on a GPU.
+
+    The compiled-in provider list alone says nothing about the machine (onnxruntime-gpu
+    is installed on CPU-only hosts too), so a GPU must also be visible.  The engine's
+    session then says what really runs, and ``translate`` corrects the batch size.
+    """
     import onnxruntime as ort
 
-    return "CUDAExecutionProvider" in ort.get_available_providers()
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/dxg")
 
 
 def _progress_possible(todo, in_flight, max_items, buffers, batch, inferring, reads) -> bool:

@@ -98,6 +98,20 @@ def test_translate_with_the_onnx_backend(exported, tmp_path):
         assert float(np.abs(m_onnx - m_torch).max()) <= 1e-4
 
 
+def test_onnx_on_the_cpu_gets_the_cpu_batch_even_when_a_gpu_was_guessed(exported, tmp_path, monkeypatch):
+    # onnxruntime-gpu lists its CUDA provider on CPU-only hosts too: the first guess can say
+    # GPU; the session runs on the CPU, and the batch must be the CPU's, not 512 images
+    import survey2survey.translate as tr
+
+    model_dir, model, paths = exported
+    write_inputs(tmp_path / "in", SDSS, 2)
+    monkeypatch.setattr(tr, "_ort_has_cuda", lambda: True)
+    report = translate([tmp_path / "in"], "cfht", model_dir=model_dir, out_dir=tmp_path / "out", backend="onnx",
+                       device="auto")
+    assert report.provider == "CPUExecutionProvider" and report.translated == 2
+    assert report.batch_size == tr.DEFAULT_BATCH["cpu"]
+
+
 def test_stale_onnx_files_are_not_used(exported, tmp_path):
     """A graph exported from other weights is ignored and a fresh one exported."""
     model_dir, model, paths = exported
