@@ -47,6 +47,7 @@ from survey2survey.data.loader import Batch, MiniBatchLoader, open_dataset  # no
 from survey2survey.methods import get_method  # noqa: E402
 from survey2survey.nets.layers import plain_upsampling  # noqa: E402
 from survey2survey.surveys import get_survey  # noqa: E402
+from survey2survey.translate import set_cuda_fp32_precision  # noqa: E402
 
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s, H100 SXM
 
@@ -111,8 +112,7 @@ def count_flops(step: int, device, batch: int, plain: bool = False) -> float:
 def time_row(step: int, device, batch: int, iters: int, warmup: int, *, amp: bool, channels_last: bool, compile: bool,
              plain: bool = False, tf32: bool = True):
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
+        set_cuda_fp32_precision(tf32)
     with plain_upsampling() if plain else contextlib.nullcontext():
         return _time_row(step, device, batch, iters, warmup, amp=amp, channels_last=channels_last, compile=compile)
 

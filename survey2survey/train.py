@@ -238,9 +238,10 @@ def select_device(device: str = "auto", precision: str = "auto"):
 def _setup_cuda_flags() -> None:
     import torch
 
+    from survey2survey.translate import set_cuda_fp32_precision
+
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-    torch.backends.cuda.matmul.allow_tf32 = True  # fp32 parts (FFT branch, losses) on tensor cores
-    torch.backends.cudnn.allow_tf32 = True
+    set_cuda_fp32_precision(tf32=True)  # fp32 parts (FFT branch, losses) on tensor cores
 
 
 # --- distributed (torchrun) -----------------------------------------------------------------

@@ -1027,7 +1027,6 @@ def translate(
 
     shapes = {name: direction_shapes(model, d) for name, d in into.items()}
     on_cuda = dev.startswith("cuda") or (backend == "onnx" and dev != "cpu" and _ort_has_cuda())
-    batch = _batch_size(batch_size, on_cuda, samples)
     cores = os.cpu_count() or 1
     if workers is None:
         if len(jobs) < _INLINE_BELOW:
@@ -1052,9 +1051,8 @@ def translate(
         executor.shutdown(wait=True, cancel_futures=True)
         raise
     first = next(iter(engines.values()))
-    if str(first.device).startswith("cuda") != on_cuda:  # the guess was wrong (no GPU behind a CUDA build)
-        batch = _batch_size(batch_size, not on_cuda, samples)
-    report.batch_size = batch
+    # the device that really runs (an ONNX session may fall back to the CPU): not the guess
+    batch = report.batch_size = _batch_size(batch_size, str(first.device).startswith("cuda"), samples)
     report.backend = first.describe()
     report.device = str(first.device)
     report.provider = first.provider
@@ -1268,9 +1266,9 @@ def _batch_size(batch_size: int | None, on_cuda: bool, samples: int) -> int:
 def _ort_has_cuda() -> bool:
     """A first guess, before the session exists, that ONNX Runtime will run on a GPU.
 
-    The compiled-in provider list alone says nothing about the machine (onnxruntime-gpu
-    is installed on CPU-only hosts too), so a GPU must also be visible.  The engine's
-    session then says what really runs, and ``translate`` corrects the batch size.
+    It only sizes the pool of I/O workers, started while the model loads.  The
+    compiled-in provider list alone says nothing about the machine (onnxruntime-gpu is
+    installed on CPU-only hosts too), so a GPU must also be visible.
     """
     import onnxruntime as ort
 
