@@ -284,7 +284,7 @@ def test_reads_back_own_output_with_mask_and_sample_extensions(tmp_path):
     np.testing.assert_array_equal(read_cutout(tmp_path / "mef.fits", "sdss").data, data)
 
 
-# --- the fast paths give what astropy gives ----------------------------------------------------
+# --- the WCS is astropy's reading of the header -------------------------------------------------
 
 
 def _wcs_flavours(n=64, scale=0.396):
@@ -305,210 +305,378 @@ def _wcs_flavours(n=64, scale=0.396):
                            "CUNIT1": "arcsec", "CUNIT2": "arcsec"})
     tpv = cd.copy()
     tpv["CTYPE1"], tpv["CTYPE2"], tpv["PV1_1"], tpv["PV2_1"], tpv["PV1_4"] = "RA---TPV", "DEC--TPV", 1.0, 1.0, 1e-4
-    return {"cd": cd, "pc": pc, "crota": crota, "fk5": fk5, "cube3": cube, "gal_sin": gal_sin, "tpv": tpv}
+    return {"cd": cd, "pc": pc, "crota": crota, "fk5": fk5, "cube3": cube, "gal_sin": gal_sin, "tpv": tpv,
+            "cd_and_pc": _cd_and_pc_header(n)}
 
 
-@pytest.mark.parametrize("name", [n for n in _wcs_flavours() if n != "tpv"])
-def test_one_parse_wcs_is_astropys_wcs(tmp_path, name):
-    """The reader's WCS (wcslib parse only) equals WCS(header, naxis=2), through the file's text too."""
+def _cd_and_pc_header(n=64):
+    """What ``header.update(Cutout2D(...).wcs.to_header())`` gives on a frame header with a rotated CD matrix.
+
+    The PC matrix (wcslib's choice when both are present) differs from the CD matrix left behind.
+    """
+    from astropy.nddata import Cutout2D
     from astropy.wcs import WCS
 
-    from survey2survey.fits_io import _PlainHDU, _plain_wcs, _read_plain
+    frame = fits.Header({"NAXIS": 2, "NAXIS1": 2048, "NAXIS2": 1489, "CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN",
+                         "CRVAL1": 150.0, "CRVAL2": 2.0, "CRPIX1": 1024.5, "CRPIX2": 745.0,
+                         "CD1_1": 1.2e-5, "CD1_2": 1.0e-4, "CD2_1": 1.0e-4, "CD2_2": -1.2e-5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cut = Cutout2D(np.zeros((1489, 2048)), (700, 400), (n, n), wcs=WCS(frame))
+        header = frame.copy()
+        header.update(cut.wcs.to_header())
+    header["PC1_1"], header["PC1_2"] = header["PC1_1"] * 0.5, header["PC1_2"] * 0.5  # a cutout tool that rescaled PC
+    header["PC2_1"], header["PC2_2"] = header["PC2_1"] * 0.5, header["PC2_2"] * 0.5
+    del header["NAXIS"], header["NAXIS1"], header["NAXIS2"]
+    return header
+
+
+@pytest.mark.parametrize("name", list(_wcs_flavours()))
+def test_reader_wcs_is_astropys_wcs(tmp_path, name):
+    """The reader's WCS is WCS(header, naxis=2) of the file's header: same keywords, same sky positions."""
+    from astropy.wcs import WCS
 
     header = _wcs_flavours()[name]
     header["BANDS"] = "u,g,r,i,z"
     fits.PrimaryHDU(_cube(), header=header).writeto(tmp_path / "w.fits")
-    plain = _read_plain(tmp_path / "w.fits", (tmp_path / "w.fits").stat().st_size)
-    assert isinstance(plain, _PlainHDU)
-    expected = WCS(plain.header, naxis=2)
-    for text in (None, plain.text):
-        fast = _plain_wcs(plain.header, text)
-        assert fast is not None
-        assert fast.to_header_string(relax=True) == expected.to_header_string(relax=True)
-        assert fast.wcs.compare(expected.wcs) and fast.naxis == expected.naxis == 2
-        assert fast.pixel_shape == expected.pixel_shape == (64, 64, 5)  # every NAXISn, as astropy keeps them
-        assert fast.sip is None and fast.is_celestial == expected.is_celestial
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = WCS(fits.getheader(tmp_path / "w.fits"), naxis=2)
+    c = read_cutout(tmp_path / "w.fits", "sdss")
+    assert c.wcs.to_header_string(relax=True) == expected.to_header_string(relax=True)
+    pts = np.array([[0.0, 0.0], [63.0, 0.0], [31.5, 31.5]])
+    np.testing.assert_allclose(c.wcs.all_pix2world(pts, 0), expected.all_pix2world(pts, 0), rtol=0, atol=1e-12)
 
 
-def test_one_parse_wcs_leaves_distortions_to_astropy():
-    from survey2survey.fits_io import _plain_wcs
-
-    sip = _wcs_header()
-    sip["CTYPE1"], sip["CTYPE2"] = "RA---TAN-SIP", "DEC--TAN-SIP"
-    sip["A_ORDER"], sip["B_ORDER"], sip["A_2_0"], sip["B_0_2"] = 2, 2, 1e-6, -2e-6
-    assert _plain_wcs(sip) is None
-    assert _plain_wcs(_wcs_flavours()["tpv"]) is None  # PVi_j: astropy's SCAMP handling decides
-    singular = _wcs_header()
-    singular["PC1_1"] = singular["PC2_2"] = 0.0
-    assert _plain_wcs(singular) is None  # astropy's WCS() then gives its own error
+def _footprint_points(n):
+    """Centre and outer corners of an n x n image, 0-based pixel coordinates."""
+    e = n - 0.5
+    return np.array([[(n - 1) / 2, (n - 1) / 2], [-0.5, -0.5], [e, -0.5], [-0.5, e], [e, e]])
 
 
 @pytest.mark.parametrize("name", list(_wcs_flavours()))
-def test_wcs_cards_are_what_the_rescaled_wcs_writes(name):
-    """wcs_cards (what translate's readers hand the writers) = astropy's header of the WCS, and of its re-read text."""
+def test_rescaled_output_wcs_keeps_centre_and_corners(tmp_path, name):
+    """The output WCS (rescaled 64 -> 136 px, written, read back) puts the footprint where the input's was."""
     from astropy.wcs import WCS
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src = WCS(_wcs_flavours()[name], naxis=2)
+    out = rescale_wcs(src, (64, 64), (136, 136))
+    write_cutout(tmp_path / "o.fits", np.zeros((5, 136, 136), np.float32), "cfht", wcs=out)
+    back = read_cutout(tmp_path / "o.fits", "cfht").wcs
+    for w in (out, back):
+        sky_in = src.all_pix2world(_footprint_points(64), 0)
+        sky_out = w.all_pix2world(_footprint_points(136), 0)
+        np.testing.assert_allclose(sky_out, sky_in, rtol=0, atol=1e-9)  # deg: < 4 uas
+    from survey2survey.fits_io import pixel_scale_arcsec
+
+    assert pixel_scale_arcsec(back) == pytest.approx(pixel_scale_arcsec(src) * 64 / 136, rel=1e-9)
+
+
+def test_cd_and_pc_header_output_centre_matches_input():
+    """Issue 15 item 4: with both CD and PC, wcslib uses PC; the output centre must be the input's."""
+    from astropy.wcs import WCS
+
+    header = _cd_and_pc_header()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src = WCS(header, naxis=2)
+    assert src.wcs.has_cd() and src.wcs.has_pc()
+    out = rescale_wcs(src, (64, 64), (136, 136))
+    centre_in = src.pixel_to_world(31.5, 31.5)
+    centre_out = out.pixel_to_world(67.5, 67.5)
+    assert centre_in.separation(centre_out).arcsec < 1e-6
+    corner_in, corner_out = src.pixel_to_world(-0.5, -0.5), out.pixel_to_world(-0.5, -0.5)
+    assert corner_in.separation(corner_out).arcsec < 1e-6
+
+
+def _sip_header(n=64, scale=0.396):
+    h = make_wcs(150.1, 2.2, scale, (n, n)).to_header()
+    h["CTYPE1"], h["CTYPE2"] = "RA---TAN-SIP", "DEC--TAN-SIP"
+    h["A_ORDER"], h["B_ORDER"] = 2, 2
+    h["A_2_0"], h["A_0_2"], h["A_1_1"] = 2e-4, -1e-4, 5e-5
+    h["B_2_0"], h["B_0_2"], h["B_1_1"] = -1e-4, 3e-4, 2e-5
+    return h
+
+
+def test_sip_distortion_is_carried_to_the_output_grid(tmp_path):
+    from astropy.wcs import WCS
+
+    src = WCS(_sip_header(), naxis=2)
+    assert src.sip is not None
+    out = rescale_wcs(src, (64, 64), (136, 136))
+    assert out.sip is not None and all(c.endswith("-SIP") for c in out.wcs.ctype)
+    # every point of the footprint, not only where the distortion vanishes
+    grid_out = np.stack(np.meshgrid(np.linspace(-0.5, 135.5, 9), np.linspace(-0.5, 135.5, 9)), -1).reshape(-1, 2)
+    grid_in = (grid_out + 0.5) * 64 / 136 - 0.5
+    np.testing.assert_allclose(out.all_pix2world(grid_out, 0), src.all_pix2world(grid_in, 0), rtol=0, atol=1e-10)
+    write_cutout(tmp_path / "s.fits", np.zeros((5, 136, 136), np.float32), "cfht", wcs=out)
+    h = fits.getheader(tmp_path / "s.fits")
+    assert h["CTYPE1"] == "RA---TAN-SIP" and h["A_ORDER"] == 2 and "A_2_0" in h
+    back = read_cutout(tmp_path / "s.fits", "cfht").wcs
+    np.testing.assert_allclose(back.all_pix2world(grid_out, 0), src.all_pix2world(grid_in, 0), rtol=0, atol=1e-10)
+
+
+def test_sip_ctype_without_coefficients_is_not_written(tmp_path):
     from survey2survey.fits_io import wcs_cards
 
-    with np.errstate(all="ignore"):
-        wcs = rescale_wcs(WCS(_wcs_flavours()[name], naxis=2), (64, 64), (136, 136))
-    cards = wcs_cards(wcs)
-    assert cards == wcs.to_header(relax=False).tostring(endcard=False, padding=False)
-    # the cards the writer made before, from the relax=True text it was handed (and put as
-    # they were in SAMPLEn extensions)
-    relaxed = fits.Header.fromstring(wcs.to_header_string(relax=True))
-    assert cards == WCS(relaxed).to_header(relax=False).tostring(endcard=False, padding=False)
-    assert cards == relaxed.tostring(endcard=False, padding=False)
+    h = _sip_header()
+    for key in [k for k in h if k.startswith(("A_", "B_"))]:
+        del h[key]
+    fits.PrimaryHDU(_cube(), header=h).writeto(tmp_path / "x.fits")
+    c = read_cutout(tmp_path / "x.fits", "sdss")
+    cards = wcs_cards(rescale_wcs(c.wcs, (64, 64), (136, 136)))
+    assert "-SIP" not in cards and "RA---TAN" in cards
 
 
-@pytest.fixture
-def fixed_clock(monkeypatch):
-    """Same timestamps for astropy's CHECKSUM comments and ours, so that files compare byte for byte."""
-    import datetime as dt
-
-    import astropy.io.fits.hdu.base as hdu_base
-
-    from survey2survey import fits_io
-
-    when = dt.datetime(2030, 1, 2, 3, 4, 5)
-
-    class Clock(dt.datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return when.replace(tzinfo=tz) if tz else when
-
-    monkeypatch.setattr(fits_io, "_dt", type("dt", (), {"datetime": Clock, "timezone": dt.timezone}))
-    monkeypatch.setattr(hdu_base._ValidHDU, "_get_timestamp", lambda self: when.isoformat()[:19])
+@pytest.mark.parametrize("matrix", [[0.0, 0.0, 0.0, 0.0], [1e-4, 1e-4, 1e-4, 1e-4], [1e-4, 2e-4, -1e-4, -2e-4]])
+def test_singular_cd_matrix_is_one_warning_and_no_wcs(tmp_path, matrix):
+    h = _wcs_header()
+    for key in ("PC1_1", "PC1_2", "PC2_1", "PC2_2", "CDELT1", "CDELT2"):
+        h.remove(key, ignore_missing=True)
+    h["CD1_1"], h["CD1_2"], h["CD2_1"], h["CD2_2"] = matrix
+    fits.PrimaryHDU(_cube(), header=h).writeto(tmp_path / "s.fits")
+    c = read_cutout(tmp_path / "s.fits", "sdss")
+    assert c.wcs is None
+    (w,) = [w for w in c.warnings if w.startswith("unusable WCS ignored")]
+    assert "singular" in w and "\n" not in w
 
 
-def _write_with_astropy(path, data, survey, **kw):
-    """write_cutout through astropy's HDUList (the path the byte-level writer reproduces)."""
-    from survey2survey import fits_io
+def test_pixel_scale_and_survey_guess():
+    from survey2survey.fits_io import detect_survey, pixel_scale_arcsec
 
-    real = fits_io._cutout_hdus
-    fits_io._cutout_hdus = lambda *a: None
-    try:
-        return write_cutout(path, data, survey, **kw)
-    finally:
-        fits_io._cutout_hdus = real
+    for scale in (0.396, 0.187, 0.263, 1.19):
+        wcs = make_wcs(10.0, 20.0, scale, (64, 64))
+        assert pixel_scale_arcsec(wcs) == pytest.approx(scale, rel=1e-12)
+    empty = fits.Header()
+    assert detect_survey(empty, make_wcs(1, 2, 0.263, (64, 64))).name == "des"
+    assert detect_survey(empty, make_wcs(1, 2, 0.396 * 1.02, (64, 64))).name == "sdss"
+    assert detect_survey(empty, make_wcs(1, 2, 1.19, (64, 64))) is None  # 3x SDSS's: no survey
+    assert detect_survey(empty, make_wcs(1, 2, 0.396 * 1.05, (64, 64))) is None
+    rotated = _wcs_flavours(scale=0.187)["crota"]
+    from astropy.wcs import WCS
 
-
-@pytest.mark.parametrize("case", ["plain", "wcs_text", "everything"])
-def test_byte_level_writer_writes_astropys_bytes(tmp_path, fixed_clock, case):
-    from survey2survey import fits_io
-    from survey2survey.fits_io import _cutout_hdus, _intact_s2s_output, wcs_cards
-
-    data = _cube(3)
-    kw = {}
-    if case == "wcs_text":
-        kw = dict(wcs=wcs_cards(make_wcs(150.1, 2.2, 0.396, (64, 64))), mask=np.zeros(data.shape, bool))
-    elif case == "everything":
-        mask = np.zeros(data.shape, bool)
-        mask[2, 5, 6:9] = True
-        kw = dict(
-            wcs=make_wcs(150.1, 2.2, 0.396, (64, 64)), mask=mask,
-            provenance=Provenance(model="m" * 90, model_sha256="ab" * 32, source_file="d/" + "x" * 100 + ".fits",
-                                  seed=7, extra={"S2SXTRA": (1.5, "a float"), "S2SBOOL": (True, "a bool")}),
-            history=["short", "a long line " * 12, ""],
-            header_cards=[("S2SOBJ", "obj", "object id"), ("S2SNEG", -0.0, "negative zero"),
-                          ("S2SI", np.int64(3), "a numpy integer")],
-            extra_hdus=[fits.ImageHDU(data + 1, name="SAMPLE2")],
-        )
-    assert _cutout_hdus(data, fits_io.get_survey("sdss"), kw.get("wcs"), [], (), None, ()) is not None
-    fast = write_cutout(tmp_path / "fast.fits", data, "sdss", **kw)
-    if case == "everything":  # extensions are written as they are: give astropy fresh ones
-        kw["extra_hdus"] = [fits.ImageHDU(data + 1, name="SAMPLE2")]
-    slow = _write_with_astropy(tmp_path / "slow.fits", data, "sdss", **kw)
-    assert fast.read_bytes() == slow.read_bytes()
-    verify_fits(fast)
-    with fits.open(fast, checksum=True) as hdul:  # astropy checks CHECKSUM/DATASUM of every HDU
-        assert all(h._checksum_valid and h._datasum_valid for h in hdul)
-    assert _intact_s2s_output(fast) == (case == "everything")  # the quick check is for s2s's own outputs
+    assert pixel_scale_arcsec(WCS(rotated)) == pytest.approx(0.187, rel=1e-12)
 
 
-def test_repeated_or_odd_keywords_go_through_astropy(tmp_path, monkeypatch):
-    from survey2survey import fits_io
-
-    data = _cube(4)
-    built = []
-    real = fits_io._cutout_hdulist
-    monkeypatch.setattr(fits_io, "_cutout_hdulist", lambda *a: built.append(a) or real(*a))
-    wcs = make_wcs(150.1, 2.2, 0.396, (64, 64))
-    for i, cards in enumerate([[("BUNIT", "override", "x")], [("WCSAXES", 3, "odd")], [("S2SLONGKEYWORD", 1, "x")]]):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # astropy's HIERARCH warning
-            write_cutout(tmp_path / f"{i}.fits", data, "sdss", wcs=wcs, header_cards=cards)
-        assert len(built) == i + 1
-        verify_fits(tmp_path / f"{i}.fits")
-    with fits.open(tmp_path / "0.fits") as hdul:  # updated in place, as astropy does
-        assert hdul[0].header["BUNIT"] == "override" and list(hdul[0].header).count("BUNIT") == 1
-    for p in tmp_path.iterdir():
-        p.unlink()
-    with pytest.raises(ValueError, match="ASCII"):  # astropy's error either way
-        write_cutout(tmp_path / "bad.fits", data, "sdss", provenance=Provenance(source_file="caf\u00e9.fits"))
-    assert not list(tmp_path.iterdir())
+# --- bands: single-letter strings, fall-through, no guessing ------------------------------------
 
 
-def test_quick_check_of_existing_outputs_defers_to_astropy(tmp_path):
-    """verify_fits accepts an intact s2s output at once; anything else gets astropy's check and message."""
-    from survey2survey.fits_io import _intact_s2s_output
+def _named_cube(tmp_path, name, order, **keys):
+    data = _cube()
+    h = _wcs_header()
+    for k, v in keys.items():
+        h[k] = v
+    fits.PrimaryHDU(data[[BANDS.index(b) for b in order]], header=h).writeto(tmp_path / name)
+    return tmp_path / name, data
+
+
+def test_single_letter_bands_and_filter_fall_through(tmp_path):
+    filters = {f"FILTER{i}": b for i, b in enumerate("zirgu", 1)}
+    p, data = _named_cube(tmp_path, "zirgu.fits", "zirgu", BANDS="zirgu", **filters)
+    c = read_cutout(p, "sdss")
+    np.testing.assert_array_equal(c.data, data)
+    assert not any("band keywords" in w for w in c.warnings)
+    p, data = _named_cube(tmp_path, "ugriz.fits", "ugriz", BANDS="ugriz")
+    c = read_cutout(p, "sdss")
+    np.testing.assert_array_equal(c.data, data)
+    assert not any("no band keywords" in w for w in c.warnings)
+    # BANDS unreadable (3 names for 5 planes): FILTERn say the truth
+    p, data = _named_cube(tmp_path, "fall.fits", "zirgu", BANDS="u,g,r", **filters)
+    np.testing.assert_array_equal(read_cutout(p, "sdss").data, data)
+    p, data = _named_cube(tmp_path, "space.fits", "iugzr", BANDS="i u g z r")
+    np.testing.assert_array_equal(read_cutout(p, "sdss").data, data)
+
+
+def test_unreadable_or_contradictory_band_keywords_are_errors(tmp_path):
+    p, _ = _named_cube(tmp_path, "three.fits", "ugriz", BANDS="u,g,r")
+    with pytest.raises(CutoutError, match=r"three.fits: band keyword BANDS='u,g,r' names 3 band\(s\) for 5 image planes"):
+        read_cutout(p, "sdss")
+    filters = {f"FILTER{i}": b for i, b in enumerate("zirgu", 1)}
+    p, _ = _named_cube(tmp_path, "disagree.fits", "zirgu", BANDS="u,g,r,i,z", **filters)
+    with pytest.raises(CutoutError, match="band keywords disagree"):
+        read_cutout(p, "sdss")
+    p, _ = _named_cube(tmp_path, "number.fits", "ugriz", BANDS=5)
+    with pytest.raises(CutoutError, match="cannot be read as 5 band names"):
+        read_cutout(p, "sdss")
+
+
+# --- units ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "keys, factor",
+    [
+        ({"BUNIT": "nanomaggy"}, 1.0),
+        ({"BUNIT": "nmgy"}, 1.0),
+        ({"BUNIT": "DN", "NMGY": 0.005}, 0.005),
+        ({"BUNIT": "ADU", "MAGZP": 27.5}, 0.01),
+        ({"BUNIT": "counts", "PHOTZP": 25.0}, 0.1),
+        ({"BUNIT": "nJy"}, 1 / 3631.0),
+        ({"BUNIT": "uJy"}, 1e3 / 3631.0),
+        ({"BUNIT": "mJy"}, 1e6 / 3631.0),
+        ({"BUNIT": "Jy"}, 1e9 / 3631.0),
+        ({"BUNIT": "ADU (ZP 30)"}, 1e-3),
+        ({"MAGZP": 25.0}, 0.1),  # no BUNIT, a zero point other than the survey's
+        ({"MAGZP": 22.5}, 1.0),
+        ({}, 1.0),
+    ],
+)
+def test_units_converted_to_the_survey_unit(tmp_path, keys, factor):
+    p, data = _named_cube(tmp_path, "u.fits", "ugriz", BANDS="u,g,r,i,z", **keys)
+    c = read_cutout(p, "sdss")
+    np.testing.assert_allclose(c.data, data * factor, rtol=1e-6)
+    converted = [w for w in c.warnings if w.startswith("pixel values converted")]
+    assert len(converted) == (factor != 1.0)
+    if not keys:
+        return  # nothing says the unit: taken as the survey's own, whichever it is
+    # into CFHT's ADU (ZP 30): 1 nanomaggy = 1000 ADU
+    c = read_cutout(p, "cfht")
+    np.testing.assert_allclose(c.data, data * factor * 1000, rtol=1e-6)
+
+
+@pytest.mark.parametrize("keys, message", [
+    ({"BUNIT": "W/m2"}, "BUNIT 'W/m2' is a unit s2s cannot convert"),
+    ({"BUNIT": "MJy/sr"}, "BUNIT 'MJy/sr' is a unit s2s cannot convert"),
+    ({"BUNIT": "DN"}, "BUNIT 'DN' is counts without a calibration keyword"),
+])
+def test_unknown_units_are_refused(tmp_path, keys, message):
+    p, _ = _named_cube(tmp_path, "u.fits", "ugriz", BANDS="u,g,r,i,z", **keys)
+    with pytest.raises(CutoutError, match=message) as info:
+        read_cutout(p, "sdss")
+    assert str(info.value).startswith(str(p)) and "sdss cutouts are in nanomaggy" in str(info.value)
+
+
+def test_counts_without_zero_point_are_the_counting_surveys_own(tmp_path):
+    p, data = _named_cube(tmp_path, "adu.fits", "ugriz", BANDS="u,g,r,i,z", BUNIT="ADU")
+    np.testing.assert_array_equal(read_cutout(p, "cfht").data, data)
+
+
+# --- flat bands, partial cutouts, compressed files, SDSS frames --------------------------------------
+
+
+def test_zero_or_constant_band_warns(tmp_path):
+    data = _cube()
+    data[0] = 0.0
+    data[3] = 7.0
+    h = _wcs_header()
+    h["BANDS"] = "u,g,r,i,z"
+    fits.PrimaryHDU(data, header=h).writeto(tmp_path / "pad.fits")
+    c = read_cutout(tmp_path / "pad.fits", "sdss")
+    (w,) = [w for w in c.warnings if "no image there" in w]
+    assert "u all zero" in w and "i constant (7)" in w
+
+
+def test_partial_reads_the_bands_present_in_survey_order(tmp_path):
+    data = _cube()
+    h = _wcs_header()
+    h["FILTER"] = "r"
+    fits.PrimaryHDU(data[2], header=h).writeto(tmp_path / "only_r.fits")
+    with pytest.raises(CutoutError, match="missing band"):
+        read_cutout(tmp_path / "only_r.fits", "sdss")
+    c = read_cutout(tmp_path / "only_r.fits", "sdss", partial=True)
+    assert c.bands == ("r",) and c.data.shape == (1, 64, 64)
+    np.testing.assert_array_equal(c.data[0], data[2])
+    p, _ = _named_cube(tmp_path, "zgi.fits", "zgi", BANDS="z,g,i")
+    c = read_cutout(p, "sdss", partial=True)
+    assert c.bands == ("g", "i", "z")
+    np.testing.assert_array_equal(c.data, data[[1, 3, 4]])
+    fits.PrimaryHDU(data[:2], header=_wcs_header()).writeto(tmp_path / "unnamed.fits")
+    with pytest.raises(CutoutError, match="2 bands without names"):
+        read_cutout(tmp_path / "unnamed.fits", "sdss", partial=True)
+
+
+@pytest.mark.parametrize("suffix", [".fits.gz", ".fits.bz2", ".fits.fz"])
+def test_compressed_files_are_found_and_read(tmp_path, suffix):
+    import bz2
+    import gzip
+
+    data = _cube()
+    h = _wcs_header()
+    h["BANDS"] = "u,g,r,i,z"
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    target = raw_dir / f"obj{suffix}"
+    if suffix == ".fits.fz":
+        fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, header=h, compression_type="GZIP_1", quantize_level=0.0)]).writeto(target)
+    else:
+        fits.PrimaryHDU(data, header=h).writeto(tmp_path / "plain.fits")
+        packed = (gzip.compress if suffix.endswith("gz") else bz2.compress)((tmp_path / "plain.fits").read_bytes())
+        target.write_bytes(packed)
+    (source,) = find_cutouts([raw_dir])
+    assert source.object_id == "obj" and source.path == target
+    (source,) = find_cutouts([str(raw_dir / ("*" + suffix.rsplit(".", 1)[1]))])  # raw/*.bz2
+    c = read_cutout(source, "sdss")
+    np.testing.assert_array_equal(c.data, data)
+    assert c.wcs is not None
+
+
+def _sdss_frame(path, band="r", nmgy=0.005):
+    """An SDSS frame-*.fits laid out as the archive serves it: image, 1-D calibration, two tables."""
+    rng = np.random.default_rng(3)
+    image = rng.normal(0, 0.02, (100, 120)).astype(np.float32)
+    h = make_wcs(150.0, 2.0, 0.396, (100, 120)).to_header()
+    h["FILTER"], h["BUNIT"], h["NMGY"], h["TELESCOP"] = band, "nanomaggy", nmgy, "SDSS 2.5-M"
+    calib = fits.ImageHDU(np.full(120, nmgy, np.float32))
+    sky = fits.BinTableHDU.from_columns([fits.Column(name="ALLSKY", format="E", array=np.zeros(3))])
+    trace = fits.BinTableHDU.from_columns([fits.Column(name="AMPLITUDE", format="E", array=np.zeros(2))])
+    fits.HDUList([fits.PrimaryHDU(image, header=h), calib, sky, trace]).writeto(path)
+    return image
+
+
+def test_sdss_frame_reads_the_image_and_ignores_the_rest(tmp_path):
+    image = _sdss_frame(tmp_path / "frame-r-001000-1-0027.fits")
+    c = read_cutout(tmp_path / "frame-r-001000-1-0027.fits", partial=True)
+    assert c.survey.name == "sdss" and c.bands == ("r",) and c.unit == "nanomaggy"
+    np.testing.assert_array_equal(c.data[0], image)
+    assert c.pixel_scale == pytest.approx(0.396)
+    with pytest.raises(CutoutError, match="missing band"):  # the learned models want all five
+        read_cutout(tmp_path / "frame-r-001000-1-0027.fits")
+
+
+# --- headers from any path; intact outputs of ours ---------------------------------------------------
+
+
+def test_non_ascii_paths_are_written_escaped(tmp_path):
+    name = "gal\u00e9xie_\u0394\u2013\u00fc.fits"
+    prov = Provenance(source_file=str(tmp_path / name), model="m\u00f6del")
+    out = write_cutout(tmp_path / "o.fits", _cube(), "sdss", provenance=prov, history=[f"from {name}\tok"],
+                       header_cards=[("S2SOBJ", "gal\u00e9xie", "object id")])
+    verify_fits(out)
+    h = fits.getheader(out)
+    assert h["S2SSRC"].endswith("gal\\xe9xie_\\u0394\\u2013\\xfc.fits") and h["S2SMODEL"] == "m\\xf6del"
+    assert h["S2SOBJ"] == "gal\\xe9xie" and "from gal\\xe9xie" in str(h["HISTORY"]) and "\\tok" in str(h["HISTORY"])
+
+
+def test_header_problem_names_the_input_file(tmp_path):
+    prov = Provenance(source_file=str(tmp_path / "in.fits"))
+    with pytest.raises(CutoutError) as info:
+        write_cutout(tmp_path / "o.fits", _cube(), "sdss", provenance=prov, header_cards=[("S2SLIST", [1, 2], "x")])
+    assert str(info.value).startswith(f"{tmp_path / 'in.fits'}: cannot write the FITS header for o.fits")
+    assert not list(tmp_path.glob("*o.fits*"))
+
+
+def test_verify_and_own_output(tmp_path):
+    from survey2survey.fits_io import is_s2s_output
 
     mask = np.zeros((5, 64, 64), bool)
     mask[0, 1, 1] = True
     p = write_cutout(tmp_path / "o.fits", _cube(), "sdss", wcs=make_wcs(1.0, 2.0, 0.396, (64, 64)), mask=mask,
                      provenance=Provenance(model="m"))
-    good = p.read_bytes()
-    assert _intact_s2s_output(p)
     verify_fits(p)
-    damaged = {
-        "data": good[:-3000] + bytes([good[-3000] ^ 1]) + good[-2999:],
-        "header": good.replace(b"MAGZP   =                 22.5", b"MAGZP   =                 22.6", 1),
-        "truncated": good[:-2880],
-        "appended": good + bytes(2880),
-    }
-    for name, raw in damaged.items():
+    assert is_s2s_output(p)
+    good = p.read_bytes()
+    for raw in (good[:-3000] + bytes([good[-3000] ^ 1]) + good[-2999:],
+                good.replace(b"MAGZP   =                 22.5", b"MAGZP   =                 22.6", 1),
+                good[:-2880]):
         p.write_bytes(raw)
-        assert not _intact_s2s_output(p), name
-        if name != "appended":
-            with pytest.raises(CutoutError, match="FITS verification failed"):
-                verify_fits(p)
+        with pytest.raises(CutoutError, match="FITS verification failed"):
+            verify_fits(p)
+        assert is_s2s_output(p)  # broken, but ours
     fits.PrimaryHDU(_cube()).writeto(tmp_path / "plain.fits")  # no checksums, not ours
-    assert not _intact_s2s_output(tmp_path / "plain.fits")
+    assert not is_s2s_output(tmp_path / "plain.fits")
     with pytest.raises(CutoutError, match="has no CHECKSUM/DATASUM"):
         verify_fits(tmp_path / "plain.fits")
-
-
-def test_one_read_of_a_plain_file_equals_astropys_read(tmp_path, monkeypatch):
-    """read_cutout's one-read path gives the header, data, WCS and warnings that fits.open gives."""
-    from survey2survey import fits_io
-
-    data = _cube(6)
-    data[1, 2, 3] = np.nan
-    header = _wcs_header()
-    header["BANDS"] = "u,g,r,i,z"
-    header["OBJECT"] = "x" * 100  # a long string: CONTINUE cards
-    paths = [tmp_path / "f32.fits", tmp_path / "i16.fits", tmp_path / "scaled.fits"]
-    fits.PrimaryHDU(data, header=header).writeto(paths[0])
-    fits.PrimaryHDU(np.nan_to_num(data * 100).astype(np.int16), header=header).writeto(paths[1])
-    bands_card = fits.Card("BANDS", "u,g,r,i,z").image.encode()
-    paths[2].write_bytes(paths[1].read_bytes().replace(bands_card, fits.Card("BZERO", 5.0).image.encode(), 1))
-    raw = paths[0].read_bytes()
-    paths.append(tmp_path / "lower.fits")  # a non-standard card astropy fixes when it checks the header
-    paths[-1].write_bytes(raw.replace(b"BANDS   = ", b"bands   = ", 1))
-    read = {p: fits_io.read_cutout(p) for p in paths}
-    assert fits_io._read_plain(paths[0], len(raw)) is not None and fits_io._read_plain(paths[2], 1 << 20) is None
-    monkeypatch.setattr(fits_io, "_read_plain", lambda path, size: None)  # always fits.open
-    for p in paths:
-        a, b = read[p], fits_io.read_cutout(p)
-        np.testing.assert_array_equal(a.data, b.data)
-        texts, notes = [], []
-        for c in (a, b):  # the header is as read: astropy's card check (and its warnings) still to come
-            with warnings.catch_warnings(record=True) as seen:
-                warnings.simplefilter("always")
-                texts.append(c.header.tostring())
-            notes.append([str(w.message) for w in seen])
-        assert texts[0] == texts[1] and notes[0] == notes[1] and (p.name != "lower.fits" or notes[0])
-        assert a.warnings == b.warnings and a.bands == b.bands
-        assert a.wcs.to_header_string(relax=True) == b.wcs.to_header_string(relax=True)
-        assert a.wcs.pixel_shape == b.wcs.pixel_shape
-        np.testing.assert_array_equal(a.mask, b.mask)
+    (tmp_path / "junk.fits").write_bytes(b"junk")
+    assert not is_s2s_output(tmp_path / "junk.fits")

@@ -1,0 +1,193 @@
+"""The celestial WCS of a cutout: read as ``astropy.wcs.WCS`` reads it, rescaled to a new grid.
+
+Every header is interpreted by ``WCS(header)`` itself (wcslib), so a header with both a
+``CD`` and a ``PC`` matrix, ``CROTA``, or ``CDELT`` alone means here what it means to
+astropy and ds9.  Rescaling starts from the matrix wcslib really uses
+(``WCS.pixel_scale_matrix``), never from one of the header's representations, and writes
+a single one (``PC`` with ``CDELT = 1``).  SIP distortion is carried over, its
+coefficients rescaled to the new pixel size; distortion lookup tables are dropped.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
+from astropy.wcs import WCS, WCSHDO_safe, FITSFixedWarning, Sip
+from astropy.wcs.wcs import WCSHDO_SIP
+
+from survey2survey.fits_io.files import one_line
+from survey2survey.surveys import Survey, get_survey, list_surveys
+
+__all__ = ["make_wcs", "rescale_wcs", "wcs_cards", "pixel_scale_arcsec", "celestial_wcs", "detect_survey"]
+
+#: Largest relative difference between a WCS pixel scale and a survey's for :func:`detect_survey`.
+SCALE_TOLERANCE = 0.03
+
+
+def make_wcs(ra: float, dec: float, pixel_scale: float, shape: tuple[int, int]) -> WCS:
+    """A TAN WCS centred on (ra, dec) deg, north up, east left, ``pixel_scale`` arcsec/px.
+
+    The sky position falls on the geometric centre of an ``shape`` = (H, W) image
+    (pixel ``((W+1)/2, (H+1)/2)`` in FITS 1-based coordinates).
+    """
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [float(ra), float(dec)]
+    wcs.wcs.crpix = [(shape[1] + 1) / 2.0, (shape[0] + 1) / 2.0]
+    wcs.wcs.cd = np.array([[-pixel_scale / 3600.0, 0.0], [0.0, pixel_scale / 3600.0]])
+    wcs.pixel_shape = (shape[1], shape[0])
+    wcs.wcs.set()
+    return wcs
+
+
+def pixel_scale_arcsec(wcs: WCS) -> float:
+    """Pixel scale of a celestial WCS in arcsec: the square root of the pixel's area on the sky.
+
+    Taken from the matrix wcslib uses (``pixel_scale_matrix``), so ``CD``, ``PC`` +
+    ``CDELT`` and ``CROTA`` headers agree; for square pixels it is the side of a pixel.
+    A learned model compares it with its survey's ``pixel_scale``.
+    """
+    matrix = np.asarray(wcs.celestial.pixel_scale_matrix, dtype=float)
+    return float(np.sqrt(abs(np.linalg.det(matrix)))) * 3600.0  # deg -> arcsec
+
+
+def _sip_ctype(ctypes, with_sip: bool) -> list[str]:
+    """CTYPEs with ``-SIP`` exactly when the WCS carries SIP coefficients."""
+    bare = [c[:-4] if c.endswith("-SIP") else c for c in ctypes]
+    return [c + "-SIP" if with_sip and c else c for c in bare] if with_sip else bare
+
+
+def _rescaled_sip(sip: Sip, scale: np.ndarray, crpix: np.ndarray) -> Sip:
+    """SIP coefficients for pixels ``scale`` = (sx, sy) times smaller (u_in = sx u_out, v_in = sy v_out).
+
+    With the linear matrix scaled by diag(sx, sy), ``u + f(u, v)`` keeps its meaning when
+    ``A_pq`` becomes ``A_pq sx^(p-1) sy^q`` and ``B_pq`` becomes ``B_pq sx^p sy^(q-1)``
+    (the same for the inverse ``AP``/``BP``).
+    """
+    sx, sy = scale
+
+    def scaled(coeffs, axis):
+        if coeffs is None:
+            return None
+        p, q = np.indices(coeffs.shape)  # coeffs[p, q] multiplies u^p v^q
+        return coeffs * sx ** (p - (axis == 0)) * sy ** (q - (axis == 1))
+
+    return Sip(scaled(sip.a, 0), scaled(sip.b, 1), scaled(sip.ap, 0), scaled(sip.bp, 1), crpix)
+
+
+def rescale_wcs(wcs: WCS, in_shape: tuple[int, int], out_shape: tuple[int, int]) -> WCS:
+    """WCS for the same footprint sampled on an ``out_shape`` grid instead of ``in_shape``.
+
+    The outer pixel edges stay where they were on the sky, so the centre and the corners of
+    the footprint agree; the pixel scale changes by ``in/out`` per axis.  In FITS 1-based
+    pixel coordinates with edges at 0.5, ``p_in - 0.5 = s (p_out - 0.5)`` with
+    ``s = in/out``.  The linear part is the matrix wcslib applies to the input
+    (``pixel_scale_matrix``, whatever mix of ``CD``/``PC``/``CDELT``/``CROTA`` the header
+    had) times ``diag(s)``, written as ``PC`` with ``CDELT = 1``; SIP coefficients are
+    rescaled with it (:func:`_rescaled_sip`); distortion lookup tables are dropped.
+
+    Parameters
+    ----------
+    wcs : WCS
+        Celestial 2-D WCS of the input image.
+    in_shape, out_shape : (H, W)
+    """
+    scale = np.array([in_shape[1] / out_shape[1], in_shape[0] / out_shape[0]])  # (x, y)
+    matrix = np.asarray(wcs.pixel_scale_matrix, dtype=float) @ np.diag(scale)
+    new = wcs.deepcopy()
+    new.cpdis1 = new.cpdis2 = new.det2im1 = new.det2im2 = None
+    w = new.wcs
+    crpix = (np.asarray(w.crpix, dtype=float) - 0.5) / scale + 0.5
+    if w.has_cd():
+        del w.cd
+    if w.has_crota():
+        del w.crota
+    w.pc = matrix
+    w.cdelt = [1.0, 1.0]
+    w.crpix = crpix
+    new.sip = None if wcs.sip is None else _rescaled_sip(wcs.sip, scale, crpix)
+    w.ctype = _sip_ctype(list(w.ctype), new.sip is not None)
+    new.pixel_shape = (out_shape[1], out_shape[0])
+    w.set()
+    return new
+
+
+def wcs_cards(wcs: WCS) -> str:
+    """The WCS header cards :func:`write_cutout` writes for ``wcs``, as one string of 80-character cards.
+
+    ``wcs.to_header`` with wcslib's safe keywords at 14 significant digits, SIP
+    coefficients included when the WCS has them (and ``-SIP`` in ``CTYPE`` only then).
+    Cheaper than a WCS to pass between processes; :func:`write_cutout` takes either.
+    """
+    if wcs.sip is None and any(str(c).endswith("-SIP") for c in wcs.wcs.ctype):
+        wcs = wcs.deepcopy()
+        wcs.wcs.ctype = _sip_ctype(list(wcs.wcs.ctype), False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)
+        header = wcs.to_header(relax=WCSHDO_safe | WCSHDO_SIP)
+    return header.tostring(endcard=False, padding=False)
+
+
+#: Keywords whose presence means the header tries to describe a WCS.
+_WCS_KEYS = ("CTYPE1", "CRVAL1", "CD1_1", "PC1_1", "CDELT1")
+
+
+def celestial_wcs(header: fits.Header, warn: list[str]) -> WCS | None:
+    """``WCS(header, naxis=2)`` of an image HDU, or None (with a warning when it is unusable).
+
+    A WCS that wcslib refuses, or whose matrix is singular (``CD``/``PC`` rows that are
+    zero or proportional, not only ``CDELT = 0``: the sky-to-pixel direction is then
+    undefined), is ignored with one warning line; the cutout is read without a WCS.
+    """
+    if not any(key in header for key in _WCS_KEYS):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            warnings.simplefilter("ignore", AstropyWarning)
+            wcs = WCS(header, naxis=2)
+            wcs.wcs.set()
+    except Exception as exc:
+        warn.append(f"unusable WCS ignored ({one_line(exc)})")
+        return None
+    if not wcs.is_celestial:
+        return None
+    matrix = np.asarray(wcs.pixel_scale_matrix, dtype=float)
+    size = float(np.abs(matrix).max()) if np.isfinite(matrix).all() else 0.0
+    if size == 0.0 or abs(np.linalg.det(matrix)) <= 1e-10 * size**2:
+        text = " ".join(f"{v:.6g}" for v in matrix.ravel())
+        warn.append(f"unusable WCS ignored (singular CD/PC matrix [{text}]: no pixel scale or orientation)")
+        return None
+    return wcs
+
+
+def detect_survey(header: fits.Header, wcs: WCS | None = None) -> Survey | None:
+    """Guess the survey from ``SURVEY``/``S2STGTSV``/``TELESCOP``/``INSTRUME`` or the pixel scale.
+
+    By pixel scale only a survey within :data:`SCALE_TOLERANCE` (3 %) of the WCS's is
+    taken, the nearest one when several are; a cutout far from every survey's scale is
+    not guessed at (None).
+    """
+    for key in ("SURVEY", "S2STGTSV"):
+        value = header.get(key)
+        if isinstance(value, str) and value.strip():
+            try:
+                return get_survey(value)
+            except Exception:
+                pass
+    for key in ("TELESCOP", "INSTRUME"):
+        value = header.get(key)
+        if isinstance(value, str) and value.strip():
+            v = value.strip().lower()
+            for s in list_surveys():
+                if any(v == t.lower() for t in s.telescope):
+                    return s
+    if wcs is None:
+        return None
+    scale = pixel_scale_arcsec(wcs)
+    off = {s.name: abs(s.pixel_scale - scale) / s.pixel_scale for s in list_surveys()}
+    near = [s for s in list_surveys() if off[s.name] <= SCALE_TOLERANCE]
+    return min(near, key=lambda s: off[s.name]) if near else None

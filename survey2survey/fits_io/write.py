@@ -1,0 +1,276 @@
+"""Writing cutouts with their provenance, and telling an intact output of ``s2s`` from anything else.
+
+One cube per object (float32, ``BUNIT``, ``MAGZP``, ``BANDS``, the WCS on the output grid,
+provenance keywords, ``HISTORY``), built with ``astropy.io.fits`` and written by
+``HDUList.writeto(checksum=True)`` into a temporary file that is renamed into place
+(:mod:`survey2survey.atomic`).  Header text is ASCII: characters a FITS header cannot hold
+(a non-ASCII letter in a path, a control character) are written as Python escapes
+(``caf\\xe9.fits``), so that no input name can make a write fail.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable, Sequence
+
+import numpy as np
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
+from astropy.wcs import WCS
+
+from survey2survey import __version__
+from survey2survey.atomic import atomic_write
+from survey2survey.errors import CutoutError, OutputExistsError, UsageError
+from survey2survey.fits_io.files import one_line
+from survey2survey.fits_io.wcs import wcs_cards
+from survey2survey.surveys import Survey, get_survey
+
+__all__ = ["Provenance", "write_cutout", "write_hdul_atomic", "verify_fits", "is_s2s_output", "header_text"]
+
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def header_text(value: str) -> str:
+    """``value`` as printable ASCII for a FITS header: other characters become ``\\xe9``, ``\\u2013``... escapes."""
+    if not _NOT_PRINTABLE.search(value):
+        return value
+    return _NOT_PRINTABLE.sub(lambda m: ascii(m.group())[1:-1], value)
+
+
+def _safe(value: object) -> object:
+    return header_text(value) if isinstance(value, str) else value
+
+
+@dataclass
+class Provenance:
+    """Where a written cutout came from; becomes ``S2S*`` header keywords.
+
+    Every field is optional; the date and package version are filled in when writing.
+    Paths and names are written with :func:`header_text` (ASCII with escapes).
+    """
+
+    model: str | None = None
+    model_sha256: str | None = None
+    method: str | None = None
+    direction: str | None = None
+    source_file: str | None = None
+    source_survey: str | None = None
+    target_survey: str | None = None
+    seed: int | None = None
+    backend: str | None = None
+    noise: str | None = None
+    extra: dict[str, tuple[object, str]] = field(default_factory=dict)
+
+    #: keyword, attribute, comment
+    KEYWORDS = (
+        ("S2SVER", None, "survey2survey version"),
+        ("S2SDATE", None, "UTC date this file was written"),
+        ("S2SMODEL", "model", "translation model name"),
+        ("S2SHASH", "model_sha256", "SHA-256 of the model weights"),
+        ("S2SMETH", "method", "training method of the model"),
+        ("S2SDIR", "direction", "translation direction"),
+        ("S2SSRC", "source_file", "source file name"),
+        ("S2SSRCSV", "source_survey", "source survey"),
+        ("S2STGTSV", "target_survey", "target survey"),
+        ("S2SSEED", "seed", "random seed of the noise draw"),
+        ("S2SBACK", "backend", "inference backend and device"),
+        ("S2SNOISE", "noise", "noise added by the noise emulator"),
+    )
+
+    def cards(self) -> list[tuple[str, object, str]]:
+        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        out: list[tuple[str, object, str]] = []
+        for key, attr, comment in self.KEYWORDS:
+            if attr is None:
+                value = __version__ if key == "S2SVER" else now
+            else:
+                value = getattr(self, attr)
+            if value is not None:
+                out.append((key, _safe(value), comment))
+        for key, (value, comment) in self.extra.items():
+            out.append((key.upper(), _safe(value), comment))
+        return out
+
+
+def _write_atomic(path: Path, overwrite: bool, fsync: bool, write: Callable[[BinaryIO], None]) -> None:
+    """Run ``write(fh)`` on a temporary file that then becomes ``path`` (:func:`atomic_write`).
+
+    Creates the directory if needed; raises :class:`OutputExistsError` if ``path`` exists
+    and not ``overwrite``, :class:`CutoutError` for file-system errors.
+    """
+    directory = path.parent
+    if not directory.exists():
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CutoutError(path, f"cannot create output directory ({exc.strerror or exc})") from None
+    try:
+        with atomic_write(path, overwrite=overwrite, fsync=fsync) as fh:
+            write(fh)
+    except FileExistsError:
+        raise OutputExistsError(path) from None
+    except OSError as exc:
+        raise CutoutError(path, f"cannot write output ({exc.strerror or exc})") from None
+
+
+def write_hdul_atomic(hdul: fits.HDUList, path: Path, overwrite: bool = False, fsync: bool = True) -> None:
+    """Write an HDUList with CHECKSUM/DATASUM via a temporary file and a rename.
+
+    Raises :class:`OutputExistsError` if ``path`` exists and not ``overwrite``; never
+    leaves a partial file under ``path``.
+    """
+    _write_atomic(Path(path), overwrite, fsync, lambda fh: hdul.writeto(fh, checksum=True, output_verify="exception"))
+
+
+def _survey_cards(survey: Survey, mask: np.ndarray | None) -> list[tuple[str, object, str]]:
+    cards: list[tuple[str, object, str]] = [
+        ("BUNIT", survey.flux_unit or "unknown", "native pixel unit"),
+        ("MAGZP", survey.zero_point, "AB mag of one pixel unit"),
+        ("FLUXFAC", survey.flux_factor, "x pixel value = nanomaggies"),
+        ("PIXSCALE", survey.pixel_scale, "nominal survey pixel scale (arcsec)"),
+        ("SURVEY", survey.name, "survey this image represents"),
+        ("BANDS", ",".join(survey.bands), "band of each plane, NAXIS3 order"),
+    ]
+    cards += [(f"BAND{i}", band, f"band of plane {i}") for i, band in enumerate(survey.bands, start=1)]
+    if mask is not None:
+        cards.append(("NBADPIX", int(np.count_nonzero(mask)), "pixels filled (not finite in the input)"))
+    return cards
+
+
+def _primary_header(wcs: WCS | str | None, cards, history: Sequence[str]) -> fits.Header:
+    header = fits.Header()
+    if wcs is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            header.extend(fits.Header.fromstring(wcs if isinstance(wcs, str) else wcs_cards(wcs)), update=True)
+        header["WCSAXES"] = 2
+    for key, value, comment in cards:
+        header[key] = (_safe(value), header_text(comment) if comment else comment)
+    for line in history:
+        header.add_history(header_text(str(line)))
+    return header
+
+
+def write_cutout(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    survey: Survey | str,
+    *,
+    wcs: WCS | str | None = None,
+    provenance: Provenance | None = None,
+    history: Sequence[str] = (),
+    overwrite: bool = False,
+    extra_hdus: Sequence[fits.ImageHDU] = (),
+    mask: np.ndarray | None = None,
+    header_cards: Sequence[tuple[str, object, str]] = (),
+    fsync: bool = True,
+) -> Path:
+    """Write one cutout as a float32 cube (bands, H, W) in native units of ``survey``.
+
+    Parameters
+    ----------
+    path : path
+        Output file; its directory is created if needed.
+    data : ndarray, shape (bands, H, W)
+        Native pixel values, bands in the survey's order.
+    survey : Survey or str
+    wcs : WCS or str, optional
+        2-D celestial WCS of the image plane (already on this grid: see :func:`rescale_wcs`),
+        or its header cards from :func:`wcs_cards` (cheaper to pass between processes).
+    provenance : Provenance, optional
+        Becomes the ``S2S*`` keywords.
+    history : sequence of str
+        ``HISTORY`` lines.
+    overwrite : bool
+        Replace an existing file; otherwise :class:`OutputExistsError`.
+    extra_hdus : sequence of ImageHDU
+        Appended after the primary cube (e.g. extra noise realisations).
+    mask : ndarray of bool, optional
+        Bad-pixel mask (same shape), written as a ``MASK`` extension (uint8) and counted in
+        ``NBADPIX``.
+    header_cards : sequence of (key, value, comment)
+        Any further keywords.
+    fsync : bool
+        Flush the file to disk before the rename (crash-safe against power loss, not just
+        process death).  Bulk writers of reproducible data may turn it off for speed.
+
+    Returns
+    -------
+    Path
+        The written path.
+
+    Raises
+    ------
+    CutoutError
+        A header that cannot be written names the input (``provenance.source_file``) when
+        known; file-system errors name the output.
+    """
+    survey = get_survey(survey)
+    path = Path(path)
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim != 3 or data.shape[0] != survey.n_bands:
+        raise UsageError(
+            f"{path}: cannot write data of shape {data.shape} as a {survey.name} cutout ({survey.n_bands} bands)"
+        )
+    if mask is not None:
+        mask = np.asarray(mask, dtype=np.uint8)
+    cards = _survey_cards(survey, mask) + (provenance.cards() if provenance else []) + list(header_cards)
+    try:
+        with warnings.catch_warnings():
+            # long values (file names, hashes) leave no room for the comment: keep the value
+            warnings.filterwarnings("ignore", message="Card is too long, comment will be truncated")
+            hdus: list = [fits.PrimaryHDU(data=data, header=_primary_header(wcs, cards, history))]
+            if mask is not None:
+                mask_hdu = fits.ImageHDU(data=mask, name="MASK")
+                mask_hdu.header["COMMENT"] = "1 where the input pixel was NaN/inf and was filled"
+                hdus.append(mask_hdu)
+            hdul = fits.HDUList(hdus + list(extra_hdus))
+            hdul.verify("exception")
+    except (ValueError, TypeError, fits.VerifyError) as exc:
+        source = provenance.source_file if provenance and provenance.source_file else None
+        where = f" for {path.name}" if source else ""
+        raise CutoutError(source or path, f"cannot write the FITS header{where} ({one_line(exc)})") from None
+    write_hdul_atomic(hdul, path, overwrite, fsync)
+    return path
+
+
+def is_s2s_output(path: str | os.PathLike) -> bool:
+    """True when the file's primary header carries ``s2s``'s provenance (``S2SVER``), intact or not.
+
+    Only such a file may be redone without ``--overwrite`` when it is broken: a survey's
+    own file (no provenance) is the user's.  False for anything unreadable.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False) as hdul:
+                return "S2SVER" in hdul[0].header
+    except Exception:
+        return False
+
+
+def verify_fits(path: str | os.PathLike) -> None:
+    """Raise :class:`CutoutError` unless every HDU passes FITS verification and its CHECKSUM/DATASUM.
+
+    An intact output of ``s2s`` is a file that passes this and :func:`is_s2s_output`.
+    The check and its complaint are astropy's (``fits.open(checksum=True)``).
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AstropyWarning)
+            with fits.open(path, checksum=True, memmap=False) as hdul:
+                hdul.verify("exception")
+                for hdu in hdul:
+                    if "CHECKSUM" not in hdu.header or "DATASUM" not in hdu.header:
+                        raise CutoutError(path, f"HDU {hdu.name} has no CHECKSUM/DATASUM")
+                    _ = hdu.data
+    except CutoutError:
+        raise
+    except Exception as exc:
+        raise CutoutError(path, f"FITS verification failed ({one_line(exc)})") from None
