@@ -36,6 +36,7 @@ from survey2survey.surveys import Survey, get_survey
 __all__ = [
     "Fault",
     "CUTOUT_FAULTS",
+    "HEADER_FAULTS",
     "PREPARE_ONLY_FAULTS",
     "good_cube",
     "write_good",
@@ -314,6 +315,128 @@ CUTOUT_FAULTS: tuple[Fault, ...] = (
     Fault("fifo", fifo, "not a regular file (a FIFO, socket or device)", "input skipped (never opened: it could block)"),
     Fault("dangling_symlink", dangling_symlink, "cannot read file (No such file or directory)"),
 )
+
+
+# --- issue 15: header faults every reader refuses (band keywords, units) -------------------------------
+
+
+def band_keywords_unreadable(d: Path, s: Survey, stem: str) -> Path:
+    """BANDS names fewer bands than the cube has planes, and nothing else names them: no guessing."""
+    n = s.cutout_size
+    return _cube_file(d / f"{stem}.fits", good_cube(s, 12), _header(s, n, ",".join(s.bands[:3])))
+
+
+def band_keywords_disagree(d: Path, s: Survey, stem: str) -> Path:
+    """BANDS in survey order, FILTER1..n in reverse: which is true cannot be told."""
+    n = s.cutout_size
+    header = _header(s, n, ",".join(s.bands))
+    for i, band in enumerate(reversed(s.bands), start=1):
+        header[f"FILTER{i}"] = band
+    return _cube_file(d / f"{stem}.fits", good_cube(s, 13), header)
+
+
+def unknown_unit(d: Path, s: Survey, stem: str) -> Path:
+    n = s.cutout_size
+    header = _header(s, n, ",".join(s.bands))
+    header["BUNIT"] = "W/m2"
+    return _cube_file(d / f"{stem}.fits", good_cube(s, 14), header)
+
+
+#: Issue 15 items 3 and 5 (the header half): kept apart from CUTOUT_FAULTS so that the
+#: translate/evaluate runs built on that tuple keep their counts; docs/reliability.md "Real files".
+HEADER_FAULTS: tuple[Fault, ...] = (
+    Fault("band_keywords_unreadable", band_keywords_unreadable, "names 3 band(s) for 5 image planes",
+          "input skipped: band keywords that exist but cannot be read are never replaced by the survey order"),
+    Fault("band_keywords_disagree", band_keywords_disagree, "band keywords disagree",
+          "input skipped: BANDS and FILTERn contradict each other"),
+    Fault("unknown_unit", unknown_unit, "BUNIT 'W/m2' is a unit s2s cannot convert",
+          "input skipped: a unit that is not the survey's and cannot be converted"),
+)
+
+
+# --- issue 15: real-file layouts every reader must read right ---------------------------------------------
+
+
+def bands_run_together(d: Path, s: Survey, stem: str) -> tuple[Path, np.ndarray]:
+    """BANDS='zirgu' (single letters, no commas) and FILTER1..n, planes in reverse survey order."""
+    n = s.cutout_size
+    data = good_cube(s, 15)
+    header = _header(s, n, "".join(reversed(s.bands)))
+    for i, band in enumerate(reversed(s.bands), start=1):
+        header[f"FILTER{i}"] = band
+    return _cube_file(d / f"{stem}.fits", data[::-1].copy(), header), data
+
+
+def in_nanojansky(d: Path, s: Survey, stem: str) -> tuple[Path, np.ndarray]:
+    """The cube in nJy (BUNIT): read back in the survey's native unit."""
+    n = s.cutout_size
+    data = good_cube(s, 16)
+    header = _header(s, n, ",".join(s.bands))
+    header["BUNIT"] = "nJy"
+    njy = data * s.flux_factor * 3631.0  # native -> nanomaggies -> nJy
+    return _cube_file(d / f"{stem}.fits", njy.astype(np.float32), header), data
+
+
+def cd_and_pc(d: Path, s: Survey, stem: str) -> Path:
+    """What ``header.update(Cutout2D(...).wcs.to_header())`` leaves on a frame header: the frame's CD
+    matrix (rotated, another scale) beside the cutout's PC matrix, which wcslib uses; the
+    reference pixel far off the cutout, as for any cutout of a larger frame."""
+    n = s.cutout_size
+    header = _header(s, n, ",".join(s.bands), ra=151.0, dec=2.5)  # PC1_1..PC2_2 and CDELT
+    header["CRPIX1"], header["CRPIX2"] = -700.5, 412.0
+    scale = s.pixel_scale / 3600.0
+    header["CD1_1"], header["CD1_2"], header["CD2_1"], header["CD2_2"] = -2.2 * scale, 0.3 * scale, 0.3 * scale, 2.2 * scale
+    return _cube_file(d / f"{stem}.fits", good_cube(s, 17), header)
+
+
+def zero_band(d: Path, s: Survey, stem: str) -> Path:
+    """A missing band padded with zeros: read, with a warning."""
+    n = s.cutout_size
+    data = good_cube(s, 18)
+    data[0] = 0.0
+    return _cube_file(d / f"{stem}.fits", data, _header(s, n, ",".join(s.bands)))
+
+
+def singular_cd(d: Path, s: Survey, stem: str) -> Path:
+    """A CD matrix with proportional rows (not zero, not CDELT = 0): no sky-to-pixel direction."""
+    n = s.cutout_size
+    header = _header(s, n, ",".join(s.bands))
+    for key in ("PC1_1", "PC1_2", "PC2_1", "PC2_2", "CDELT1", "CDELT2"):
+        header.remove(key, ignore_missing=True)
+    scale = s.pixel_scale / 3600.0
+    header["CD1_1"], header["CD1_2"], header["CD2_1"], header["CD2_2"] = scale, 2 * scale, -scale, -2 * scale
+    return _cube_file(d / f"{stem}.fits", good_cube(s, 19), header)
+
+
+def compressed(d: Path, s: Survey, stem: str, kind: str) -> tuple[Path, np.ndarray]:
+    """The good cube as ``.fits.gz``, ``.fits.bz2`` or tile-compressed ``.fits.fz`` (lossless)."""
+    import bz2
+
+    data = good_cube(s, 20)
+    header = _header(s, s.cutout_size, ",".join(s.bands))
+    p = d / f"{stem}.fits.{kind}"
+    if kind == "fz":
+        comp = fits.CompImageHDU(data, header=header, compression_type="GZIP_1", quantize_level=0.0)
+        fits.HDUList([fits.PrimaryHDU(), comp]).writeto(p)
+        return p, data
+    plain = _cube_file(d / f".{stem}.tmp.fits", data, header)
+    p.write_bytes((gzip.compress if kind == "gz" else bz2.compress)(plain.read_bytes()))
+    plain.unlink()
+    return p, data
+
+
+def sdss_frame(d: Path, band: str = "r", nmgy: float = 0.005) -> tuple[Path, np.ndarray]:
+    """An SDSS ``frame-*.fits``: image (nanomaggies, FILTER, NMGY), 1-D calibration HDU, two tables."""
+    rng = np.random.default_rng(21)
+    image = rng.normal(0, 0.02, (149, 204)).astype(np.float32)
+    header = make_wcs(150.0, 2.0, 0.396, (149, 204)).to_header()
+    header["FILTER"], header["BUNIT"], header["NMGY"], header["TELESCOP"] = band, "nanomaggy", nmgy, "SDSS 2.5-M"
+    hdus = [fits.PrimaryHDU(image, header=header), fits.ImageHDU(np.full(204, nmgy, np.float32)),
+            fits.BinTableHDU.from_columns([fits.Column(name="ALLSKY", format="E", array=np.zeros(3))]),
+            fits.BinTableHDU.from_columns([fits.Column(name="AMPLITUDE", format="E", array=np.zeros(2))])]
+    p = d / f"frame-{band}-001000-1-0027.fits"
+    fits.HDUList(hdus).writeto(p)
+    return p, image
 
 
 # --- readable cutouts that prepare refuses, and the NaN policy's kept side -----------------------

@@ -536,3 +536,118 @@ def test_unreadable_file_permission(tmp_path):
     path.chmod(0)
     with pytest.raises(CutoutError, match="permission denied"):
         read_cutout(path, SDSS)
+
+
+# --- issue 15: real files (band keywords, units, WCS, layouts, paths) ------------------------------------
+
+
+@pytest.mark.parametrize("fault", F.HEADER_FAULTS, ids=[f.name for f in F.HEADER_FAULTS])
+@pytest.mark.parametrize("survey", ["sdss", "cfht"])
+def test_reader_refuses_header_faults_with_one_line(tmp_path, fault, survey):
+    from survey2survey.errors import CutoutError
+    from survey2survey.fits_io import read_cutout
+
+    path = fault.write(tmp_path, survey)
+    (source,) = find_cutouts([tmp_path], survey)
+    with pytest.raises(CutoutError) as info:
+        read_cutout(source, survey)
+    assert info.value.path == path and fault.message in info.value.reason
+    assert "\n" not in str(info.value)
+
+
+def test_prepare_reports_header_faults_on_one_line(tmp_path, capsys):
+    a = tmp_path / "sdss"
+    shutil.copytree(EX / "sdss", a)
+    bad = _write_faults(a, SDSS, F.HEADER_FAULTS)
+    run = s2s(capsys, "prepare", "--a", a, "--b", EX / "cfht", "--out", tmp_path / "ds", "-j", "1", "-q")
+    assert run.code == 1
+    assert_one_line_each(run, bad)
+    assert json.loads((tmp_path / "ds" / "dataset.json").read_text())["counts"]["skipped_a"] == len(bad)
+
+
+@pytest.mark.parametrize("survey", ["sdss", "cfht"])
+def test_real_file_headers_are_read_right(tmp_path, survey):
+    from survey2survey.fits_io import read_cutout, rescale_wcs
+
+    s = get_survey(survey)
+    path, data = F.bands_run_together(tmp_path, s, "zirgu")
+    cut = read_cutout(path, s)
+    np.testing.assert_array_equal(cut.data, data)  # survey order, not file order
+    assert cut.bands == s.bands and not [w for w in cut.warnings if "band" in w]
+
+    path, data = F.in_nanojansky(tmp_path, s, "njy")
+    cut = read_cutout(path, s)
+    np.testing.assert_allclose(cut.data, data, rtol=1e-5, atol=1e-6 / s.flux_factor)
+    (note,) = [w for w in cut.warnings if w.startswith("pixel values converted from BUNIT 'nJy'")]
+
+    cut = read_cutout(F.zero_band(tmp_path, s, "padded"), s)
+    assert [w for w in cut.warnings if w.startswith(f"band(s) {s.bands[0]} all zero")]
+
+    cut = read_cutout(F.singular_cd(tmp_path, s, "singular"), s)
+    assert cut.wcs is None
+    (warning,) = [w for w in cut.warnings if w.startswith("unusable WCS ignored (singular CD/PC matrix")]
+
+    # CD and PC in one header: what the output WCS says is where the input was
+    cut = read_cutout(F.cd_and_pc(tmp_path, s, "cdpc"), s)
+    n, m = s.cutout_size, 2 * s.cutout_size + 8
+    out = rescale_wcs(cut.wcs, (n, n), (m, m))
+    written = write_cutout(tmp_path / "out" / "cdpc.fits", np.zeros((s.n_bands, m, m), np.float32), s, wcs=out)
+    back = read_cutout(written, s).wcs
+    for (x_in, y_in), (x_out, y_out) in [(((n - 1) / 2,) * 2, ((m - 1) / 2,) * 2), ((-0.5, -0.5), (-0.5, -0.5)),
+                                         ((n - 0.5, -0.5), (m - 0.5, -0.5)), ((n - 0.5, n - 0.5), (m - 0.5, m - 0.5))]:
+        sky_in = cut.wcs.pixel_to_world(x_in, y_in)
+        assert sky_in.separation(back.pixel_to_world(x_out, y_out)).arcsec < 1e-3
+
+
+def test_compressed_cutouts_and_sdss_frames_are_found_and_read(tmp_path):
+    from survey2survey.fits_io import read_cutout
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    files = {kind: F.compressed(raw, SDSS, f"obj_{kind}", kind) for kind in ("gz", "bz2", "fz")}
+    sources = {s.path: s for s in find_cutouts([raw], SDSS)}
+    assert set(sources) == {p for p, _ in files.values()}
+    for path, data in files.values():
+        np.testing.assert_array_equal(read_cutout(sources[path], SDSS).data, data)
+    (bz2_only,) = find_cutouts([str(raw / "*.bz2")], SDSS)  # "raw/*.bz2"
+    assert bz2_only.path == files["bz2"][0]
+
+    frame, image = F.sdss_frame(tmp_path)
+    cut = read_cutout(frame, partial=True)  # the survey from TELESCOP, the band from FILTER
+    assert cut.survey.name == "sdss" and cut.bands == ("r",) and cut.pixel_scale == pytest.approx(0.396)
+    np.testing.assert_array_equal(cut.data[0], image)
+    from survey2survey.errors import CutoutError
+
+    with pytest.raises(CutoutError, match="missing band"):  # the learned models need all five bands
+        read_cutout(frame)
+
+
+def test_survey_is_not_guessed_from_a_scale_three_times_off(tmp_path):
+    from survey2survey.fits_io import detect_survey, pixel_scale_arcsec, read_cutout
+
+    header = make_wcs(150.0, 2.0, 3 * SDSS.pixel_scale, (64, 64)).to_header()
+    header["BANDS"] = "u,g,r,i,z"
+    path = tmp_path / "binned.fits"
+    fits.PrimaryHDU(F.good_cube(SDSS), header=header).writeto(path)
+    cut = read_cutout(path)
+    assert cut.survey is None and detect_survey(cut.header, cut.wcs) is None
+    assert pixel_scale_arcsec(cut.wcs) == pytest.approx(1.188)
+
+
+def test_non_ascii_input_paths_translate_and_name_the_input(tmp_path, capsys):
+    from _models import method_model
+
+    src = tmp_path / "gal\u00e9xies \u0394"
+    src.mkdir()
+    for i in range(2):
+        F.write_good(src / f"obj{i}_\u00fc.fits", SDSS, seed=i, ra=150.0 + 0.01 * i)
+    model = method_model(tmp_path / "aecnn", "aecnn")
+    run = s2s(capsys, "translate", src, "--to", "cfht", "--model", model, "--out", tmp_path / "out", "--workers", "0",
+              "-q")
+    assert run.code == 0, run.text
+    outputs = sorted((tmp_path / "out").glob("*.fits"))
+    assert len(outputs) == 2
+    for out in outputs:
+        verify_fits(out)
+        header = fits.getheader(out)
+        assert "gal\\xe9xies \\u0394" in header["S2SSRC"] and header["S2SSRC"].isascii()

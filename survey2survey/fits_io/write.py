@@ -229,13 +229,12 @@ def write_cutout(
                 mask_hdu = fits.ImageHDU(data=mask, name="MASK")
                 mask_hdu.header["COMMENT"] = "1 where the input pixel was NaN/inf and was filled"
                 hdus.append(mask_hdu)
-            hdul = fits.HDUList(hdus + list(extra_hdus))
-            hdul.verify("exception")
+            # verified once, by writeto(output_verify="exception"); a failure leaves no file
+            write_hdul_atomic(fits.HDUList(hdus + list(extra_hdus)), path, overwrite, fsync)
     except (ValueError, TypeError, fits.VerifyError) as exc:
         source = provenance.source_file if provenance and provenance.source_file else None
         where = f" for {path.name}" if source else ""
         raise CutoutError(source or path, f"cannot write the FITS header{where} ({one_line(exc)})") from None
-    write_hdul_atomic(hdul, path, overwrite, fsync)
     return path
 
 
