@@ -385,7 +385,8 @@ def cd_and_pc(d: Path, s: Survey, stem: str) -> Path:
     header = _header(s, n, ",".join(s.bands), ra=151.0, dec=2.5)  # PC1_1..PC2_2 and CDELT
     header["CRPIX1"], header["CRPIX2"] = -700.5, 412.0
     scale = s.pixel_scale / 3600.0
-    header["CD1_1"], header["CD1_2"], header["CD2_1"], header["CD2_2"] = -2.2 * scale, 0.3 * scale, 0.3 * scale, 2.2 * scale
+    cd = np.array([[-2.2, 0.3], [0.3, 2.2]]) * scale
+    header["CD1_1"], header["CD1_2"], header["CD2_1"], header["CD2_2"] = cd.ravel()
     return _cube_file(d / f"{stem}.fits", good_cube(s, 17), header)
 
 

@@ -491,7 +491,8 @@ def test_single_letter_bands_and_filter_fall_through(tmp_path):
 
 def test_unreadable_or_contradictory_band_keywords_are_errors(tmp_path):
     p, _ = _named_cube(tmp_path, "three.fits", "ugriz", BANDS="u,g,r")
-    with pytest.raises(CutoutError, match=r"three.fits: band keyword BANDS='u,g,r' names 3 band\(s\) for 5 image planes"):
+    expected = r"three.fits: band keyword BANDS='u,g,r' names 3 band\(s\) for 5 image planes"
+    with pytest.raises(CutoutError, match=expected):
         read_cutout(p, "sdss")
     filters = {f"FILTER{i}": b for i, b in enumerate("zirgu", 1)}
     p, _ = _named_cube(tmp_path, "disagree.fits", "zirgu", BANDS="u,g,r,i,z", **filters)
@@ -599,7 +600,8 @@ def test_compressed_files_are_found_and_read(tmp_path, suffix):
     raw_dir.mkdir()
     target = raw_dir / f"obj{suffix}"
     if suffix == ".fits.fz":
-        fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, header=h, compression_type="GZIP_1", quantize_level=0.0)]).writeto(target)
+        comp = fits.CompImageHDU(data, header=h, compression_type="GZIP_1", quantize_level=0.0)  # lossless
+        fits.HDUList([fits.PrimaryHDU(), comp]).writeto(target)
     else:
         fits.PrimaryHDU(data, header=h).writeto(tmp_path / "plain.fits")
         packed = (gzip.compress if suffix.endswith("gz") else bz2.compress)((tmp_path / "plain.fits").read_bytes())

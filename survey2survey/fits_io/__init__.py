@@ -18,7 +18,14 @@
 from survey2survey.fits_io.files import FITS_SUFFIXES, CutoutSource, find_cutouts
 from survey2survey.fits_io.read import MAX_BAD_FRACTION, Cutout, read_cutout
 from survey2survey.fits_io.units import native_factor
-from survey2survey.fits_io.wcs import SCALE_TOLERANCE, detect_survey, make_wcs, pixel_scale_arcsec, rescale_wcs, wcs_cards
+from survey2survey.fits_io.wcs import (
+    SCALE_TOLERANCE,
+    detect_survey,
+    make_wcs,
+    pixel_scale_arcsec,
+    rescale_wcs,
+    wcs_cards,
+)
 from survey2survey.fits_io.write import (
     Provenance,
     header_text,

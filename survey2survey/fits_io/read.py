@@ -233,7 +233,8 @@ def _band_names(planes: _Planes, source: CutoutSource, survey: Survey | None) ->
             mapped = [normalise_band(n, survey) for n in names]
             for n, m in zip(names, mapped):
                 if m is None:
-                    raise CutoutError(path, f"band {n!r} is not a band of survey {survey.name} ({','.join(survey.bands)})")
+                    known = ",".join(survey.bands)
+                    raise CutoutError(path, f"band {n!r} is not a band of survey {survey.name} ({known})")
             names = mapped
         return names
     return [image_band_name(h, survey, path) for h in planes.headers]
