@@ -682,3 +682,32 @@ def test_verify_and_own_output(tmp_path):
         verify_fits(tmp_path / "plain.fits")
     (tmp_path / "junk.fits").write_bytes(b"junk")
     assert not is_s2s_output(tmp_path / "junk.fits")
+
+
+def test_header_cards_update_in_place_and_long_keywords(tmp_path):
+    wcs = make_wcs(150.1, 2.2, 0.396, (64, 64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy's HIERARCH warning
+        write_cutout(tmp_path / "o.fits", _cube(), "sdss", wcs=wcs,
+                     header_cards=[("BUNIT", "override", "x"), ("S2SLONGKEYWORD", 1, "x")])
+    verify_fits(tmp_path / "o.fits")
+    with fits.open(tmp_path / "o.fits") as hdul:
+        h = hdul[0].header
+        assert h["BUNIT"] == "override" and list(h).count("BUNIT") == 1 and h["S2SLONGKEYWORD"] == 1
+        assert h["WCSAXES"] == 2 and h["NAXIS"] == 3
+
+
+def test_scaled_integer_data_read_as_astropy_scales_it(tmp_path):
+    data = _cube(6)
+    h = _wcs_header()
+    h["BANDS"] = "u,g,r,i,z"
+    stored = np.round(data * 100).astype(np.int16)
+    h["XSCALE"], h["XZERO"] = 0.01, 5.0  # renamed below: astropy drops BSCALE/BZERO of unscaled data
+    fits.PrimaryHDU(stored, header=h).writeto(tmp_path / "raw.fits")
+    raw = (tmp_path / "raw.fits").read_bytes().replace(b"XSCALE  =", b"BSCALE  =").replace(b"XZERO   =", b"BZERO   =")
+    (tmp_path / "i16.fits").write_bytes(raw)
+    with fits.open(tmp_path / "i16.fits") as hdul:
+        expected = hdul[0].data.astype(np.float32)
+    c = read_cutout(tmp_path / "i16.fits", "sdss")
+    np.testing.assert_array_equal(c.data, expected)
+    np.testing.assert_allclose(c.data, stored * 0.01 + 5.0, atol=1e-5)  # physical = BZERO + BSCALE * stored

@@ -147,7 +147,7 @@ def _primary_header(wcs: WCS | str | None, cards, history: Sequence[str]) -> fit
     if wcs is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
-            header.extend(fits.Header.fromstring(wcs if isinstance(wcs, str) else wcs_cards(wcs)), update=True)
+            header = fits.Header.fromstring(wcs if isinstance(wcs, str) else wcs_cards(wcs))
         header["WCSAXES"] = 2
     for key, value, comment in cards:
         header[key] = (_safe(value), header_text(comment) if comment else comment)
