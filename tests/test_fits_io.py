@@ -331,14 +331,19 @@ def _cd_and_pc_header(n=64):
     return header
 
 
-@pytest.mark.parametrize("name", list(_wcs_flavours()))
+@pytest.mark.parametrize("name", list(_wcs_flavours()) + ["s2s_output"])
 def test_reader_wcs_is_astropys_wcs(tmp_path, name):
-    """The reader's WCS is WCS(header, naxis=2) of the file's header: same keywords, same sky positions."""
+    """The reader's WCS is WCS(header, naxis=2) of the file's whole header: same keywords, same sky positions."""
     from astropy.wcs import WCS
 
-    header = _wcs_flavours()[name]
-    header["BANDS"] = "u,g,r,i,z"
-    fits.PrimaryHDU(_cube(), header=header).writeto(tmp_path / "w.fits")
+    if name == "s2s_output":  # every keyword s2s writes, and HISTORY
+        write_cutout(tmp_path / "w.fits", _cube(), "sdss", wcs=rescale_wcs(WCS(_sip_header()), (64, 64), (64, 64)),
+                     provenance=Provenance(model="m", source_file="x.fits", seed=3), history=["h"],
+                     mask=np.zeros((5, 64, 64), bool))
+    else:
+        header = _wcs_flavours()[name]
+        header["BANDS"] = "u,g,r,i,z"
+        fits.PrimaryHDU(_cube(), header=header).writeto(tmp_path / "w.fits")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = WCS(fits.getheader(tmp_path / "w.fits"), naxis=2)

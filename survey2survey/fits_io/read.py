@@ -181,11 +181,6 @@ def _read_file(path: Path, band: str | None, planes: _Planes, warn: list[str]) -
     """Add the image planes of one file to ``planes`` (``band``: the band of a per-band file)."""
     with file_problems(path), open_fits(path) as hdul:
         images, masks = _image_hdus(hdul, path)
-        for hdu in images:
-            # a damaged card is an unreadable file (VerifyError here), not one that WCS()
-            # quietly "fixes" when it formats the header
-            for card in hdu.header.cards:
-                _ = card.value
         first = images[0]
         primary = hdul[0].header if first is not hdul[0] and isinstance(hdul[0], fits.PrimaryHDU) else None
         if planes.header is None:

@@ -133,10 +133,19 @@ def wcs_cards(wcs: WCS) -> str:
 
 #: Keywords whose presence means the header tries to describe a WCS.
 _WCS_KEYS = ("CTYPE1", "CRVAL1", "CD1_1", "PC1_1", "CDELT1")
+#: Keywords (and prefixes) that no WCS convention reads (FITS WCS papers I-IV, SIP, TPV, distortion
+#: tables): left out of the header handed to ``WCS()``, whose cost grows with every card it checks
+#: (and which "fixes" a damaged card it formats: a damaged band or unit card stays one, and is refused).
+_NOT_WCS_KEYS = frozenset({"", "HISTORY", "COMMENT", "SIMPLE", "BITPIX", "EXTEND", "BUNIT", "SURVEY", "MAGZP",
+                           "FLUXFAC", "PIXSCALE", "NBADPIX", "CHECKSUM", "DATASUM", "BANDS", "FILTERS"})
+_NOT_WCS_PREFIXES = ("S2S", "BAND", "FILTER")
 
 
 def celestial_wcs(header: fits.Header, warn: list[str]) -> WCS | None:
     """``WCS(header, naxis=2)`` of an image HDU, or None (with a warning when it is unusable).
+
+    The header is handed over without the cards no WCS convention reads (commentary,
+    ``s2s``'s own keywords, band names): the same WCS, fewer cards for astropy to check.
 
     A WCS that wcslib refuses, or whose matrix is singular (``CD``/``PC`` rows that are
     zero or proportional, not only ``CDELT = 0``: the sky-to-pixel direction is then
@@ -148,7 +157,9 @@ def celestial_wcs(header: fits.Header, warn: list[str]) -> WCS | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
             warnings.simplefilter("ignore", AstropyWarning)
-            wcs = WCS(header, naxis=2)
+            cards = [c for c in header.cards if c.keyword not in _NOT_WCS_KEYS
+                     and not c.keyword.startswith(_NOT_WCS_PREFIXES)]
+            wcs = WCS(fits.Header(cards), naxis=2)
             wcs.wcs.set()
     except Exception as exc:
         warn.append(f"unusable WCS ignored ({one_line(exc)})")
