@@ -309,10 +309,11 @@ def _wcs_flavours(n=64, scale=0.396):
             "cd_and_pc": _cd_and_pc_header(n)}
 
 
-def _cd_and_pc_header(n=64):
+def _cd_and_pc_header(n=64, pc_factor=0.5):
     """What ``header.update(Cutout2D(...).wcs.to_header())`` gives on a frame header with a rotated CD matrix.
 
-    The PC matrix (wcslib's choice when both are present) differs from the CD matrix left behind.
+    The PC matrix is wcslib's choice when both are present; ``pc_factor`` != 1 makes it differ
+    from the CD matrix left behind (as after a tool that rescaled the cutout).
     """
     from astropy.nddata import Cutout2D
     from astropy.wcs import WCS
@@ -325,8 +326,8 @@ def _cd_and_pc_header(n=64):
         cut = Cutout2D(np.zeros((1489, 2048)), (700, 400), (n, n), wcs=WCS(frame))
         header = frame.copy()
         header.update(cut.wcs.to_header())
-    header["PC1_1"], header["PC1_2"] = header["PC1_1"] * 0.5, header["PC1_2"] * 0.5  # a cutout tool that rescaled PC
-    header["PC2_1"], header["PC2_2"] = header["PC2_1"] * 0.5, header["PC2_2"] * 0.5
+    for key in ("PC1_1", "PC1_2", "PC2_1", "PC2_2"):
+        header[key] = header[key] * pc_factor
     del header["NAXIS"], header["NAXIS1"], header["NAXIS2"]
     return header
 
@@ -379,11 +380,12 @@ def test_rescaled_output_wcs_keeps_centre_and_corners(tmp_path, name):
     assert pixel_scale_arcsec(back) == pytest.approx(pixel_scale_arcsec(src) * 64 / 136, rel=1e-9)
 
 
-def test_cd_and_pc_header_output_centre_matches_input():
+@pytest.mark.parametrize("pc_factor", [1.0, 0.5])
+def test_cd_and_pc_header_output_centre_matches_input(pc_factor):
     """Issue 15 item 4: with both CD and PC, wcslib uses PC; the output centre must be the input's."""
     from astropy.wcs import WCS
 
-    header = _cd_and_pc_header()
+    header = _cd_and_pc_header(pc_factor=pc_factor)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         src = WCS(header, naxis=2)
