@@ -206,8 +206,17 @@ class NoiseModel:
         buffer = io.BytesIO()
         np.savez(buffer, meta=np.array(json.dumps(meta)), sigma=self.sigma.astype(np.float64),
                  spectrum=self.spectrum.astype(np.float32))
+        from survey2survey.errors import OutputExistsError
+
         path = Path(path)
-        write_bytes(path, buffer.getvalue(), overwrite=overwrite)
+        if path.exists() and not overwrite:
+            raise OutputExistsError(path)
+        try:
+            write_bytes(path, buffer.getvalue(), overwrite=overwrite)
+        except FileExistsError:
+            raise OutputExistsError(path) from None
+        except OSError as exc:
+            raise S2SError(f"{path}: cannot write the noise model ({exc.strerror or exc})") from None
         return path
 
 
