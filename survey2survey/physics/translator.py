@@ -277,8 +277,9 @@ class PhysicsTranslator:
             carried = sigma_prop_in[k] ** 2 * var_unit
             sigma_t, spectrum = target_noise(self.target, band_out, self.noise_model, geo.out_shape)
             add = np.sqrt(np.maximum(sigma_t**2 - carried, 0.0))
-            rng = np.random.default_rng([int(seed), self.target.band_index(band_out)])
-            out[k] += add * coloured_noise(rng, 1, geo.out_shape, spectrum)[0]
+            if add.any():  # nothing to draw where the carried noise already exceeds the target's
+                rng = np.random.default_rng([int(seed), self.target.band_index(band_out)])
+                out[k] += add * coloured_noise(rng, 1, geo.out_shape, spectrum)[0]
             infos[k].update(
                 sigma_in=float(sigma_prop_in[k] / self.flux_scale), sigma_carried=float(np.sqrt(carried.mean())),
                 sigma_target=float(sigma_t), sigma_added=float(np.sqrt((add * add).mean())),
