@@ -13,18 +13,10 @@ WCS in each survey's native units and a catalog -- plus the truth that no user h
       truth/galaxies.ecsv      the intrinsic parameters of every galaxy
       simulation.json          configuration, observing conditions, counts, version
 
-The galaxy model (one per object, identical for both surveys of a pair):
-
-* a truncated de Vaucouleurs bulge (Sersic n = 4, ``trunc`` = 6 half-light radii), an
-  exponential disk and, in about half of the galaxies, star-forming knots
-  (:class:`galsim.RandomKnots`) spread like the disk;
-* r magnitude uniform in ``mag_range`` (default 16-21), disk half-light radius log-normal
-  around ``2.8" x 10**(-0.1 (r - 16))``, bulge radius a fraction of it;
-* a "redness" ``t`` in [0, 1] sets the bulge-to-total ratio and the colours: the bulge has
-  an early-type ugriz SED, the disk one between a star-forming and an early-type SED, the
-  knots a blue one; the band images of a galaxy therefore differ in shape, not just flux;
-* axis ratio, orientation, and with probability ``neighbour_fraction`` a fainter companion
-  3.5-10" away (not in the catalog, as real neighbours are not).
+The galaxy model (one per object, identical for both surveys of a pair) is
+:mod:`survey2survey.data.galaxies`: bulge, disk and star-forming knots with their own
+colours, r magnitude uniform in ``mag_range``, and with probability ``neighbour_fraction`` a
+fainter companion 3.5-10" away (not in the catalog, as real neighbours are not).
 
 Each image is drawn on its survey's own grid (pixel scale, cutout size, bands) through a
 per-image, per-band PSF (Kolmogorov by default, or Moffat with beta 3; Kolmogorov draws
@@ -65,6 +57,7 @@ from survey2survey.data.galaxies import (
     draw_galaxy,
     galaxy_components,
 )
+from survey2survey.physics.noise import correlated_noise
 from survey2survey.surveys import SimulationSpread, Survey, get_survey
 
 __all__ = [
@@ -173,12 +166,7 @@ def survey_conditions(survey: Survey) -> SurveyConditions:
 
 def _conditions(survey: Survey, conditions: dict[str, SurveyConditions] | None) -> SurveyConditions:
     if conditions is None or survey.name not in conditions:
-        if conditions is not None and not survey.psf_fwhm:
-            raise SurveyError(
-                f"no simulation conditions for survey {survey.name!r} (known: {', '.join(sorted(conditions))}); "
-                "pass SurveyConditions for it in SimulationConfig.conditions"
-            )
-        return survey_conditions(survey)
+        return survey_conditions(survey)  # the registry's (or a clear error naming what is missing)
     cond = conditions[survey.name]
     missing = [b for b in survey.bands if b not in cond.sky_sigma]
     if missing:
@@ -433,19 +421,11 @@ def draw_noise(
 ) -> np.ndarray:
     """Gaussian sky noise, (bands, H, W) float32, with per-band per-pixel sigma ``sigma``.
 
-    ``correlation`` > 0 smooths white noise with the separable kernel ``[c, 1, c]`` (x and
-    y), normalised so that the sum of the squared 3x3 weights is 1: the pixel sigma is
-    still ``sigma`` and neighbouring pixels correlate by ``2c / (1 + 2c**2)`` per axis.
+    ``correlation`` > 0 smooths white noise with the separable kernel ``[c, 1, c]``
+    (:func:`survey2survey.physics.noise.correlated_noise`, normalised so that the pixel sigma
+    is still ``sigma``; neighbours correlate by ``2c / (1 + 2c**2)`` per axis).
     """
-    bands, h, w = shape
-    white = rng.standard_normal((bands, h + 2, w + 2))  # a margin keeps the edges stationary
-    if correlation > 0:
-        c = correlation
-        norm = 1.0 / (1.0 + 2.0 * c * c)  # per axis; squared weights of the 3x3 sum to 1
-        rows = (c * white[:, :-2, :] + white[:, 1:-1, :] + c * white[:, 2:, :]) * math.sqrt(norm)
-        noise = (c * rows[:, :, :-2] + rows[:, :, 1:-1] + c * rows[:, :, 2:]) * math.sqrt(norm)
-    else:
-        noise = white[:, 1:-1, 1:-1]
+    noise = correlated_noise(rng, shape[0], shape[1:], correlation)
     return (noise * np.asarray(sigma, dtype=np.float64)[:, None, None]).astype(np.float32)
 
 

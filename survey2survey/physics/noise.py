@@ -110,16 +110,15 @@ def sky_sigma(images: np.ndarray, mask: np.ndarray | None = None, max_pixels: in
 def correlated_noise(rng: np.random.Generator, n: int, shape: tuple[int, int], correlation: float) -> np.ndarray:
     """``n`` unit-sigma maps of white noise smoothed by the separable ``[c, 1, c]`` kernel.
 
-    The simulator's recipe (:func:`survey2survey.data.simulate.draw_noise`): a one-pixel
-    margin keeps the edges stationary; neighbours correlate by ``2c / (1 + 2c**2)``.
+    The simulator's noise (:func:`survey2survey.data.simulate.draw_noise` calls this): a
+    one-pixel margin keeps the edges stationary; neighbours correlate by ``2c / (1 + 2c**2)``.
     """
     h, w = shape
-    white = rng.standard_normal((n, h + 2, w + 2), dtype=np.float32)
+    white = rng.standard_normal((n, h + 2, w + 2))
     c = float(correlation)
     if c <= 0:
         return white[:, 1:-1, 1:-1]
-    norm = np.float32(math.sqrt(1.0 / (1.0 + 2.0 * c * c)))
-    c = np.float32(c)
+    norm = math.sqrt(1.0 / (1.0 + 2.0 * c * c))  # per axis; squared weights of the 3x3 sum to 1
     rows = (c * white[:, :-2, :] + white[:, 1:-1, :] + c * white[:, 2:, :]) * norm
     return (c * rows[:, :, :-2] + rows[:, :, 1:-1] + c * rows[:, :, 2:]) * norm
 
