@@ -184,3 +184,16 @@ def test_surveys_without_physics_are_refused():
     plain = Survey.from_dict("plain", {"bands": ["r"], "pixel_scale": 0.2, "cutout_size": 64, "zero_point": 27.0})
     with pytest.raises(SurveyError, match="no PSF in the registry"):
         PhysicsTranslator(plain, "sdss")
+
+
+def test_kernel_never_amplifies_a_frequency():
+    from survey2survey.physics.kernel import matching_kernel
+
+    # Kolmogorov 0.7" to a Moffat of 0.76": the raw ratio of transforms grows ~13x at high k
+    k = matching_kernel(("kolmogorov", 0.7, 3.0), ("moffat", 0.76, 3.0), 0.187, 2)
+    assert k.sum() == pytest.approx(1.0)
+    assert np.abs(np.fft.fft2(k, (256, 256))).max() < 1.1
+    cube, wcs = render("cfht", POINT, bands=("r",))
+    white = np.random.default_rng(0).normal(0, 1.0, cube.shape)
+    out, _, _ = PhysicsTranslator("cfht", "hsc").translate(white, ("r",), wcs, noise=False)
+    assert np.std(out) < np.std(white)  # resampled to larger pixels and smoothed: never noisier

@@ -27,6 +27,8 @@ __all__ = ["matching_kernel", "convolve"]
 
 #: The kernel extends to this many target FWHMs from its centre.
 _RADIUS_FWHM = 4.0
+#: Rounds of clipping the kernel's Fourier gain to 1 (see :func:`_no_gain`).
+_CLIP_ITERATIONS = 20
 
 
 @lru_cache(maxsize=512)
@@ -37,12 +39,35 @@ def _kernel(profile_in, fwhm_in, beta_in, profile_out, fwhm_out, beta_out, pixel
     source = galsim.Convolve([make_psf(profile_in, fwhm_in, beta_in)] + [galsim.Pixel(pixel_scale)] * n_boxes)
     kernel = galsim.Convolve(make_psf(profile_out, fwhm_out, beta_out), galsim.Deconvolve(source))
     image = kernel.drawImage(nx=2 * radius + 1, ny=2 * radius + 1, scale=pixel_scale, method="no_pixel")
-    k = image.array.astype(np.float64)
+    k = _no_gain(image.array.astype(np.float64))
     # mirror symmetric along both axes (round PSFs): with mirror-padded edges the
     # convolution then has unit column sums, i.e. conserves flux exactly
     k = 0.25 * (k + k[::-1] + k[:, ::-1] + k[::-1, ::-1])
     k /= k.sum()
     k.setflags(write=False)
+    return k
+
+
+def _no_gain(k: np.ndarray) -> np.ndarray:
+    """The kernel with its Fourier amplitude clipped to <= 1.
+
+    Homogenising to a broader PSF of another profile (a Kolmogorov input, a Moffat target
+    of similar FWHM) divides by the input's faster-falling transform: the raw kernel would
+    amplify high frequencies (noise) many times.  A smoothing kernel never amplifies any
+    frequency, so the amplitude is clipped to 1 there; where the input is already smoother
+    than the target the output keeps the input's (slightly sharper) high frequencies.
+    """
+    n = k.shape[0]
+    for _ in range(_CLIP_ITERATIONS):  # cropping back to n x n brings a little gain back: repeat
+        padded = np.zeros((2 * n, 2 * n))
+        padded[:n, :n] = k
+        padded = np.roll(padded, (-(n // 2), -(n // 2)), axis=(0, 1))  # kernel centre at the origin
+        ft = np.fft.fft2(padded)
+        gain = np.abs(ft)
+        if gain.max() <= 1.01:
+            break
+        ft *= np.minimum(1.0, 1.0 / np.maximum(gain, 1e-300))
+        k = np.roll(np.fft.ifft2(ft).real, (n // 2, n // 2), axis=(0, 1))[:n, :n]
     return k
 
 
