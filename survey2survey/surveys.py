@@ -343,9 +343,8 @@ def _per_band(spec: dict[str, Any], key: str, bands: tuple[str, ...], where: str
         if not math.isfinite(value) or (positive and value <= 0):
             raise SurveyError(f"{where}: {key}.{band} must be a positive number, got {value!r}")
         values.append(value)
-    extra = sorted(set(lowered) - {b.lower() for b in bands})
-    if extra:
-        raise SurveyError(f"{where}: {key!r} names band(s) {', '.join(extra)} the survey does not have")
+    # bands beyond the survey's are ignored: a model's recorded survey may keep a subset of
+    # the bands with the registry's tables
     return tuple(values)
 
 
