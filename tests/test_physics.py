@@ -147,6 +147,9 @@ def test_noise_is_topped_up_to_the_target_and_never_removed():
     assert r["sigma_added"] == 0.0 and r["sigma_carried"] > cfht.typical_sky_sigma("r")
     # the carried noise is what the analytic propagation says it is
     assert np.std(out[0, 10:-10, 10:-10]) == pytest.approx(r["sigma_carried"], rel=0.08)
+    _, _, info = PhysicsTranslator("sdss", "cfht").translate(sky, ("r",), make_wcs(RA, DEC, 0.396, (64, 64)),
+                                                             input_sigma="registry")
+    assert info["per_band"]["r"]["sigma_in"] == pytest.approx(sdss.typical_sky_sigma("r"))
 
 
 def test_noise_is_deterministic_per_seed():
