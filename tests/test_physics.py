@@ -131,6 +131,26 @@ def test_output_wcs_is_centred_on_the_input_at_the_target_scale(rotation):
     assert abs(cx - (wo - 1) / 2) < 0.01 and abs(cy - (ho - 1) / 2) < 0.01
 
 
+def test_a_cdelt_pc_wcs_and_no_wcs():
+    from astropy.wcs import WCS
+
+    cube, _ = render("sdss", POINT, bands=("r",))
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [RA, DEC]
+    w.wcs.crpix = [32.5, 32.5]
+    w.wcs.cdelt = [-0.396 / 3600, 0.396 / 3600]
+    w.wcs.set()
+    t = PhysicsTranslator("sdss", "cfht")
+    out, w2, _ = t.translate(cube, ("r",), w, noise=False)
+    np.testing.assert_allclose(proj_plane_pixel_scales(w2) * 3600, [0.187, 0.187], rtol=1e-12)
+    x, y = w2.world_to_pixel(w.pixel_to_world(31.5, 31.5))
+    assert abs(x - (out.shape[2] - 1) / 2) < 0.01 and abs(y - (out.shape[1] - 1) / 2) < 0.01
+    bare, none, info = t.translate(cube, ("r",), None, noise=False)  # no WCS: the survey's pixel scale
+    assert none is None and info["pixel_scale_in"] == 0.396
+    np.testing.assert_allclose(bare, out)
+
+
 def test_noise_is_topped_up_to_the_target_and_never_removed():
     rng = np.random.default_rng(0)
     sdss, cfht = get_survey("sdss"), get_survey("cfht")

@@ -138,10 +138,11 @@ class PhysicsTranslator:
         c_in = np.array([(w + 1) / 2.0, (h + 1) / 2.0])
         c_out = np.array([(wo + 1) / 2.0, (ho + 1) / 2.0])
         c.crpix = c_out + (np.asarray(c.crpix) - c_in) * scale
+        # pixel axis j (a column of CD or PC) shrinks by scale[j]
         if c.has_cd():
             c.cd = np.asarray(c.cd) / scale[np.newaxis, :]
         else:
-            c.cdelt = np.asarray(c.cdelt) / scale
+            c.pc = np.asarray(c.get_pc()) / scale[np.newaxis, :]
         new.pixel_shape = (wo, ho)
         c.set()
         return new
