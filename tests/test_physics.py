@@ -225,3 +225,20 @@ def test_kernel_never_amplifies_a_frequency():
     carried, _, _ = t.translate(sky, ("r",), wcs, noise=False)
     _, _, info = t.translate(sky, ("r",), wcs, input_sigma=[3.0])
     assert np.std(carried[0, 16:-16, 16:-16]) == pytest.approx(info["per_band"]["r"]["sigma_carried"], rel=0.08)
+
+
+def test_a_batch_gives_what_one_by_one_gives():
+    cubes, wcss, headers = [], [], []
+    for i, fwhm in enumerate((0.6, 0.7, 0.8)):
+        gal = galsim.Exponential(half_light_radius=0.5 + 0.3 * i, flux=100.0)
+        cube, wcs = render("cfht", gal, bands=("g", "r"), fwhm=fwhm)
+        cubes.append(cube + np.random.default_rng(i).normal(0, 3.0, cube.shape))
+        wcss.append(wcs)
+        headers.append({"PSFFWHM2": fwhm} if i else None)  # one without a seeing keyword
+    t = PhysicsTranslator("cfht", "sdss")
+    out, wcs_out, infos = t.translate_batch(np.array(cubes), ("g", "r"), wcss, headers, seeds=[5, 6, 7])
+    for i in range(3):
+        one, w1, info = t.translate(cubes[i], ("g", "r"), wcss[i], headers[i], seed=5 + i)
+        np.testing.assert_allclose(out[i], one, rtol=1e-6, atol=1e-6 * np.abs(one).max())
+        assert infos[i]["per_band"]["r"] == info["per_band"]["r"]
+        assert w1.wcs.compare(wcs_out[i].wcs)
