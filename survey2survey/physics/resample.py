@@ -88,14 +88,14 @@ def resample(images: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> np.ndarray:
     """``wy @ image @ wx.T`` for every image of a stack (..., H, W) -> (..., Ho, Wo), float64.
 
     Each output pixel takes a handful of input pixels (the interpolant's support), so the
-    two products run with sparse weights: a few hundred thousand multiplications per
-    5-band cutout, single-threaded (no BLAS threads contending for shared cores).
+    two products run with sparse weights, one image at a time (small arrays that stay in
+    the CPU cache; single-threaded, no BLAS threads contending for shared cores).
     """
     images = np.asarray(images, dtype=np.float64)
     lead, (h, w) = images.shape[:-2], images.shape[-2:]
-    ho, wo = wy.shape[0], wx.shape[0]
-    n = int(np.prod(lead)) if lead else 1
-    cols = _sparse(wx) @ images.reshape(n * h, w).T  # (Wo, N H)
-    cols = np.ascontiguousarray(cols.reshape(wo, n, h).transpose(2, 1, 0)).reshape(h, n * wo)  # (H, N Wo)
-    out = _sparse(wy) @ cols  # (Ho, N Wo)
-    return np.ascontiguousarray(out.reshape(ho, n, wo).transpose(1, 0, 2)).reshape(lead + (ho, wo))
+    flat = images.reshape(-1, h, w)
+    sy, sx = _sparse(wy), _sparse(wx)
+    out = np.empty((len(flat), wy.shape[0], wx.shape[0]))
+    for i, image in enumerate(flat):
+        out[i] = (sx @ (sy @ image).T).T  # (Ho, W) then (Ho, Wo)
+    return out.reshape(lead + out.shape[1:])
