@@ -346,9 +346,3 @@ def sample_noise(
     for i in range(int(n)):
         out[i] = coloured_noise(np.random.default_rng([int(seed), i]), 1, shape, spectrum)[0] * sigma
     return out
-
-
-def noise_summary(maps: np.ndarray) -> dict[str, float]:
-    """Pixel sigma and lag-1 correlation of a stack of maps (for reports)."""
-    return {"sigma": float(np.std(maps)), "lag1": lag1_correlation(maps), "n": int(len(maps)),
-            "mean": float(np.mean(maps)), "finite": bool(np.isfinite(maps).all()) and math.isfinite(float(np.std(maps)))}
