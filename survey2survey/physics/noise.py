@@ -296,7 +296,7 @@ def measure_noise_model(inputs: Sequence[str | Path], survey: Survey | str) -> t
 def target_noise(survey: Survey, band: str, noise_model: NoiseModel | None, shape: tuple[int, int]):
     """(sigma native, spectrum) of a survey's band; spectrum as :func:`coloured_noise` takes it."""
     if noise_model is None and survey.noise_model:
-        noise_model = _cached_model(survey.noise_model)
+        noise_model = cached_noise_model(survey.noise_model)
     if noise_model is not None:
         j = noise_model.band(band)
         return float(noise_model.sigma[j]), resize_spectrum(noise_model.spectrum[j], shape)
@@ -307,7 +307,8 @@ def target_noise(survey: Survey, band: str, noise_model: NoiseModel | None, shap
 _MODELS: dict[str, NoiseModel] = {}
 
 
-def _cached_model(path: str) -> NoiseModel:
+def cached_noise_model(path: str) -> NoiseModel:
+    """The noise model file ``path``, read once per process."""
     if path not in _MODELS:
         _MODELS[path] = load_noise_model(path)
     return _MODELS[path]

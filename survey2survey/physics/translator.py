@@ -30,6 +30,7 @@ from survey2survey.errors import SurveyError
 from survey2survey.physics.kernel import convolve_stack, matching_kernel
 from survey2survey.physics.noise import (
     NoiseModel,
+    cached_noise_model,
     coloured_noise,
     kernel_spectrum,
     load_noise_model,
@@ -167,9 +168,7 @@ class PhysicsTranslator:
 
     def _source_spectrum(self, band: str, shape: tuple[int, int]) -> np.ndarray:
         if self.source.noise_model:
-            from survey2survey.physics.noise import _cached_model
-
-            model = _cached_model(self.source.noise_model)
+            model = cached_noise_model(self.source.noise_model)
             return resize_spectrum(model.spectrum[model.band(band)], shape)
         return kernel_spectrum(shape, self.source.noise_correlation)
 
