@@ -97,3 +97,27 @@ def test_noise_model_command(sky_dir, tmp_path, capsys):
     (tmp_path / "bad.npz").write_bytes(b"not a model")
     with pytest.raises(Exception, match="not a noise model"):
         load_noise_model(tmp_path / "bad.npz")
+
+
+def test_a_registry_noise_model_drives_the_translator(sky_dir, tmp_path):
+    from dataclasses import replace
+
+    from survey2survey.fits_io import make_wcs
+    from survey2survey.physics.translator import PhysicsTranslator
+
+    root, _ = sky_dir
+    model, _ = measure_noise_model([root], "sdss")
+    path = model.save(tmp_path / "sdss-noise.npz")
+    measured = replace(get_survey("sdss"), name="sdss-measured", noise_model=str(path))
+    sky = np.random.default_rng(2).normal(0.0, 3.5, (1, 136, 136))
+    out, _, info = PhysicsTranslator("cfht", measured).translate(sky, ("r",), make_wcs(34.5, -7.0, 0.187, (136, 136)),
+                                                                 seed=1)
+    assert info["per_band"]["r"]["noise_from"] == "noise model"
+    assert info["per_band"]["r"]["sigma_target"] == pytest.approx(model.sigma[2])
+    assert np.std(out) == pytest.approx(model.sigma[2], rel=0.06)
+    # as a source, its spectrum shapes the carried noise that the analytic propagation predicts
+    sdss_sky = np.array([correlated_sky(np.random.default_rng(3), 1)[0]])
+    t = PhysicsTranslator(measured, "cfht")
+    carried, _, _ = t.translate(sdss_sky, ("r",), make_wcs(34.5, -7.0, 0.396, (64, 64)), noise=False)
+    _, _, info = t.translate(sdss_sky, ("r",), make_wcs(34.5, -7.0, 0.396, (64, 64)), input_sigma=[SIGMA])
+    assert np.std(carried[0, 8:-8, 8:-8]) == pytest.approx(info["per_band"]["r"]["sigma_carried"], rel=0.1)
