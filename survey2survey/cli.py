@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "translate": "translate",
     "emulate-noise": "emulate_noise",
+    "noise-model": "noise_model",
     "export": "export",
     "evaluate": "evaluate",
 }

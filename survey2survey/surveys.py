@@ -28,7 +28,7 @@ import math
 import os
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,9 @@ from survey2survey.errors import SurveyError
 
 __all__ = [
     "Survey",
+    "SimulationSpread",
+    "BAND_WAVELENGTH",
+    "REFERENCE_WAVELENGTH",
     "COMMON_ZERO_POINT",
     "get_survey",
     "list_surveys",
@@ -54,7 +57,56 @@ __all__ = [
 COMMON_ZERO_POINT = 22.5
 
 _REQUIRED = ("bands", "pixel_scale", "cutout_size", "zero_point")
-_KNOWN = set(_REQUIRED) | {"flux_unit", "flux_factor", "description", "aliases", "telescope"}
+_PHYSICS = {"psf_profile", "psf_beta", "psf_fwhm", "sky_sigma", "depth", "noise_correlation", "noise_model",
+            "seeing_keywords", "simulation"}
+_KNOWN = set(_REQUIRED) | {"flux_unit", "flux_factor", "description", "aliases", "telescope"} | _PHYSICS
+
+#: Effective wavelength (nm) of the bands whose PSF can be scaled with wavelength and which
+#: the simulator can draw (colours are interpolated in wavelength).
+BAND_WAVELENGTH = {"u": 355.0, "g": 469.0, "r": 617.0, "i": 748.0, "z": 893.0, "y": 1000.0}
+#: Wavelength (nm) at which a single ``psf_fwhm`` number is given (the r band).
+REFERENCE_WAVELENGTH = BAND_WAVELENGTH["r"]
+#: The FWHM keyword s2s itself writes (band ``n`` of a cube, 1-based), tried before a
+#: survey's own ``seeing_keywords``.
+S2S_SEEING_KEYWORD = "PSFFWHM{n}"
+
+
+def band_wavelength(band: str) -> float:
+    """Effective wavelength (nm) of ``band`` (case-insensitive: DES ``Y`` is ``y``)."""
+    key = band.lower()
+    if key not in BAND_WAVELENGTH:
+        raise SurveyError(f"band {band!r} has no known wavelength (known: {', '.join(BAND_WAVELENGTH)})")
+    return BAND_WAVELENGTH[key]
+
+
+@dataclass(frozen=True)
+class SimulationSpread:
+    """How the simulator scatters one survey's conditions around its typical values.
+
+    Parameters
+    ----------
+    seeing_scatter : float
+        Log-normal scatter (natural log) of an image's seeing.
+    band_seeing_scatter : float
+        Extra log-normal scatter per band.
+    seeing_limits : (float, float) or None
+        The reference-band FWHM is clipped to this range (arcsec); default 0.6 and 1.9
+        times the typical value.
+    sky_scatter_image, sky_scatter_band : float
+        Log-normal scatter of the noise level shared by the bands of an image, and per band.
+    astrometric_jitter : float
+        Sigma (arcsec, per axis) of the offset between a cutout's centre and the galaxy.
+    psf_shear : float
+        Largest reduced shear |g| of the PSF.
+    """
+
+    seeing_scatter: float = 0.15
+    band_seeing_scatter: float = 0.1
+    seeing_limits: tuple[float, float] | None = None
+    sky_scatter_image: float = 0.15
+    sky_scatter_band: float = 0.2
+    astrometric_jitter: float = 0.05
+    psf_shear: float = 0.03
 
 
 @dataclass(frozen=True)
@@ -89,10 +141,82 @@ class Survey:
     description: str = ""
     aliases: tuple[str, ...] = ()
     telescope: tuple[str, ...] = ()
+    # physics (optional): per-band tuples in band order, () when not given
+    psf_profile: str = ""
+    psf_beta: float = 3.0
+    psf_fwhm: tuple[float, ...] = ()
+    psf_fwhm_ref: float = 0.0
+    sky_sigma: tuple[float, ...] = ()
+    depth: tuple[float, ...] = ()
+    noise_correlation: float = 0.0
+    noise_model: str = ""
+    seeing_keywords: tuple[str, ...] = ()
+    simulation: SimulationSpread | None = None
 
     @property
     def n_bands(self) -> int:
         return len(self.bands)
+
+    @property
+    def has_physics(self) -> bool:
+        """True when the registry gives a PSF and a noise level for every band."""
+        return bool(self.psf_profile and self.psf_fwhm and (self.sky_sigma or self.depth))
+
+    def _need(self, what: str, values: tuple) -> None:
+        if not values:
+            raise SurveyError(
+                f"survey {self.name!r} has no {what} in the registry (add it to its TOML table; see docs/physics.md)"
+            )
+
+    def typical_fwhm(self, band: str) -> float:
+        """Typical (median) PSF FWHM of ``band`` in arcsec."""
+        self._need("psf_fwhm", self.psf_fwhm)
+        return self.psf_fwhm[self.band_index(band)]
+
+    def reference_fwhm(self) -> float:
+        """Typical FWHM at the reference band: the single ``psf_fwhm`` number, else the
+        table's value in the band nearest 617 nm (the simulator draws the seeing there)."""
+        self._need("psf_fwhm", self.psf_fwhm)
+        if self.psf_fwhm_ref:
+            return self.psf_fwhm_ref
+        return self.psf_fwhm[self._reference_index()]
+
+    def _reference_index(self) -> int:
+        distance = [abs(math.log(band_wavelength(b) / REFERENCE_WAVELENGTH)) for b in self.bands]
+        return int(np.argmin(distance))
+
+    def seeing_ratio(self, band: str) -> float:
+        """``FWHM(band) / FWHM(reference)`` of the typical PSF (the simulator's band scaling)."""
+        self._need("psf_fwhm", self.psf_fwhm)
+        if self.psf_fwhm_ref:
+            return (band_wavelength(band) / REFERENCE_WAVELENGTH) ** -0.2
+        return self.typical_fwhm(band) / self.psf_fwhm[self._reference_index()]
+
+    def typical_sky_sigma(self, band: str) -> float:
+        """Typical per-pixel sky sigma of ``band`` in native units.
+
+        ``sky_sigma`` when listed, else from the 5-sigma point-source ``depth``:
+        ``sigma = F5 / (5 sqrt(NEA))`` with NEA the noise-equivalent area (pixels) of the
+        typical PSF drawn on the survey's pixels.
+        """
+        j = self.band_index(band)
+        if self.sky_sigma:
+            return self.sky_sigma[j]
+        self._need("sky_sigma or depth", self.depth)
+        from survey2survey.physics.psf import noise_equivalent_area
+
+        f5 = 10.0 ** (-0.4 * (self.depth[j] - self.zero_point))  # native units
+        nea = noise_equivalent_area(self.psf_profile, self.typical_fwhm(band), self.pixel_scale, self.psf_beta)
+        return f5 / (5.0 * math.sqrt(nea))
+
+    def seeing_keyword_names(self, band: str, plane: int | None = None) -> list[str]:
+        """Header keywords that may give ``band``'s PSF FWHM (arcsec), in order of trust.
+
+        ``plane`` is the band's 1-based plane in the file (default its place in the survey).
+        """
+        n = self.band_index(band) + 1 if plane is None else int(plane)
+        names = [S2S_SEEING_KEYWORD] + [k for k in self.seeing_keywords if k != S2S_SEEING_KEYWORD]
+        return [k.replace("{n}", str(n)).replace("{band}", band).upper() for k in names]
 
     @property
     def field_of_view(self) -> float:
@@ -109,11 +233,35 @@ class Survey:
         raise SurveyError(f"survey {self.name!r} has no band {band!r} (bands: {','.join(self.bands)})")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready definition; ``Survey.from_dict`` reads it back."""
+        """JSON-ready definition; ``Survey.from_dict`` reads it back.
+
+        Physics keys appear only when set, in the TOML form (per-band tables).
+        """
         d = asdict(self)
         d["bands"] = list(self.bands)
         d["aliases"] = list(self.aliases)
         d["telescope"] = list(self.telescope)
+        for key in _PHYSICS | {"psf_fwhm_ref"}:
+            d.pop(key, None)
+        if self.psf_profile:
+            d["psf_profile"] = self.psf_profile
+            if self.psf_profile == "moffat":
+                d["psf_beta"] = self.psf_beta
+        if self.psf_fwhm:
+            d["psf_fwhm"] = self.psf_fwhm_ref or dict(zip(self.bands, self.psf_fwhm))
+        for key in ("sky_sigma", "depth"):
+            if getattr(self, key):
+                d[key] = dict(zip(self.bands, getattr(self, key)))
+        if self.psf_profile or self.noise_correlation:
+            d["noise_correlation"] = self.noise_correlation
+        if self.noise_model:
+            d["noise_model"] = self.noise_model
+        if self.seeing_keywords:
+            d["seeing_keywords"] = list(self.seeing_keywords)
+        if self.simulation is not None:
+            sim = asdict(self.simulation)
+            sim["seeing_limits"] = list(sim["seeing_limits"]) if sim["seeing_limits"] else None
+            d["simulation"] = {k: v for k, v in sim.items() if v is not None}
         return d
 
     @classmethod
@@ -173,7 +321,98 @@ class Survey:
             description=str(spec.get("description", "")),
             aliases=tuple(a.lower() for a in _names("aliases")),
             telescope=_names("telescope"),
+            seeing_keywords=_names("seeing_keywords"),
+            **_parse_physics(spec, tuple(bands), where),
         )
+
+
+def _per_band(spec: dict[str, Any], key: str, bands: tuple[str, ...], where: str, positive: bool = True):
+    """A ``{band: number}`` table -> tuple in band order (() when absent)."""
+    if key not in spec:
+        return ()
+    table = spec[key]
+    if not isinstance(table, dict):
+        raise SurveyError(f"{where}: {key!r} must be a table {{band = number}}, got {table!r}")
+    lowered = {str(k).lower(): k for k in table}
+    values = []
+    for band in bands:
+        k = band if band in table else lowered.get(band.lower())
+        if k is None:
+            raise SurveyError(f"{where}: {key!r} has no value for band {band!r}")
+        value = _number(table, k, f"{where}: {key}")
+        if not math.isfinite(value) or (positive and value <= 0):
+            raise SurveyError(f"{where}: {key}.{band} must be a positive number, got {value!r}")
+        values.append(value)
+    # bands beyond the survey's are ignored: a model's recorded survey may keep a subset of
+    # the bands with the registry's tables
+    return tuple(values)
+
+
+def _parse_physics(spec: dict[str, Any], bands: tuple[str, ...], where: str) -> dict[str, Any]:
+    """Validate the optional physics keys of one survey table (see surveys.toml)."""
+    out: dict[str, Any] = {}
+    profile = str(spec.get("psf_profile", "")).lower()
+    if profile not in ("", "kolmogorov", "moffat"):
+        raise SurveyError(f"{where}: 'psf_profile' must be 'kolmogorov' or 'moffat', got {profile!r}")
+    out["psf_profile"] = profile
+    if "psf_beta" in spec:
+        out["psf_beta"] = _number(spec, "psf_beta", where)
+        if not out["psf_beta"] > 1.1:
+            raise SurveyError(f"{where}: 'psf_beta' (Moffat index) must be > 1.1")
+    fwhm = spec.get("psf_fwhm")
+    if isinstance(fwhm, dict):
+        out["psf_fwhm"] = _per_band(spec, "psf_fwhm", bands, where)
+    elif fwhm is not None:
+        ref = _number(spec, "psf_fwhm", where)
+        if not (ref > 0 and math.isfinite(ref)):
+            raise SurveyError(f"{where}: 'psf_fwhm' must be a positive number of arcsec")
+        try:
+            ratios = [(band_wavelength(b) / REFERENCE_WAVELENGTH) ** -0.2 for b in bands]
+        except SurveyError as exc:
+            raise SurveyError(f"{where}: one 'psf_fwhm' number needs known bands ({exc}); give a table") from None
+        out["psf_fwhm_ref"] = ref
+        out["psf_fwhm"] = tuple(ref * r for r in ratios)
+    if out.get("psf_fwhm") and not profile:
+        raise SurveyError(f"{where}: 'psf_fwhm' needs 'psf_profile' ('kolmogorov' or 'moffat')")
+    out["sky_sigma"] = _per_band(spec, "sky_sigma", bands, where)
+    out["depth"] = _per_band(spec, "depth", bands, where)
+    if "noise_correlation" in spec:
+        c = _number(spec, "noise_correlation", where)
+        if not 0.0 <= c <= 1.0:
+            raise SurveyError(f"{where}: 'noise_correlation' must be within [0, 1]")
+        out["noise_correlation"] = c
+    if "noise_model" in spec:
+        if not isinstance(spec["noise_model"], str):
+            raise SurveyError(f"{where}: 'noise_model' must be a file name")
+        out["noise_model"] = spec["noise_model"]
+    if "simulation" in spec:
+        out["simulation"] = _parse_spread(spec["simulation"], where)
+    return out
+
+
+def _parse_spread(table: Any, where: str) -> SimulationSpread:
+    if not isinstance(table, dict):
+        raise SurveyError(f"{where}: 'simulation' must be a table")
+    names = {f.name for f in fields(SimulationSpread)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise SurveyError(f"{where}: unknown simulation key(s) {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "seeing_limits":
+            if value is None:
+                continue
+            if not (isinstance(value, (list, tuple)) and len(value) == 2):
+                raise SurveyError(f"{where}: simulation.seeing_limits must be [min, max] arcsec")
+            lo, hi = (_number({"v": v}, "v", f"{where}: simulation.seeing_limits") for v in value)
+            if not 0 < lo <= hi:
+                raise SurveyError(f"{where}: simulation.seeing_limits must satisfy 0 < min <= max")
+            kwargs[key] = (lo, hi)
+        else:
+            kwargs[key] = _number(table, key, f"{where}: simulation")
+            if kwargs[key] < 0:
+                raise SurveyError(f"{where}: simulation.{key} must be >= 0")
+    return SimulationSpread(**kwargs)
 
 
 def _number(spec: dict[str, Any], key: str, where: str) -> float:
@@ -213,6 +452,10 @@ def load_survey_file(path: str | Path) -> list[Survey]:
     except UnicodeDecodeError as exc:
         raise SurveyError(f"{path}: not a TOML text file (not UTF-8: {exc.reason} at byte {exc.start})") from None
     surveys = _parse_toml(text, str(path))
+    for key, survey in surveys.items():
+        if survey.noise_model and not Path(survey.noise_model).is_absolute():
+            # a noise model file is named relative to the TOML file that names it
+            surveys[key] = replace(survey, noise_model=str(path.parent / survey.noise_model))
     _ensure_defaults()
     for survey in surveys.values():
         register_survey(survey)

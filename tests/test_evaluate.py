@@ -90,7 +90,7 @@ def test_identical_prediction_gives_the_known_answers(sky, tmp_path):
     out = tmp_path / "report"
     ev = evaluate({"same": [sky / "same"]}, sky / "ref", out=out, plots=False)
     assert ev.exit_code == 0 and ev.survey.name == "sdss" and ev.bands == SDSS.bands
-    assert ev.metrics == ["flux", "fourier", "ssim", "magnitude", "snr", "profile"]
+    assert ev.metrics == ["flux", "fourier", "ssim", "magnitude", "snr", "profile", "colour"]
     cols = ev.methods["same"].columns
     assert np.all(cols["flux_absdiff"] == 0) and np.all(cols["flux_absdiff_norm"] == 0)
     assert np.allclose(cols["mssim"], 1) and np.allclose(cols["s_mean"], 1, atol=1e-4)

@@ -145,7 +145,7 @@ def test_translate_reports_each_bad_cutout_on_one_line_and_translates_the_rest(m
 TRANSLATE_MISUSE = [
     ("directory_without_cutouts", ["{tmp}/empty"], "no FITS cutouts found in {tmp}/empty"),
     ("input_missing", ["{tmp}/nowhere"], "{tmp}/nowhere: no such file or directory"),
-    ("unknown_target_survey", ["--to", "hubble"], "unknown survey 'hubble' (known: cfht, des, sdss"),
+    ("unknown_target_survey", ["--to", "hubble"], "unknown survey 'hubble' (known: cfht, des, hsc, legacy, lsst, sdss"),
     ("unknown_source_survey", ["--from", "hubble"], "unknown survey 'hubble'"),
     ("target_not_in_model", ["--to", "des"],
      "the model does not translate into des (its directions: sdss->cfht, cfht->sdss)"),

@@ -9,8 +9,8 @@ from astropy.table import Table
 
 from survey2survey.data import example_dir
 from survey2survey.data.simulate import (
-    CONDITIONS,
     SimulationConfig,
+    survey_conditions,
     draw_observation,
     object_id,
     simulate_object,
@@ -96,7 +96,7 @@ def test_cfht_noise_is_mildly_correlated_and_sdss_white():
     def lag1(noise):
         return np.mean([np.corrcoef(n[:, :-1].ravel(), n[:, 1:].ravel())[0, 1] for n in noise])
 
-    c = CONDITIONS["cfht"].noise_correlation
+    c = survey_conditions(get_survey("cfht")).noise_correlation
     assert lag1(obj.noise["cfht"]) == pytest.approx(2 * c / (1 + 2 * c * c), abs=0.03)
     assert abs(lag1(obj.noise["sdss"])) < 0.03
 
@@ -138,8 +138,9 @@ def test_seeing_distributions_are_survey_like():
     obj = simulate_object(CONFIG, 0)
     rng = np.random.default_rng(0)
     r = sdss.band_index("r")
-    fwhm_s = [draw_observation(rng, sdss, CONDITIONS["sdss"], obj.galaxy).fwhm[r] for _ in range(400)]
-    fwhm_c = [draw_observation(rng, cfht, CONDITIONS["cfht"], obj.galaxy).fwhm[r] for _ in range(400)]
+    cond_s, cond_c = survey_conditions(sdss), survey_conditions(cfht)
+    fwhm_s = [draw_observation(rng, sdss, cond_s, obj.galaxy).fwhm[r] for _ in range(400)]
+    fwhm_c = [draw_observation(rng, cfht, cond_c, obj.galaxy).fwhm[r] for _ in range(400)]
     assert np.median(fwhm_s) == pytest.approx(1.4, rel=0.08)
     assert np.median(fwhm_c) == pytest.approx(0.7, rel=0.08)
     assert np.std(np.log(fwhm_s)) > 0.1  # it varies from image to image
@@ -165,6 +166,11 @@ def test_bad_configurations_are_usage_errors(tmp_path):
                                              "zero_point": 27.0}))
     with pytest.raises(SurveyError, match="no simulation conditions for survey 'toy'"):
         SimulationConfig(n_paired=1, survey_b="toy").surveys()
+    with pytest.raises(SurveyError, match="cannot simulate band 'Q'"):
+        register_survey(Survey.from_dict("toyq", {"bands": ["Q"], "pixel_scale": 0.2, "cutout_size": 32,
+                                                  "zero_point": 27.0, "psf_profile": "moffat",
+                                                  "psf_fwhm": {"Q": 0.8}, "depth": {"Q": 25.0}}))
+        SimulationConfig(n_paired=1, survey_b="toyq").surveys()
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")
     with pytest.raises(UsageError, match="output exists"):
@@ -189,6 +195,45 @@ def test_bundled_example_set():
             assert measured == pytest.approx(recorded[(source.object_id, survey, "r")][0], rel=0.06)
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     assert size < 10e6  # stays a small download
+
+
+def test_conditions_come_from_the_registry_unchanged():
+    # the values the simulator used before they moved into surveys.toml: same data, same seed
+    sdss, cfht = survey_conditions(get_survey("sdss")), survey_conditions(get_survey("cfht"))
+    assert (sdss.seeing, sdss.seeing_scatter, sdss.band_seeing_scatter, sdss.seeing_limits) == (1.4, 0.18, 0.03, (0.8, 2.6))
+    assert sdss.sky_sigma == {"u": 0.07, "g": 0.045, "r": 0.05, "i": 0.10, "z": 0.25}
+    assert (sdss.sky_scatter_image, sdss.sky_scatter_band, sdss.noise_correlation, sdss.astrometric_jitter) == (
+        0.15, 0.15, 0.0, 0.08)
+    assert (cfht.seeing, cfht.seeing_scatter, cfht.band_seeing_scatter, cfht.seeing_limits) == (0.7, 0.15, 0.12, (0.45, 1.3))
+    assert cfht.sky_sigma == {"u": 2.4, "g": 2.0, "r": 3.5, "i": 4.6, "z": 10.5}
+    assert (cfht.sky_scatter_image, cfht.sky_scatter_band, cfht.noise_correlation, cfht.astrometric_jitter) == (
+        0.15, 0.25, 0.15, 0.05)
+    assert sdss.psf_beta == cfht.psf_beta == 3.0 and sdss.psf_shear == cfht.psf_shear == 0.03
+
+
+@pytest.mark.parametrize("pair", [("hsc", "lsst"), ("legacy", "sdss")])
+def test_a_new_survey_simulates_from_its_registry_entry_alone(pair):
+    obj = simulate_object(SimulationConfig(n_paired=1, survey_a=pair[0], survey_b=pair[1], seed=3), 0)
+    for name in pair:
+        survey = get_survey(name)
+        assert obj.truth[name].shape == (survey.n_bands, survey.cutout_size, survey.cutout_size)
+        sigma = np.std(obj.noise[name], axis=(1, 2))
+        typical = np.array([survey.typical_sky_sigma(b) for b in survey.bands])
+        assert np.all((sigma > typical / 3) & (sigma < typical * 3))
+
+
+def test_bundled_example_is_bit_identical_to_a_fresh_rendering():
+    # the conditions moved from Python into surveys.toml: the same seed gives the same bits
+    root = example_dir()
+    config = SimulationConfig(n_paired=8, seed=14)
+    for index in (0, 5):
+        obj = simulate_object(config, index)
+        for survey in ("sdss", "cfht"):
+            truth = read_cutout(root / "truth" / survey / f"{obj.id}.fits", survey)
+            assert [truth.header[f"PSFFWHM{j}"] for j in range(1, 6)] == list(obj.observations[survey].fwhm)
+            assert [truth.header[f"SKYSIG{j}"] for j in range(1, 6)] == list(obj.observations[survey].sigma)
+            noisy = read_cutout(root / survey / f"{obj.id}.fits", survey).data
+            np.testing.assert_array_equal(noisy, truth.data + obj.noise[survey])  # noise bit-identical
 
 
 def test_bundled_example_is_what_its_readme_command_makes():

@@ -13,23 +13,15 @@ WCS in each survey's native units and a catalog -- plus the truth that no user h
       truth/galaxies.ecsv      the intrinsic parameters of every galaxy
       simulation.json          configuration, observing conditions, counts, version
 
-The galaxy model (one per object, identical for both surveys of a pair):
-
-* a truncated de Vaucouleurs bulge (Sersic n = 4, ``trunc`` = 6 half-light radii), an
-  exponential disk and, in about half of the galaxies, star-forming knots
-  (:class:`galsim.RandomKnots`) spread like the disk;
-* r magnitude uniform in ``mag_range`` (default 16-21), disk half-light radius log-normal
-  around ``2.8" x 10**(-0.1 (r - 16))``, bulge radius a fraction of it;
-* a "redness" ``t`` in [0, 1] sets the bulge-to-total ratio and the colours: the bulge has
-  an early-type ugriz SED, the disk one between a star-forming and an early-type SED, the
-  knots a blue one; the band images of a galaxy therefore differ in shape, not just flux;
-* axis ratio, orientation, and with probability ``neighbour_fraction`` a fainter companion
-  3.5-10" away (not in the catalog, as real neighbours are not).
+The galaxy model (one per object, identical for both surveys of a pair) is
+:mod:`survey2survey.data.galaxies`: bulge, disk and star-forming knots with their own
+colours, r magnitude uniform in ``mag_range``, and with probability ``neighbour_fraction`` a
+fainter companion 3.5-10" away (not in the catalog, as real neighbours are not).
 
 Each image is drawn on its survey's own grid (pixel scale, cutout size, bands) through a
 per-image, per-band PSF (Kolmogorov by default, or Moffat with beta 3; Kolmogorov draws
 about 30 % faster) whose FWHM is drawn around the
-survey's typical seeing (:data:`CONDITIONS`), and gets Gaussian sky noise with a per-image,
+survey's typical seeing (the survey registry, :func:`survey_conditions`), and gets Gaussian sky noise with a per-image,
 per-band sigma drawn log-normally around survey- and band-typical values (white for SDSS;
 mildly correlated between neighbouring pixels for CFHT, as in resampled stacks; the
 per-pixel sigma is the recorded one either way).  No Poisson noise from the source is
@@ -56,12 +48,22 @@ import numpy as np
 
 from survey2survey import __version__
 from survey2survey.errors import SurveyError, UsageError
-from survey2survey.surveys import Survey, get_survey
+from survey2survey.data.galaxies import (
+    BAND_WAVELENGTH,
+    CANONICAL_BANDS,
+    Galaxy,
+    band_key,
+    band_profile,
+    draw_galaxy,
+    galaxy_components,
+)
+from survey2survey.physics.noise import correlated_noise
+from survey2survey.surveys import SimulationSpread, Survey, get_survey
 
 __all__ = [
     "BAND_WAVELENGTH",
     "SurveyConditions",
-    "CONDITIONS",
+    "survey_conditions",
     "SimulationConfig",
     "Galaxy",
     "Observation",
@@ -77,38 +79,12 @@ __all__ = [
     "simulate_survey_pair",
 ]
 
-#: Effective wavelength (nm) of the bands the simulator knows; colours are interpolated in
-#: wavelength, so any survey whose bands are among these can be simulated.
-BAND_WAVELENGTH = {"u": 355.0, "g": 469.0, "r": 617.0, "i": 748.0, "z": 893.0, "y": 1000.0}
-_CANONICAL = tuple(BAND_WAVELENGTH)  # "ugrizy": the order of the SED arrays below
-
-#: SEDs as magnitudes relative to r in ``_CANONICAL`` order (u-r, g-r, 0, i-r, z-r, y-r).
-#: Early type: u-g 1.75, g-r 0.78, r-i 0.40, i-z 0.35 (low-redshift red sequence);
-#: star forming: u-g 1.05, g-r 0.40, r-i 0.22, i-z 0.12; knots (HII regions): bluer still.
-_SED_EARLY = np.array([2.53, 0.78, 0.0, -0.40, -0.75, -0.90])
-_SED_LATE = np.array([1.45, 0.40, 0.0, -0.22, -0.34, -0.40])
-_SED_KNOTS = np.array([0.90, 0.15, 0.0, -0.05, -0.05, -0.05])
-
-#: Sersic truncation of the bulge in half-light radii.  A fixed ratio lets GalSim reuse
-#: one cached Sersic table; truncation keeps a bulge convolved with a PSF at a few ms per
-#: draw instead of ~100 ms for an untruncated de Vaucouleurs profile.
-_BULGE_TRUNC = 6.0
-
 #: Sky grid: object ``index`` sits in its own cell of this size (arcsec) with a random
 #: offset inside the cell, so that unrelated objects are never within a match radius of
 #: each other and an object's position depends on ``(seed, index)`` only.
 _CELL = 40.0
 _CELL_JITTER = 10.0
 _COLUMNS = 1000
-
-
-def _band_key(band: str) -> str:
-    key = band.lower()
-    if key not in BAND_WAVELENGTH:
-        raise SurveyError(
-            f"cannot simulate band {band!r}: the simulator knows {', '.join(_CANONICAL)} only"
-        )
-    return key
 
 
 @dataclass(frozen=True)
@@ -155,68 +131,48 @@ class SurveyConditions:
     psf_shear: float = 0.03
 
 
-#: Observing conditions of the built-in surveys.  The noise levels are of the right order,
-#: not survey measurements: the per-pixel sigma a 5-sigma point source at the survey's
-#: depth implies for its median seeing, ``sigma = F5 / 5 / sqrt(4 pi s**2 / p**2)`` with
-#: ``s`` the PSF's Gaussian sigma and ``p`` the pixel scale.
-#: SDSS (nanomaggies, 0.396"/px): 95 % completeness u, g, r, i, z = 22.0, 22.2, 22.2, 21.3,
-#: 20.5 with 1.4" seeing give about 0.05, 0.045, 0.05, 0.10, 0.25; u is raised to 0.07 for its
-#: worse seeing and read noise.  CFHTLS Wide MegaPipe stacks (ADU at zero point 30,
-#: 0.187"/px): 5-sigma depths u, g, r, i, z ~ 25.2, 25.5, 25.0, 24.8, 23.9 with 0.6-0.85" seeing
-#: give 2.4, 2.0, 3.5, 4.6, 10.5 ADU, i.e. about 7x less noise than SDSS per unit sky area
-#: (x 1e-3 to nanomaggies, per 4.5x smaller pixel).  Stacks are resampled, hence the mild
-#: pixel-to-pixel noise correlation.  DES (ADU at ZP 30, 0.263"/px) is included so that
-#: any pair of the built-in surveys can be simulated.
-CONDITIONS: dict[str, SurveyConditions] = {
-    "sdss": SurveyConditions(
-        seeing=1.4,
-        seeing_scatter=0.18,
-        band_seeing_scatter=0.03,  # drift scan: the five bands within minutes
-        seeing_limits=(0.8, 2.6),
-        sky_sigma={"u": 0.07, "g": 0.045, "r": 0.05, "i": 0.10, "z": 0.25},
-        sky_scatter_image=0.15,
-        sky_scatter_band=0.15,
-        noise_correlation=0.0,
-        astrometric_jitter=0.08,
-    ),
-    "cfht": SurveyConditions(
-        seeing=0.7,
-        seeing_scatter=0.15,
-        band_seeing_scatter=0.12,  # each band's stack taken on other nights
-        seeing_limits=(0.45, 1.3),
-        sky_sigma={"u": 2.4, "g": 2.0, "r": 3.5, "i": 4.6, "z": 10.5},
-        sky_scatter_image=0.15,
-        sky_scatter_band=0.25,
-        noise_correlation=0.15,
-        astrometric_jitter=0.05,
-    ),
-    "des": SurveyConditions(
-        seeing=0.95,
-        seeing_scatter=0.15,
-        band_seeing_scatter=0.10,
-        seeing_limits=(0.6, 1.8),
-        sky_sigma={"g": 3.5, "r": 4.5, "i": 6.0, "z": 10.0, "Y": 25.0},
-        sky_scatter_image=0.15,
-        sky_scatter_band=0.2,
-        noise_correlation=0.1,
-        astrometric_jitter=0.05,
-    ),
-}
+def survey_conditions(survey: Survey) -> SurveyConditions:
+    """The simulator's conditions for ``survey``, from its registry entry (``surveys.toml``).
+
+    Typical seeing (``psf_fwhm``), sky sigma (``sky_sigma`` or from ``depth``), noise
+    correlation and the ``[name.simulation]`` spread; a survey without a PSF or a noise
+    level in the registry cannot be simulated.
+    """
+    if not (survey.psf_fwhm and (survey.sky_sigma or survey.depth)):
+        raise SurveyError(
+            f"no simulation conditions for survey {survey.name!r}: its registry entry needs psf_profile, "
+            "psf_fwhm and sky_sigma or depth (see docs/physics.md), or pass SurveyConditions for it in "
+            "SimulationConfig.conditions"
+        )
+    for band in survey.bands:
+        band_key(band)
+    spread = survey.simulation or SimulationSpread()
+    seeing = survey.reference_fwhm()
+    limits = spread.seeing_limits or (round(0.6 * seeing, 3), round(1.9 * seeing, 3))
+    return SurveyConditions(
+        seeing=seeing,
+        seeing_scatter=spread.seeing_scatter,
+        band_seeing_scatter=spread.band_seeing_scatter,
+        seeing_limits=tuple(limits),
+        sky_sigma={band: survey.typical_sky_sigma(band) for band in survey.bands},
+        sky_scatter_image=spread.sky_scatter_image,
+        sky_scatter_band=spread.sky_scatter_band,
+        noise_correlation=survey.noise_correlation,
+        astrometric_jitter=spread.astrometric_jitter,
+        psf_beta=survey.psf_beta,
+        psf_shear=spread.psf_shear,
+    )
 
 
 def _conditions(survey: Survey, conditions: dict[str, SurveyConditions] | None) -> SurveyConditions:
-    table = conditions if conditions is not None else CONDITIONS
-    if survey.name not in table:
-        raise SurveyError(
-            f"no simulation conditions for survey {survey.name!r} (known: {', '.join(sorted(table))}); "
-            "pass SurveyConditions for it in SimulationConfig.conditions"
-        )
-    cond = table[survey.name]
+    if conditions is None or survey.name not in conditions:
+        return survey_conditions(survey)  # the registry's (or a clear error naming what is missing)
+    cond = conditions[survey.name]
     missing = [b for b in survey.bands if b not in cond.sky_sigma]
     if missing:
         raise SurveyError(f"simulation conditions of {survey.name!r} have no sky sigma for band(s) {','.join(missing)}")
     for band in survey.bands:
-        _band_key(band)
+        band_key(band)
     return cond
 
 
@@ -246,7 +202,8 @@ class SimulationConfig:
         (RA, Dec) in degrees of the first cell of the sky grid (default in CFHTLS W1); rows
         of 1,000 cells of 40" run east, further rows north.
     conditions : dict, optional
-        Survey name -> :class:`SurveyConditions`; default :data:`CONDITIONS`.
+        Survey name -> :class:`SurveyConditions`; default :func:`survey_conditions` of
+        each survey (its registry entry).
     """
 
     n_paired: int
@@ -317,100 +274,6 @@ def object_role(config: SimulationConfig, index: int) -> str:
 # --- galaxies ---------------------------------------------------------------------------
 
 
-@dataclass
-class Galaxy:
-    """Intrinsic parameters of one simulated galaxy (the same for every survey).
-
-    Angles: ``beta`` is GalSim's position angle of the major axis in degrees, from +x
-    (west, as images are drawn north up, east left) towards +y (north); the astronomical
-    position angle east of north is ``beta - 90``.  Sizes are half-light radii in arcsec.
-    SEDs are magnitudes relative to r in u, g, r, i, z, y order.
-    """
-
-    ra: float
-    dec: float
-    mag_r: float
-    redness: float
-    bulge_fraction: float
-    disk_hlr: float
-    bulge_hlr: float
-    disk_q: float
-    bulge_q: float
-    beta: float
-    knot_fraction: float
-    n_knots: int
-    knot_seed: int
-    sed_bulge: np.ndarray
-    sed_disk: np.ndarray
-    sed_knots: np.ndarray
-    neighbour: "Galaxy | None" = None
-    neighbour_offset: tuple[float, float] = (0.0, 0.0)  # (east, north) arcsec from the galaxy
-
-    def magnitude(self, band: str) -> float:
-        """Total AB magnitude of the galaxy (without neighbour) in ``band``."""
-        k = _CANONICAL.index(_band_key(band))
-        flux = (
-            self.bulge_fraction * 10 ** (-0.4 * self.sed_bulge[k])
-            + (1 - self.bulge_fraction) * (1 - self.knot_fraction) * 10 ** (-0.4 * self.sed_disk[k])
-            + (1 - self.bulge_fraction) * self.knot_fraction * 10 ** (-0.4 * self.sed_knots[k])
-        )
-        return float(self.mag_r - 2.5 * math.log10(flux))
-
-
-def draw_galaxy(rng: np.random.Generator, mag_range: tuple[float, float], knot_fraction: float) -> Galaxy:
-    """Draw the intrinsic parameters of one galaxy (position 0, 0; no neighbour).
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    mag_range : (float, float)
-        r-band AB magnitude range.
-    knot_fraction : float
-        Mean fraction of galaxies with star-forming knots.
-    """
-    mag_r = float(rng.uniform(*mag_range))
-    redness = float(rng.beta(1.2, 1.2))
-    bulge_fraction = float(np.clip(0.85 * redness + rng.normal(0.0, 0.12), 0.0, 1.0))
-    # brighter galaxies are bigger: ~3" disks at r = 16, ~0.9" at r = 21
-    disk_hlr = float(np.clip(2.8 * 10 ** (-0.1 * (mag_r - 16.0)) * math.exp(rng.normal(0.0, 0.3)), 0.3, 6.0))
-    if bulge_fraction > 0.7:  # elliptical: the "bulge" is the galaxy
-        bulge_hlr = disk_hlr * float(rng.uniform(0.5, 0.9))
-    else:
-        bulge_hlr = disk_hlr * float(rng.uniform(0.2, 0.5))
-    bulge_hlr = max(bulge_hlr, 0.15)
-    disk_q = float(rng.uniform(0.2, 1.0))
-    bulge_q = float(rng.uniform(0.6, 1.0))
-    beta = float(rng.uniform(0.0, 180.0))
-    # knots are star formation: mostly in blue disks
-    has_knots = rng.uniform() < min(1.0, 2.0 * knot_fraction * (1.0 - redness))
-    n_knots = int(rng.integers(5, 21)) if has_knots else 0
-    knots = float(rng.uniform(0.1, 0.3)) if has_knots else 0.0
-    colour_scatter = rng.normal(0.0, 0.05, size=(3, len(_CANONICAL)))
-    colour_scatter[:, _CANONICAL.index("r")] = 0.0  # SEDs are relative to r
-    sed_bulge = _SED_EARLY + colour_scatter[0]
-    # disks of red galaxies are redder too, never fully early-type
-    sed_disk = _SED_LATE + 0.6 * redness * (_SED_EARLY - _SED_LATE) + colour_scatter[1]
-    sed_knots = _SED_KNOTS + colour_scatter[2]
-    return Galaxy(
-        ra=0.0,
-        dec=0.0,
-        mag_r=mag_r,
-        redness=redness,
-        bulge_fraction=bulge_fraction,
-        disk_hlr=disk_hlr,
-        bulge_hlr=bulge_hlr,
-        disk_q=disk_q,
-        bulge_q=bulge_q,
-        beta=beta,
-        knot_fraction=knots,
-        n_knots=n_knots,
-        knot_seed=int(rng.integers(1, 2**31 - 1)),
-        sed_bulge=sed_bulge,
-        sed_disk=sed_disk,
-        sed_knots=sed_knots,
-    )
-
-
 def _sky_position(config: SimulationConfig, index: int, rng: np.random.Generator) -> tuple[float, float]:
     row, col = divmod(index, _COLUMNS)
     ra0, dec0 = config.field_center
@@ -473,8 +336,13 @@ def draw_observation(rng: np.random.Generator, survey: Survey, cond: SurveyCondi
     fwhm, psf_g, sigma = [], [], []
     image_level = rng.normal(0.0, cond.sky_scatter_image)  # moon, airmass, depth: all bands
     for band in survey.bands:
-        lam = BAND_WAVELENGTH[_band_key(band)]
-        fwhm.append(fwhm_r * (lam / lam_r) ** -0.2 * math.exp(rng.normal(0.0, cond.band_seeing_scatter)))
+        # the registry's band-to-band ratio of typical seeing (Kolmogorov lambda**-0.2 when
+        # it gives one FWHM); conditions without a registry PSF use that law too
+        if survey.psf_fwhm:
+            ratio = survey.seeing_ratio(band)
+        else:
+            ratio = (BAND_WAVELENGTH[band_key(band)] / lam_r) ** -0.2
+        fwhm.append(fwhm_r * ratio * math.exp(rng.normal(0.0, cond.band_seeing_scatter)))
         g = cond.psf_shear * math.sqrt(rng.uniform())
         phi = rng.uniform(0.0, 2 * math.pi)
         psf_g.append((g * math.cos(phi), g * math.sin(phi)))
@@ -491,38 +359,6 @@ def draw_observation(rng: np.random.Generator, survey: Survey, cond: SurveyCondi
         ra_center=float(ra_c),
         dec_center=float(dec_c),
     )
-
-
-def _components(galaxy: Galaxy):
-    """Unit-flux GalSim profiles (bulge, disk, knots) of a galaxy, centred on it."""
-    import galsim
-
-    beta = galaxy.beta * galsim.degrees
-    bulge = galsim.Sersic(n=4, half_light_radius=galaxy.bulge_hlr, trunc=_BULGE_TRUNC * galaxy.bulge_hlr)
-    bulge = bulge.shear(q=galaxy.bulge_q, beta=beta)
-    disk = galsim.Exponential(half_light_radius=galaxy.disk_hlr).shear(q=galaxy.disk_q, beta=beta)
-    knots = None
-    if galaxy.n_knots > 0:
-        knots = galsim.RandomKnots(
-            galaxy.n_knots, half_light_radius=galaxy.disk_hlr, flux=1.0, rng=galsim.BaseDeviate(galaxy.knot_seed)
-        ).shear(q=galaxy.disk_q, beta=beta)
-    return bulge, disk, knots
-
-
-def _band_profile(galaxy: Galaxy, parts, band_k: int, flux_nmgy_r: float):
-    """The galaxy in one band: its components with their band fluxes (nanomaggies)."""
-    bulge, disk, knots = parts
-    f_bulge = flux_nmgy_r * galaxy.bulge_fraction * 10 ** (-0.4 * galaxy.sed_bulge[band_k])
-    f_disk_r = flux_nmgy_r * (1 - galaxy.bulge_fraction)
-    terms = []
-    if f_bulge > 0:
-        terms.append(bulge * f_bulge)
-    f_disk = f_disk_r * (1 - galaxy.knot_fraction) * 10 ** (-0.4 * galaxy.sed_disk[band_k])
-    if f_disk > 0:
-        terms.append(disk * f_disk)
-    if knots is not None:
-        terms.append(knots * (f_disk_r * galaxy.knot_fraction * 10 ** (-0.4 * galaxy.sed_knots[band_k])))
-    return terms
 
 
 def render_galaxy(
@@ -550,10 +386,10 @@ def render_galaxy(
     import galsim
 
     size, scale = survey.cutout_size, survey.pixel_scale
-    parts = _parts if _parts is not None else _components(galaxy)
+    parts = _parts if _parts is not None else galaxy_components(galaxy)
     nb_parts = None
     if galaxy.neighbour is not None:
-        nb_parts = _components(galaxy.neighbour)
+        nb_parts = galaxy_components(galaxy.neighbour)
     # image axes: +x = west, +y = north (arcsec); the galaxy sits at -offset from the centre
     gx, gy = obs.offset[0], -obs.offset[1]
     out = np.empty((survey.n_bands, size, size), np.float32)
@@ -561,13 +397,13 @@ def render_galaxy(
     to_native = 1.0 / survey.flux_factor
     flux_r = 10 ** (-0.4 * (galaxy.mag_r - 22.5)) * to_native
     for j, band in enumerate(survey.bands):
-        k = _CANONICAL.index(_band_key(band))
-        terms = [t.shift(gx, gy) for t in _band_profile(galaxy, parts, k, flux_r)]
+        k = CANONICAL_BANDS.index(band_key(band))
+        terms = [t.shift(gx, gy) for t in band_profile(galaxy, parts, k, flux_r)]
         if galaxy.neighbour is not None:
             nb = galaxy.neighbour
             ne, nn = galaxy.neighbour_offset
             nb_flux_r = 10 ** (-0.4 * (nb.mag_r - 22.5)) * to_native
-            terms += [t.shift(gx - ne, gy + nn) for t in _band_profile(nb, nb_parts, k, nb_flux_r)]
+            terms += [t.shift(gx - ne, gy + nn) for t in band_profile(nb, nb_parts, k, nb_flux_r)]
         g1, g2 = obs.psf_g[j]
         if psf == "moffat":
             psf_obj = galsim.Moffat(beta=beta_psf, fwhm=obs.fwhm[j])
@@ -585,19 +421,11 @@ def draw_noise(
 ) -> np.ndarray:
     """Gaussian sky noise, (bands, H, W) float32, with per-band per-pixel sigma ``sigma``.
 
-    ``correlation`` > 0 smooths white noise with the separable kernel ``[c, 1, c]`` (x and
-    y), normalised so that the sum of the squared 3x3 weights is 1: the pixel sigma is
-    still ``sigma`` and neighbouring pixels correlate by ``2c / (1 + 2c**2)`` per axis.
+    ``correlation`` > 0 smooths white noise with the separable kernel ``[c, 1, c]``
+    (:func:`survey2survey.physics.noise.correlated_noise`, normalised so that the pixel sigma
+    is still ``sigma``; neighbours correlate by ``2c / (1 + 2c**2)`` per axis).
     """
-    bands, h, w = shape
-    white = rng.standard_normal((bands, h + 2, w + 2))  # a margin keeps the edges stationary
-    if correlation > 0:
-        c = correlation
-        norm = 1.0 / (1.0 + 2.0 * c * c)  # per axis; squared weights of the 3x3 sum to 1
-        rows = (c * white[:, :-2, :] + white[:, 1:-1, :] + c * white[:, 2:, :]) * math.sqrt(norm)
-        noise = (c * rows[:, :, :-2] + rows[:, :, 1:-1] + c * rows[:, :, 2:]) * math.sqrt(norm)
-    else:
-        noise = white[:, 1:-1, 1:-1]
+    noise = correlated_noise(rng, shape[0], shape[1:], correlation)
     return (noise * np.asarray(sigma, dtype=np.float64)[:, None, None]).astype(np.float32)
 
 
@@ -639,7 +467,7 @@ def simulate_object(config: SimulationConfig, index: int) -> SimulatedObject:
     role = object_role(config, index)
     galaxy = _make_galaxy(config, index)
     obj = SimulatedObject(index=index, id=object_id(index), role=role, galaxy=galaxy)
-    parts = _components(galaxy)  # shared by both surveys: same knots, same shapes
+    parts = galaxy_components(galaxy)  # shared by both surveys: same knots, same shapes
     for slot, survey in ((1, survey_a), (2, survey_b)):
         if (role == "a" and slot == 2) or (role == "b" and slot == 1):
             continue
@@ -693,7 +521,7 @@ def _simulate_chunk(config: SimulationConfig, out_dir: str, indices: Sequence[in
 
     survey_a, survey_b = config.surveys()
     surveys = {survey_a.name: survey_a, survey_b.name: survey_b}
-    mag_bands = sorted({_band_key(b) for s in surveys.values() for b in s.bands}, key=_CANONICAL.index)
+    mag_bands = sorted({band_key(b) for s in surveys.values() for b in s.bands}, key=CANONICAL_BANDS.index)
     out = Path(out_dir)
     catalog, noise_rows, galaxy_rows = [], [], []
     for index in indices:

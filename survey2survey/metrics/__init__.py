@@ -14,6 +14,7 @@ snr          mean S/N within r_max (Survey2Survey Eq. 7)                        
 profile      radial luminosity profile in 1-px annuli (Survey2Survey Eq. 8)        no
 photometry   aperture flux bias and scatter against the truth                      yes
 noise        residual sigma and power spectrum against the truth                   yes
+colour       aperture colours of adjacent bands vs the truth (else the reference)  no
 ===========  ====================================================================  =======
 
 Importing this package loads no numerical library; numpy, scipy and photutils come with
@@ -51,6 +52,7 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("profile", "profile", "ProfileMetric", False, "radial luminosity profile in 1-px annuli"),
         MetricInfo("photometry", "photometry", "PhotometryMetric", True, "aperture flux bias/scatter vs truth"),
         MetricInfo("noise", "noise", "NoiseMetric", True, "residual noise sigma and power spectrum vs truth"),
+        MetricInfo("colour", "colour", "ColourMetric", False, "aperture colours of adjacent bands vs truth (else ref)"),
     )
 }
 

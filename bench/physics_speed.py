@@ -1,0 +1,94 @@
+"""Physics translator speed, model only: cutouts/s with the arrays already in memory.
+
+    python bench/physics_speed.py                 # SDSS->CFHT and CFHT->SDSS, 5 bands, 200 cutouts
+    python bench/physics_speed.py --n 1000 --repeats 5
+
+Each row translates ``--n`` cutouts (the bundled examples with fresh jitter; noisy, native
+units, with their WCS and header) one by one through ``PhysicsTranslator.translate``, or
+``--batch`` at a time through ``translate_batch``, with and without noise, the best of
+``--repeats`` passes (the machine is shared; the best pass is the least disturbed).  FITS reading and writing are not included: the FITS-to-FITS
+rate comes from the translate pipeline once the translator is plugged in.  Issue 13's
+target is 300 cutouts/s FITS to FITS on 2 cores, so about 3 ms of compute per cutout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+
+def _inputs(survey: str, n: int):
+    """n cutouts of ``survey``: the bundled examples, repeated with fresh noise."""
+    from survey2survey.data import example_dir
+    from survey2survey.fits_io import find_cutouts, read_cutout
+
+    cutouts = [read_cutout(s, survey) for s in find_cutouts([example_dir() / survey], survey)]
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        c = cutouts[i % len(cutouts)]
+        jitter = rng.normal(0.0, 1e-3 * float(np.std(c.data)), c.data.shape).astype(np.float32)
+        out.append((c.data + jitter, c.bands, c.wcs, c.header))
+    return out
+
+
+def _rate(translator, inputs, noise: bool, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i, (data, bands, wcs, header) in enumerate(inputs):
+            translator.translate(data, bands, wcs, header, seed=i, noise=noise)
+        best = min(best, time.perf_counter() - start)
+    return best / len(inputs)
+
+
+def _rate_batch(translator, inputs, noise: bool, repeats: int, batch: int) -> float:
+    data = np.array([d for d, _, _, _ in inputs])
+    bands = inputs[0][1]
+    wcs = [w for _, _, w, _ in inputs]
+    headers = [h for _, _, _, h in inputs]
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(0, len(inputs), batch):
+            translator.translate_batch(data[i : i + batch], bands, wcs[i : i + batch], headers[i : i + batch],
+                                       seeds=list(range(i, min(i + batch, len(inputs)))), noise=noise)
+        best = min(best, time.perf_counter() - start)
+    return best / len(inputs)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="cutouts per pass")
+    parser.add_argument("--repeats", type=int, default=3, help="passes; the best is reported")
+    parser.add_argument("--batch", type=int, default=16, help="cutouts per translate_batch call")
+    args = parser.parse_args(argv)
+    from survey2survey.physics.translator import PhysicsTranslator
+
+    print(f"physics translator, model only, 1 process, {os.cpu_count()} CPU core(s) visible, {args.n} cutouts x "
+          f"best of {args.repeats}")
+    print(f"{'direction':<12} {'call':<10} {'noise':<6} {'ms/cutout':>10} {'cutouts/s':>10}")
+    for source, target in (("sdss", "cfht"), ("cfht", "sdss")):
+        inputs = _inputs(source, args.n)
+        translator = PhysicsTranslator(source, target)
+        translator.translate(*inputs[0][:4], seed=0)  # kernels and weights into their caches
+        for noise in (True, False):
+            for call in ("one", f"batch {args.batch}"):
+                if call == "one":
+                    seconds = _rate(translator, inputs, noise, args.repeats)
+                else:
+                    seconds = _rate_batch(translator, inputs, noise, args.repeats, args.batch)
+                print(f"{source + '->' + target:<12} {call:<10} {'yes' if noise else 'no':<6} {seconds * 1e3:>10.2f} "
+                      f"{1 / seconds:>10.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
