@@ -124,9 +124,9 @@ def bench_files(survey_name: str, n: int, jobs: int) -> None:
         assert ev.exit_code == 0 and len(ev.methods["pred"].pairs) == n
         print(f"  evaluate (read, match, measure, write json/csv), {jobs} thread(s): {wall:6.1f} s")
         t = time.perf_counter()
-        from survey2survey.plots import plot_all
+        from survey2survey.evaluate import draw_plots
 
-        plot_all(ev, root / "report")
+        draw_plots(ev, root / "report")
         print(f"  plots (all bands):                                  {time.perf_counter() - t:6.1f} s")
 
 

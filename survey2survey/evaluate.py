@@ -55,6 +55,7 @@ __all__ = [
     "evaluate",
     "measure_arrays",
     "write_report",
+    "draw_plots",
     "table_rows",
 ]
 
@@ -292,8 +293,9 @@ class Evaluation:
         ``{method: [reference files without a prediction]}``.
     ref_without_truth : list of str
         References that no truth file matched (with ``truth``; they are not measured).
-    noise_sigma : str
-        How the flux plot's noise lines were measured.
+    notes : dict
+        Facts about the whole evaluation that metrics report (their ``evaluation_notes``:
+        ``noise_sigma``, how the flux plot's noise lines were measured).
     parameters : dict
     report : dict
         The content of metrics.json.
@@ -309,12 +311,17 @@ class Evaluation:
     unmatched: list[tuple[str, str]] = field(default_factory=list)
     unused_ref: dict[str, list[str]] = field(default_factory=dict)
     ref_without_truth: list[str] = field(default_factory=list)
-    noise_sigma: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def noise_sigma(self) -> str | None:
+        """How the noise level of the flux plot was measured (a note of the flux metric)."""
+        return self.notes.get("noise_sigma")
 
     @property
     def n_problems(self) -> int:
@@ -669,101 +676,32 @@ def evaluate(
     """
     import time
 
-    from survey2survey.fits_io import find_cutouts
     from survey2survey.metrics import get_metric_class, parse_metrics
-    from survey2survey.surveys import get_survey
 
     t_start = time.perf_counter()
     _check_options(match_radius, r_max, aperture_radius, jobs)
-    if isinstance(pred, Mapping):
-        pred_inputs = {str(k): [str(p) for p in v] for k, v in pred.items()}
-    else:
-        pred_inputs = {"pred": [str(p) for p in ([pred] if isinstance(pred, (str, os.PathLike)) else pred)]}
-    if not pred_inputs:
-        raise UsageError("no predictions given (--pred DIR)")
-    ref_inputs = [str(ref)] if isinstance(ref, (str, os.PathLike)) else [str(r) for r in ref]
-    truth_inputs = None
-    if truth is not None:
-        truth_inputs = [str(truth)] if isinstance(truth, (str, os.PathLike)) else [str(t) for t in truth]
+    pred_inputs, ref_inputs, truth_inputs = _inputs(pred, ref, truth)
     have_truth = truth_inputs is not None
     metric_text = metrics if (metrics is None or isinstance(metrics, str)) else ",".join(metrics)
-    metric_names = parse_metrics(metric_text, have_truth)
-
-    survey_obj = get_survey(survey) if survey is not None else None
-    ref_sources = find_cutouts(ref_inputs, survey_obj)
-    if survey_obj is None:
-        survey_obj = _detect_survey(ref_sources)
-        if survey_obj is None:
-            first = [s for ss in pred_inputs.values() for s in ss]
-            survey_obj = _detect_survey(find_cutouts(first, None))
-        if survey_obj is None:
-            raise UsageError(
-                f"cannot tell the survey of {ref_inputs[0]} from its headers (no SURVEY / S2STGTSV / "
-                "TELESCOP keyword or known pixel scale): give --survey"
-            )
+    names = parse_metrics(metric_text, have_truth)
+    survey_obj, ref_sources = _references(survey, ref_inputs, pred_inputs)
     band_index = _parse_bands(band, survey_obj)
     bands = tuple(survey_obj.bands[i] for i in band_index)
-
-    truth_by_ref: dict[int, Any] = {}
-    unmatched_truth: list[str] = []
     failures: list[tuple[str, str]] = []
-    if have_truth:
-        truth_sources = find_cutouts(truth_inputs, survey_obj)
-        tm = match_sources(truth_sources, ref_sources, survey_obj, radius_arcsec=match_radius)
-        failures += tm.failures
-        for t, r, _, _ in tm.pairs:
-            truth_by_ref[id(r)] = t
-        # truth files beyond the references are fine (a simulation's whole truth set);
-        # a reference without its truth cannot be measured against it
-        unmatched_truth = [str(s.path) for s in tm.unused_ref]
+    truth_by_ref, unmatched_truth = _truths(truth_inputs, ref_sources, survey_obj, match_radius, failures)
 
-    context = _context(survey_obj, bands, r_max, aperture_radius)
-    classes = [get_metric_class(n) for n in metric_names]
-    n_jobs = max(1, int(jobs)) if jobs else max(1, min(2, os.cpu_count() or 1))
-    size = _chunk_size(survey_obj, len(bands), chunk_size)
-    lock = threading.Lock()
-
-    evaluation = Evaluation(survey=survey_obj, bands=bands, metrics=metric_names, methods={})
-    evaluation.ref_without_truth = unmatched_truth
-    any_pairs = False
-    for name, inputs in pred_inputs.items():
-        sources = find_cutouts(inputs, survey_obj)
-        m = match_sources(sources, ref_sources, survey_obj, radius_arcsec=match_radius)
-        failures += m.failures
-        pairs = []
-        for p, r, how, sep in m.pairs:
-            t = truth_by_ref.get(id(r)) if have_truth else None
-            if have_truth and t is None:
-                continue  # the reference has no truth: reported in unmatched_truth
-            pairs.append(Pair(normalize_object_id(r.object_id), p, r, t, how, sep))
-        pairs.sort(key=lambda pr: (str(pr.ref.path.parent), pr.object_id))
-        result = MethodResult(name=name, matching=m)
-        evaluation.methods[name] = result
-        evaluation.unmatched += [(name, str(s.path)) for s in m.unmatched]
-        evaluation.unused_ref[name] = [str(s.path) for s in m.unused_ref]
-        if not pairs:
-            continue
-        any_pairs = True
-        instances = [cls(context) for cls in classes]
-        runner = _Runner(survey_obj, list(band_index), failures, lock)
-        chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
-        loaders = [lambda c=c: runner.load_chunk(c) for c in chunks]
-        done = [0]
-
-        def on_chunk(index, name=name, chunks=chunks, total=len(pairs)):
-            done[0] += len(chunks[index])
-            if progress is not None:
-                progress(name, done[0], total)
-
-        outputs = _measure(loaders, instances, n_jobs, on_chunk)
-        result.pairs = [p for (kept, _), _ in outputs for p in kept]
-        if result.pairs:
-            result.columns = _collect(outputs)
-            result.n_masked = np.concatenate([masked for (_, masked), _ in outputs])
-        result.results = {mt.name: mt.result() for mt in instances} if result.pairs else {}
-        if "flux" in result.results:
-            evaluation.noise_sigma = result.results["flux"].notes.get("noise_sigma")
-    if not any_pairs:
+    classes = [get_metric_class(n) for n in names]
+    evaluation = Evaluation(survey=survey_obj, bands=bands, metrics=names, methods={},
+                            ref_without_truth=unmatched_truth)  # fmt: skip
+    setup = _Setup(
+        survey=survey_obj, band_index=list(band_index), classes=classes, ref_sources=ref_sources,
+        truth_by_ref=truth_by_ref if have_truth else None, match_radius=match_radius,
+        context=_context(survey_obj, bands, r_max, aperture_radius),
+        jobs=max(1, int(jobs)) if jobs else max(1, min(2, os.cpu_count() or 1)),
+        chunk=_chunk_size(survey_obj, len(bands), chunk_size), failures=failures, progress=progress,
+    )  # fmt: skip
+    matched = [_evaluate_method(evaluation, name, inputs, setup) for name, inputs in pred_inputs.items()]
+    if not any(matched):
         n_pred = sum(len(v) for v in pred_inputs.values())
         raise UsageError(
             f"no prediction matched a reference ({n_pred} prediction input(s), {len(ref_sources)} reference "
@@ -778,10 +716,9 @@ def evaluate(
         "aperture_radius_arcsec": aperture_radius if aperture_radius is not None else 2.0,
         "match_radius_arcsec": match_radius,
         "spread": "sigma_MAD = 1.4826 x median absolute deviation",
-        "ssim": "11x11 Gaussian window, sigma 1.5 px, C1 = (0.01 R)^2, C2 = (0.03 R)^2, R = max - min of ref",
-        "fourier_layout": "unshifted FFT: zero frequency in the corners, highest frequency at the centre",
-        "jobs": n_jobs,
-        "chunk_size": size,
+        **{k: v for cls in classes for k, v in cls.parameters.items()},
+        "jobs": setup.jobs,
+        "chunk_size": setup.chunk,
     }
     evaluation.inputs = {"pred": pred_inputs, "ref": ref_inputs, "truth": truth_inputs}
     evaluation.timings["measure_s"] = time.perf_counter() - t_start
@@ -791,6 +728,115 @@ def evaluate(
         write_report(evaluation, out, plots=plots)
         evaluation.timings["write_s"] = time.perf_counter() - t0
     return evaluation
+
+
+def _as_list(paths) -> list[str]:
+    return [str(paths)] if isinstance(paths, (str, os.PathLike)) else [str(p) for p in paths]
+
+
+def _inputs(pred, ref, truth) -> tuple[dict[str, list[str]], list[str], list[str] | None]:
+    """``({method: [inputs]}, [reference inputs], [truth inputs] or None)`` as strings."""
+    if isinstance(pred, Mapping):
+        pred_inputs = {str(k): [str(p) for p in v] for k, v in pred.items()}
+    else:
+        pred_inputs = {"pred": _as_list(pred)}
+    if not pred_inputs:
+        raise UsageError("no predictions given (--pred DIR)")
+    return pred_inputs, _as_list(ref), (None if truth is None else _as_list(truth))
+
+
+def _references(survey, ref_inputs: list[str], pred_inputs: dict[str, list[str]]):
+    """The survey (given, else from the references' or the predictions' headers) and the reference cutouts."""
+    from survey2survey.fits_io import find_cutouts
+    from survey2survey.surveys import get_survey
+
+    survey_obj = get_survey(survey) if survey is not None else None
+    ref_sources = find_cutouts(ref_inputs, survey_obj)
+    if survey_obj is None:
+        survey_obj = _detect_survey(ref_sources)
+        if survey_obj is None:
+            first = [s for ss in pred_inputs.values() for s in ss]
+            survey_obj = _detect_survey(find_cutouts(first, None))
+        if survey_obj is None:
+            raise UsageError(
+                f"cannot tell the survey of {ref_inputs[0]} from its headers (no SURVEY / S2STGTSV / "
+                "TELESCOP keyword or known pixel scale): give --survey"
+            )
+    return survey_obj, ref_sources
+
+
+def _truths(truth_inputs, ref_sources, survey, match_radius: float, failures: list) -> tuple[dict[int, Any], list[str]]:
+    """The truth of each reference (by ``id``), and the references without one."""
+    from survey2survey.fits_io import find_cutouts
+
+    if truth_inputs is None:
+        return {}, []
+    m = match_sources(find_cutouts(truth_inputs, survey), ref_sources, survey, radius_arcsec=match_radius)
+    failures += m.failures
+    # truth files beyond the references are fine (a simulation's whole truth set);
+    # a reference without its truth cannot be measured against it
+    return {id(r): t for t, r, _, _ in m.pairs}, [str(s.path) for s in m.unused_ref]
+
+
+@dataclass
+class _Setup:
+    """What measuring one method's predictions needs (the same for every method)."""
+
+    survey: Any
+    band_index: list[int]
+    classes: list[Any]
+    ref_sources: list[Any]
+    truth_by_ref: dict[int, Any] | None  # None: no truth given
+    match_radius: float
+    context: Any
+    jobs: int
+    chunk: int
+    failures: list[tuple[str, str]]
+    progress: Callable[[str, int, int], None] | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _evaluate_method(evaluation: Evaluation, name: str, inputs: list[str], setup: _Setup) -> bool:
+    """Match one method's predictions to the references and measure the pairs; False if none matched."""
+    from survey2survey.fits_io import find_cutouts
+
+    m = match_sources(find_cutouts(inputs, setup.survey), setup.ref_sources, setup.survey,
+                      radius_arcsec=setup.match_radius)  # fmt: skip
+    setup.failures += m.failures
+    pairs = []
+    for p, r, how, sep in m.pairs:
+        t = setup.truth_by_ref.get(id(r)) if setup.truth_by_ref is not None else None
+        if setup.truth_by_ref is not None and t is None:
+            continue  # the reference has no truth: reported in ref_without_truth
+        pairs.append(Pair(normalize_object_id(r.object_id), p, r, t, how, sep))
+    pairs.sort(key=lambda pr: (str(pr.ref.path.parent), pr.object_id))
+    result = MethodResult(name=name, matching=m)
+    evaluation.methods[name] = result
+    evaluation.unmatched += [(name, str(s.path)) for s in m.unmatched]
+    evaluation.unused_ref[name] = [str(s.path) for s in m.unused_ref]
+    if not pairs:
+        return False
+    instances = [cls(setup.context) for cls in setup.classes]
+    runner = _Runner(setup.survey, setup.band_index, setup.failures, setup.lock)
+    chunks = [pairs[i : i + setup.chunk] for i in range(0, len(pairs), setup.chunk)]
+    loaders = [lambda c=c: runner.load_chunk(c) for c in chunks]
+    done = [0]
+
+    def on_chunk(index: int) -> None:
+        done[0] += len(chunks[index])
+        if setup.progress is not None:
+            setup.progress(name, done[0], len(pairs))
+
+    outputs = _measure(loaders, instances, setup.jobs, on_chunk)
+    result.pairs = [p for (kept, _), _ in outputs for p in kept]
+    if result.pairs:
+        result.columns = _collect(outputs)
+        result.n_masked = np.concatenate([masked for (_, masked), _ in outputs])
+        result.results = {mt.name: mt.result() for mt in instances}
+        for mt in instances:
+            notes = result.results[mt.name].notes
+            evaluation.notes.update({k: notes.get(k) for k in mt.evaluation_notes})
+    return True
 
 
 def _aggregate(evaluation: Evaluation, classes) -> None:
@@ -825,7 +871,7 @@ def _aggregate(evaluation: Evaluation, classes) -> None:
         "bands": list(evaluation.bands),
         "metrics": list(evaluation.metrics),
         "inputs": evaluation.inputs,
-        "noise_sigma": evaluation.noise_sigma,
+        **evaluation.notes,
         "parameters": evaluation.parameters,
         "quantities": {
             key: {
@@ -928,9 +974,7 @@ def write_report(evaluation: Evaluation, out: str | os.PathLike, plots: bool = T
     _atomic_bytes(npz_path, buf.getvalue())
     files["arrays"] = str(npz_path)
     if plots:
-        from survey2survey.plots import plot_all
-
-        for kind, path in plot_all(evaluation, out).items():
+        for kind, path in draw_plots(evaluation, out).items():
             files[f"plot_{kind}"] = str(path)
     evaluation.files = files
     evaluation.report["files"] = {k: Path(v).name for k, v in files.items()}
@@ -939,6 +983,22 @@ def write_report(evaluation: Evaluation, out: str | os.PathLike, plots: bool = T
     _atomic_bytes(json_path, (text + "\n").encode("utf-8"))
     files["metrics_json"] = str(json_path)
     return files
+
+
+def draw_plots(evaluation: Evaluation, out: str | os.PathLike) -> dict[str, Path]:
+    """Draw each evaluated metric's plots (its class's ``plot``) into the directory ``out``.
+
+    Returns
+    -------
+    dict
+        Plot kind (``flux``, ``fourier_r``, ...) -> path written.
+    """
+    from survey2survey.metrics import get_metric_class
+
+    done: dict[str, Path] = {}
+    for name in evaluation.metrics:
+        done.update(get_metric_class(name).plot(evaluation, Path(out)))
+    return done
 
 
 def _json_default(obj):

@@ -132,6 +132,24 @@ def test_bad_dataset_is_a_one_line_usage_error(tmp_path):
 # --- every method ------------------------------------------------------------------------------
 
 
+def test_the_method_registry_names_its_classes_and_feeds_the_cli():
+    import typer.main
+
+    from survey2survey.cli import app
+    from survey2survey.commands import train as command
+    from survey2survey.methods import method_help
+
+    for name, info in METHODS.items():
+        assert get_method(name).name == name == info.name
+        assert get_method(name).one_way == (name in ("pix2pix", "aecnn"))
+    doc = " ".join(command.__doc__.split())
+    assert method_help() in doc and "pix2pix (a)" in doc and "augcgan (h)" in doc
+    option = next(p for p in typer.main.get_command(app).commands["train"].params if p.name == "method")
+    assert ", ".join(METHODS) in option.help
+    with pytest.raises(UsageError, match="unknown method 'nope' \\(known: ours, pix2pix, "):
+        get_method("nope")
+
+
 @pytest.mark.parametrize("name", list(METHODS))
 def test_every_method_trains_and_writes_a_loadable_model(name, real_dataset, small_dataset, tmp_path):
     cls = get_method(name)
