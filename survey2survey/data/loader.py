@@ -95,6 +95,41 @@ class PreparedDataset:
         """True when the b arrays regridded onto a's grid (``*_b_on_a``) are present."""
         return all(f"{n}_b_on_a" in self.arrays for n in ("unpaired", "train"))
 
+    @property
+    def format(self) -> str:
+        """The dataset format (``s2s-dataset/2``)."""
+        return str(self.info.get("format", ""))
+
+    def test_pairs(self) -> list[dict[str, dict[str, str]]]:
+        """The held-out test pairs in row order, as rows of ``manifest.csv``.
+
+        Returns
+        -------
+        list of dict
+            ``[{"a": row, "b": row}, ...]``: item ``k`` is row ``k`` of ``test_a`` and of
+            ``test_b``, one galaxy (``id``, ``ra``, ``dec``, ``survey``, ``source_file``, ...;
+            :func:`source_paths` turns a row into its input files).
+
+        Raises
+        ------
+        UsageError
+            ``manifest.csv`` missing or unreadable, or its test rows of a and b differ in number.
+        """
+        import csv
+
+        path = self.root / "manifest.csv"
+        rows: dict[str, dict[int, dict[str, str]]] = {"a": {}, "b": {}}
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                for r in csv.DictReader(fh):
+                    if r.get("split") == "test" and r.get("domain") in rows:
+                        rows[r["domain"]][int(r["index"])] = r
+        except (OSError, UnicodeDecodeError, KeyError, ValueError) as exc:
+            raise UsageError(f"{path}: unreadable ({exc})") from None
+        if sorted(rows["a"]) != sorted(rows["b"]):
+            raise UsageError(f"{path}: {len(rows['a'])} test rows of a, {len(rows['b'])} of b (they must pair up)")
+        return [{"a": rows["a"][k], "b": rows["b"][k]} for k in sorted(rows["a"])]
+
     def array_names(self, parts: tuple[str, ...], regridded: bool = False) -> dict[str, str]:
         """Batch field -> array name for the requested parts of the mini-batch."""
         b = "b_on_a" if regridded else "b"
