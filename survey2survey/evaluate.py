@@ -25,23 +25,30 @@ in all of them, so that they add nothing to any difference; their count is in th
 
 from __future__ import annotations
 
-import csv
-import datetime as _dt
-import io
-import json
 import os
-import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from survey2survey import __version__
-from survey2survey.atomic import write_bytes
 from survey2survey.errors import CutoutError, S2SError, SurveyError, UsageError
+from survey2survey.evaluation.matching import (
+    MATCH_RADIUS_ARCSEC,
+    Matching,
+    Pair,
+    match_sources,
+    normalize_object_id,
+)
+from survey2survey.evaluation.report import (
+    EVALUATE_FORMAT,
+    aggregate,
+    draw_plots,
+    per_image_csv,
+    table_rows,
+    write_report,
+)
 
 __all__ = [
     "EVALUATE_FORMAT",
@@ -55,193 +62,13 @@ __all__ = [
     "evaluate",
     "measure_arrays",
     "write_report",
+    "per_image_csv",
     "draw_plots",
     "table_rows",
 ]
 
-#: ``format`` field of metrics.json.
-EVALUATE_FORMAT = "s2s-evaluate/1"
-#: Largest separation (arcsec) of two WCS centres matched by position.
-MATCH_RADIUS_ARCSEC = 1.0
 #: Target number of float32 values per array in one chunk (16 MB).
 _CHUNK_VALUES = 4_000_000
-
-
-# --- matching -----------------------------------------------------------------------
-
-
-def _survey_suffixes() -> list[str]:
-    from survey2survey.surveys import list_surveys
-
-    names: set[str] = set()
-    for s in list_surveys():
-        names.add(s.name.lower())
-        names.update(a.lower() for a in s.aliases)
-    return sorted(names, key=len, reverse=True)
-
-
-def normalize_object_id(object_id: str, survey_names: Sequence[str] | None = None) -> str:
-    """Object id without a trailing suffix naming a survey.
-
-    ``obj42.cfht``, ``obj42_cfht``, ``obj42-CFHT``, ``obj42.sdss2cfht`` and
-    ``obj42_sdss_to_cfht`` all become ``obj42``.
-
-    Parameters
-    ----------
-    object_id : str
-        File name stem (as :func:`~survey2survey.fits_io.find_cutouts` gives it).
-    survey_names : sequence of str, optional
-        Names to strip; default every registered survey name and alias.
-    """
-    names = list(survey_names) if survey_names is not None else _survey_suffixes()
-    alt = "|".join(re.escape(n) for n in names)
-    if not alt:
-        return object_id
-    pattern = re.compile(rf"[._-](?:(?:{alt})(?:2|[._-]to[._-]))?(?:{alt})$", re.IGNORECASE)
-    stripped = object_id
-    while True:  # "obj.sdss.cfht" -> "obj"
-        new = pattern.sub("", stripped)
-        if new == stripped or not new:
-            return stripped
-        stripped = new
-
-
-@dataclass
-class Pair:
-    """One prediction matched to its reference (and truth).
-
-    Attributes
-    ----------
-    object_id : str
-        Normalised object id (of the reference).
-    pred, ref : CutoutSource
-    truth : CutoutSource or None
-    how : str
-        ``"id"`` or ``"position"``.
-    separation : float or None
-        Arcsec between the WCS centres when matched by position.
-    """
-
-    object_id: str
-    pred: Any
-    ref: Any
-    truth: Any = None
-    how: str = "id"
-    separation: float | None = None
-
-
-@dataclass
-class Matching:
-    """Result of matching one set of files to the references."""
-
-    pairs: list[tuple[Any, Any, str, float | None]] = field(default_factory=list)
-    unmatched: list[Any] = field(default_factory=list)  # sources of the matched set left over
-    unused_ref: list[Any] = field(default_factory=list)  # references nothing matched
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) read for position
-
-    @property
-    def by_id(self) -> int:
-        return sum(1 for p in self.pairs if p[2] == "id")
-
-    @property
-    def by_position(self) -> int:
-        return sum(1 for p in self.pairs if p[2] == "position")
-
-
-def _centres(sources, survey) -> tuple[list[Any], np.ndarray, list[tuple[str, str]]]:
-    """WCS centres (deg) of the sources that have one; failures for those that cannot be read."""
-    from survey2survey.fits_io import read_cutout
-
-    kept, coords, failures = [], [], []
-    for src in sources:
-        try:
-            cut = read_cutout(src, survey)
-        except CutoutError as exc:
-            failures.append((str(exc.path), exc.reason))
-            continue
-        radec = cut.center_radec()
-        if radec is not None:
-            kept.append(src)
-            coords.append(radec)
-    return kept, np.array(coords, dtype=np.float64).reshape(-1, 2), failures
-
-
-def match_sources(
-    items: Sequence[Any],
-    refs: Sequence[Any],
-    survey=None,
-    *,
-    radius_arcsec: float = MATCH_RADIUS_ARCSEC,
-    by_position: bool = True,
-) -> Matching:
-    """Match cutout sources to reference sources: by object id, then by sky position.
-
-    Parameters
-    ----------
-    items, refs : sequence of CutoutSource
-    survey : Survey, optional
-        Passed to the reader when WCS centres are needed.
-    radius_arcsec : float
-        Largest separation of a position match.
-    by_position : bool
-        Try the WCS centres of the files left after matching by id.
-
-    Returns
-    -------
-    Matching
-        ``pairs`` of (item, ref, how, separation_arcsec), one reference per item at most.
-    """
-    names = _survey_suffixes()
-    ref_by_id: dict[str, Any] = {}
-    ambiguous: set[str] = set()
-    for r in refs:
-        key = normalize_object_id(r.object_id, names)
-        if key in ref_by_id:
-            ambiguous.add(key)
-        ref_by_id[key] = r
-    result = Matching()
-    used: set[int] = set()
-    left: list[Any] = []
-    for it in items:
-        key = normalize_object_id(it.object_id, names)
-        ref = ref_by_id.get(key) if key not in ambiguous else None
-        if ref is not None and id(ref) not in used:
-            used.add(id(ref))
-            result.pairs.append((it, ref, "id", None))
-        else:
-            left.append(it)
-    free_refs = [r for r in refs if id(r) not in used]
-    if left and free_refs and by_position:
-        left_kept, left_xy, fail_a = _centres(left, survey)
-        ref_kept, ref_xy, fail_b = _centres(free_refs, survey)
-        result.failures += fail_a + fail_b
-        failed = {f for f, _ in fail_a}
-        if len(left_kept) and len(ref_kept):
-            from astropy import units as u
-            from astropy.coordinates import SkyCoord
-
-            a = SkyCoord(left_xy[:, 0] * u.deg, left_xy[:, 1] * u.deg)
-            b = SkyCoord(ref_xy[:, 0] * u.deg, ref_xy[:, 1] * u.deg)
-            idx, sep, _ = a.match_to_catalog_sky(b)
-            sep_arcsec = sep.to(u.arcsec).value
-            # closest first, so that a reference claimed twice goes to the nearer file
-            taken: set[int] = set()
-            matched: set[int] = set()
-            for i in np.argsort(sep_arcsec, kind="stable"):
-                j = int(idx[i])
-                if sep_arcsec[i] <= radius_arcsec and j not in taken:
-                    taken.add(j)
-                    matched.add(int(i))
-                    result.pairs.append((left_kept[i], ref_kept[j], "position", float(sep_arcsec[i])))
-                    used.add(id(ref_kept[j]))
-        else:
-            matched = set()
-        matched_ids = {id(left_kept[i]) for i in matched} if len(left_kept) else set()
-        result.unmatched = [it for it in left if id(it) not in matched_ids and str(it.path) not in failed]
-    else:
-        result.unmatched = left
-    result.unused_ref = [r for r in refs if id(r) not in used]
-    return result
 
 
 # --- results ------------------------------------------------------------------------
@@ -341,16 +168,6 @@ class Evaluation:
 
 
 # --- measuring ----------------------------------------------------------------------
-
-
-def _quantities(metric_classes) -> dict[str, Any]:
-    out = {}
-    for cls in metric_classes:
-        for q in cls.columns:
-            out[q.name] = (cls.name, "image", q)
-        for q in cls.set_quantities:
-            out[f"{cls.name}.{q.name}"] = (cls.name, "set", q)
-    return out
 
 
 class _Runner:
@@ -722,7 +539,7 @@ def evaluate(
     }
     evaluation.inputs = {"pred": pred_inputs, "ref": ref_inputs, "truth": truth_inputs}
     evaluation.timings["measure_s"] = time.perf_counter() - t_start
-    _aggregate(evaluation, classes)
+    aggregate(evaluation, classes)
     if out is not None:
         t0 = time.perf_counter()
         write_report(evaluation, out, plots=plots)
@@ -839,225 +656,3 @@ def _evaluate_method(evaluation: Evaluation, name: str, inputs: list[str], setup
     return True
 
 
-def _aggregate(evaluation: Evaluation, classes) -> None:
-    from survey2survey.metrics.stats import summarize
-
-    quantities = _quantities(classes)
-    flux_unit = evaluation.survey.flux_unit
-    results: dict[str, Any] = {}
-    notes: dict[str, Any] = {}
-    for name, mres in evaluation.methods.items():
-        per_band: dict[str, Any] = {}
-        for b, band in enumerate(evaluation.bands):
-            entry: dict[str, Any] = {"n_images": len(mres.pairs)}
-            for cls in classes:
-                per_image = {
-                    q.name: summarize(mres.columns[q.name][:, b]) for q in cls.columns if q.name in mres.columns
-                }
-                mr = mres.results.get(cls.name)
-                set_values = dict(mr.values.get(band, {})) if mr is not None else {}
-                entry[cls.name] = {"per_image": per_image, "set": set_values}
-                if mr is not None and mr.notes:
-                    notes[cls.name] = mr.notes
-            per_band[band] = entry
-        mres.summaries = per_band
-        results[name] = per_band
-    evaluation.report = {
-        "format": EVALUATE_FORMAT,
-        "version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "survey": evaluation.survey.to_dict(),
-        "flux_unit": flux_unit,
-        "bands": list(evaluation.bands),
-        "metrics": list(evaluation.metrics),
-        "inputs": evaluation.inputs,
-        **evaluation.notes,
-        "parameters": evaluation.parameters,
-        "quantities": {
-            key: {
-                "metric": metric,
-                "level": level,
-                "label": q.label,
-                "unit": q.unit_for(flux_unit),
-                "ideal": q.ideal,
-                "description": q.description,
-            }
-            for key, (metric, level, q) in quantities.items()
-        },
-        "matching": {
-            name: {
-                "pairs_measured": len(m.pairs),
-                "matched_by_id": m.matching.by_id if m.matching else 0,
-                "matched_by_position": m.matching.by_position if m.matching else 0,
-                "unmatched_pred": [str(s.path) for s in (m.matching.unmatched if m.matching else [])],
-                "reference_without_pred": evaluation.unused_ref.get(name, []),
-            }
-            for name, m in evaluation.methods.items()
-        },
-        "reference_without_truth": evaluation.ref_without_truth,
-        "failures": [{"file": f, "reason": r} for f, r in evaluation.failures],
-        "results": results,
-        "notes": notes,
-        "timings_s": {k: round(v, 3) for k, v in evaluation.timings.items()},
-    }
-
-
-# --- writing ------------------------------------------------------------------------
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    try:
-        write_bytes(path, data)
-    except OSError as exc:  # the report cannot be written at all: a bad --out, not a bad input
-        raise UsageError(f"{path}: cannot write output ({exc.strerror or exc})") from None
-
-
-def _fmt(x: float) -> str:
-    return "" if not np.isfinite(x) else f"{x:.7g}"
-
-
-def per_image_csv(evaluation: Evaluation) -> str:
-    """The per-image table (one row per method, object and band) as CSV text."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    cols: list[str] = []
-    for m in evaluation.methods.values():
-        cols += [c for c in m.columns if c not in cols]
-    writer.writerow(
-        ["method", "object_id", "band", "pred_file", "ref_file", "truth_file", "matched_by", "separation_arcsec",
-         "n_masked"] + cols
-    )
-    for name, m in evaluation.methods.items():
-        for i, pair in enumerate(m.pairs):
-            for b, band in enumerate(evaluation.bands):
-                writer.writerow(
-                    [name, pair.object_id, band, str(pair.pred.path), str(pair.ref.path),
-                     str(pair.truth.path) if pair.truth is not None else "", pair.how,
-                     "" if pair.separation is None else f"{pair.separation:.3f}",
-                     int(m.n_masked[i, b]) if m.n_masked is not None else 0]
-                    + [_fmt(m.columns[c][i, b]) if c in m.columns else "" for c in cols]
-                )
-    return buf.getvalue()
-
-
-def _arrays(evaluation: Evaluation) -> dict[str, np.ndarray]:
-    out = {"bands": np.array(evaluation.bands)}
-    for name, m in evaluation.methods.items():
-        for metric, res in m.results.items():
-            for key, arr in res.arrays.items():
-                out[f"{name}/{metric}/{key}"] = np.asarray(arr)
-    return out
-
-
-def write_report(evaluation: Evaluation, out: str | os.PathLike, plots: bool = True) -> dict[str, str]:
-    """Write metrics.json, per_image.csv, arrays.npz and the plots into ``out``.
-
-    Every file is written to a temporary name in ``out`` and renamed into place.
-
-    Returns
-    -------
-    dict
-        File kind -> path written.
-    """
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{out}: cannot create the report directory ({exc.strerror or exc})") from None
-    files: dict[str, str] = {}
-    csv_path = out / "per_image.csv"
-    _atomic_bytes(csv_path, per_image_csv(evaluation).encode("utf-8"))
-    files["per_image_csv"] = str(csv_path)
-    npz_path = out / "arrays.npz"
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **_arrays(evaluation))
-    _atomic_bytes(npz_path, buf.getvalue())
-    files["arrays"] = str(npz_path)
-    if plots:
-        for kind, path in draw_plots(evaluation, out).items():
-            files[f"plot_{kind}"] = str(path)
-    evaluation.files = files
-    evaluation.report["files"] = {k: Path(v).name for k, v in files.items()}
-    json_path = out / "metrics.json"
-    text = json.dumps(evaluation.report, indent=2, allow_nan=False, default=_json_default)
-    _atomic_bytes(json_path, (text + "\n").encode("utf-8"))
-    files["metrics_json"] = str(json_path)
-    return files
-
-
-def draw_plots(evaluation: Evaluation, out: str | os.PathLike) -> dict[str, Path]:
-    """Draw each evaluated metric's plots (its class's ``plot``) into the directory ``out``.
-
-    Returns
-    -------
-    dict
-        Plot kind (``flux``, ``fourier_r``, ...) -> path written.
-    """
-    from survey2survey.metrics import get_metric_class
-
-    done: dict[str, Path] = {}
-    for name in evaluation.metrics:
-        done.update(get_metric_class(name).plot(evaluation, Path(out)))
-    return done
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.floating, np.integer)):
-        v = obj.item()
-        return v if not (isinstance(v, float) and not np.isfinite(v)) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-# --- the terminal table -------------------------------------------------------------
-
-
-def _format_value(x: float | None, digits: int = 3) -> str:
-    """A number for the terminal table: 3 significant digits, no needless exponents."""
-    if x is None or not np.isfinite(x):
-        return "—"
-    ax = abs(x)
-    if ax == 0:
-        return "0"
-    if ax < 1e-3 or ax >= 1e6:
-        return f"{x:.{digits - 1}e}"
-    if ax >= 10 ** digits:
-        return f"{x:.0f}"
-    return f"{x:.{digits}g}"
-
-
-def table_rows(evaluation: Evaluation, band: str) -> list[tuple[str, str, str, str, list[str]]]:
-    """Headline rows for one band: (metric, label, unit, ideal, [value per method]).
-
-    Per-image quantities read ``median ± spread`` (spread = sigma_MAD over the images);
-    set-level quantities are one number.
-    """
-    from survey2survey.metrics import get_metric_class
-
-    rows: list[tuple[str, str, str, str, list[str]]] = [
-        ("", "images measured", "", "", [str(len(m.pairs)) for m in evaluation.methods.values()])
-    ]
-    flux_unit = evaluation.survey.flux_unit
-    for metric in evaluation.metrics:
-        cls = get_metric_class(metric)
-        for q in cls.columns:
-            if not q.headline:
-                continue
-            cells = []
-            for m in evaluation.methods.values():
-                s = m.summaries.get(band, {}).get(metric, {}).get("per_image", {}).get(q.name)
-                if not s or s.get("median") is None:
-                    cells.append("—")
-                else:
-                    cells.append(f"{_format_value(s['median'])} ± {_format_value(s['spread'], 2)}")
-            rows.append((metric, q.label, q.unit_for(flux_unit), q.ideal, cells))
-        for q in cls.set_quantities:
-            if not q.headline:
-                continue
-            cells = [
-                _format_value(m.summaries.get(band, {}).get(metric, {}).get("set", {}).get(q.name))
-                for m in evaluation.methods.values()
-            ]
-            rows.append((metric, q.label, q.unit_for(flux_unit), q.ideal, cells))
-    return rows

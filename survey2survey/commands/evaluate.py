@@ -106,10 +106,9 @@ def main(
     progress_cb = None
     bar = None
     if not quiet and err.is_terminal:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from survey2survey.progress import progress_bar
 
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                       console=err, transient=True)
+        bar = progress_bar(transient=True, elapsed=False)
         tasks: dict[str, int] = {}
 
         def progress_cb(method: str, done: int, total: int) -> None:

@@ -570,20 +570,8 @@ def prepare_dataset(
         filled = sum(r.filled > 0 for d in "ab" for r in recs[d] if r.ok)
         if filled:
             warnings_out.append(f"{filled} cutout(s) had a few NaN/inf pixels, set to 0")
-        options = {
-            "a_inputs": [str(p) for p in a_inputs],
-            "b_inputs": [str(p) for p in b_inputs],
-            "positions": {d: f"catalog {catalog_paths[d]}" if catalog_paths[d] else "wcs" for d in "ab"},
-            "match_radius_arcsec": match_radius,
-            "n_test": n_test,
-            "test_fraction": test_fraction if n_test is None else None,
-            "seed": seed,
-            "regrid": bool(regrid),
-            "regrid_method": "reproject_adaptive(conserve_flux=True, kernel=hann): b's flux per a pixel, "
-            "then b's flux factor and the stretch" if regrid else None,
-            "max_nan_fraction": max_nan_fraction,
-            "workers": workers,
-        }
+        options = _options(a_inputs, b_inputs, catalog_paths, match_radius, n_test, test_fraction, seed, regrid,
+                           max_nan_fraction, workers)  # fmt: skip
         info = _dataset_info(surveys, counts, arrays, fingerprint, regrid, match_radius, separations, options,
                              ingest_seconds)  # fmt: skip
         (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -631,6 +619,25 @@ def _counts(recs: dict[str, list[_Record]], rows: dict[str, list], split_pairs: 
         "skipped_b": sum(not r.ok for r in recs["b"]),
         "inputs_a": len(recs["a"]),
         "inputs_b": len(recs["b"]),
+    }
+
+
+def _options(a_inputs, b_inputs, catalog_paths, match_radius, n_test, test_fraction, seed, regrid,
+             max_nan_fraction, workers) -> dict:  # fmt: skip
+    """The ``options`` of ``dataset.json``: how the dataset was made."""
+    return {
+        "a_inputs": [str(p) for p in a_inputs],
+        "b_inputs": [str(p) for p in b_inputs],
+        "positions": {d: f"catalog {catalog_paths[d]}" if catalog_paths[d] else "wcs" for d in "ab"},
+        "match_radius_arcsec": match_radius,
+        "n_test": n_test,
+        "test_fraction": test_fraction if n_test is None else None,
+        "seed": seed,
+        "regrid": bool(regrid),
+        "regrid_method": "reproject_adaptive(conserve_flux=True, kernel=hann): b's flux per a pixel, "
+        "then b's flux factor and the stretch" if regrid else None,
+        "max_nan_fraction": max_nan_fraction,
+        "workers": workers,
     }
 
 
