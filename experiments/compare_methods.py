@@ -375,7 +375,7 @@ def train_all(args, ds: PreparedDataset, runs: list[dict], log: Log, state: dict
             print(f"\n{r['key']}: {status[r['key']][8:]}")
             continue
         cmd, opts = train_options(args, r, its, resume=how == "resume")
-        cmd = ["train", args.dataset_arg, *cmd, "--out", model_dir]
+        cmd = ["train", ds.root, *cmd, "--out", model_dir]
         entry = trained.setdefault(r["key"], {"commands": [], "wall_s": 0.0})
         t0 = time.perf_counter()
         try:
@@ -521,7 +521,6 @@ def main(argv=None) -> int:
 
     given = prepare_simulation(args, log, state) if args.simulate is not None else Path(args.dataset)
     ds = resolve_dataset(given)
-    args.dataset_arg = given  # as the user gave it, for the commands shown
     if state.get("fingerprint") not in (None, ds.fingerprint):
         fail(f"{out}: a comparison on another dataset; use another --out")
     state["fingerprint"] = args.fingerprint = ds.fingerprint
