@@ -463,6 +463,8 @@ def _check_memory(ds, cls, step, run: dict[str, Any], opts: TrainOptions, device
                            for n in ds.array_names((part,), cls.regridded).values() if n in ds.arrays)
                  for part in ("unpaired", "paired")}  # fmt: skip
 
+    copies = 2 if run["augment"] else 1  # the mini-batch as drawn, and its D4-transformed copy
+
     def run_once(bu: int, bp: int) -> int | None:
         return _one_iteration(ds, cls, step, run, opts, device, amp_dtype, channels_last, (bu, bp))
 
@@ -472,8 +474,8 @@ def _check_memory(ds, cls, step, run: dict[str, Any], opts: TrainOptions, device
         memory.check_batch_fits(
             run_once, int(run["batch_unpaired"]), int(run["batch_paired"]), parts=parts, label=label,
             available=available, device=device, world=ranks.world, local_world=local, resumed=opts.resume,
-            data_bytes=lambda bu, bp: bu * per_image["unpaired"] * ("unpaired" in parts)
-            + bp * per_image["paired"] * ("paired" in parts),
+            data_bytes=lambda bu, bp: copies * (bu * per_image["unpaired"] * ("unpaired" in parts)
+                                                + bp * per_image["paired"] * ("paired" in parts)),
         )  # fmt: skip
     except S2SError:
         raise

@@ -449,7 +449,7 @@ def test_the_probe_runs_real_iterations_under_the_limit_and_its_answer_runs(tiny
 
     one(fits)  # what it suggests runs under the same limit ...
     with pytest.raises(RuntimeError) as oom:
-        one(4 * fits)  # ... and a much larger batch does not
+        one(8 * fits)  # ... and a much larger batch does not
     assert tm.is_out_of_memory(oom.value)
     train_module._check_memory(ds, cls, None, dict(run, batch_unpaired=fits, batch_paired=fits), opts, cpu, None,
                                train_module.Ranks())  # the suggestion passes the guard  # fmt: skip
