@@ -411,6 +411,14 @@ def test_an_error_other_than_memory_goes_through_the_guard():
         tm.check_batch_fits(run_once, 4, 4, parts=("unpaired",), label="toy", available=(GIB, "available"),
                             device=torch.device("cpu"))  # fmt: skip
 
+    def onednn(bu, bp):  # what the CPU convolutions say when their work space cannot be allocated
+        raise RuntimeError("could not create a primitive")
+
+    with pytest.raises(UsageError, match="not even the smallest batch fits"):
+        tm.check_batch_fits(onednn, 4, 4, parts=("unpaired",), label="toy", available=(GIB, "available"),
+                            device=torch.device("cpu"))  # fmt: skip
+    assert not tm.is_out_of_memory(RuntimeError("could not create a primitive"))  # outside the probe: not memory
+
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="the CPU limit is Linux's address-space limit")
 def test_memory_limit_turns_a_too_large_allocation_into_the_allocators_error():

@@ -551,9 +551,21 @@ class MiniBatchLoader:
 
     # -- the background thread -----------------------------------------------------------
 
-    def _producer(self, start: int, slots: list, free: list, done_events: list) -> None:
-        """Fill ring slots with the rows (host placement) or indices of the next batches."""
+    def _producer(self, start: int, slots: list, free: list, done_events: list, out: queue.Queue) -> None:
+        """Fill ring slots with the rows (host placement) or indices of the next batches.
+
+        ``out`` is this thread's own queue: :meth:`close` may give up waiting for a thread
+        busy with a large batch, which then finds its stop flag set and leaves.
+        """
         import torch
+
+        def put(item) -> None:
+            while not self._stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
 
         it = start
         try:
@@ -572,7 +584,7 @@ class MiniBatchLoader:
                     rows = {f: torch.from_numpy(r) for f, r in self._gather_host(idx).items()}
                     idxs = {f: torch.from_numpy(i) for f, i in idx.items()}
                     cds = {f: torch.from_numpy(c) for f, c in codes.items()}
-                    self._queue.put((it, k, self._finish(rows, idxs, cds, it)))
+                    put((it, k, self._finish(rows, idxs, cds, it)))
                     free[k].set()
                     it += 1
                     continue
@@ -582,10 +594,10 @@ class MiniBatchLoader:
                     for f in idx:
                         idxs[f].numpy()[:] = idx[f]
                         cds[f].numpy()[:] = codes[f]
-                self._queue.put((it, k, (rows, idxs, cds)))
+                put((it, k, (rows, idxs, cds)))
                 it += 1
         except BaseException as exc:  # hand the error to the training thread
-            self._queue.put((it, -1, exc))
+            put((it, -1, exc))
 
     def _start(self) -> None:
         import torch
@@ -610,7 +622,7 @@ class MiniBatchLoader:
             e.set()
         self._done = [None] * n_slots
         self._thread = threading.Thread(
-            target=self._producer, args=(self.iteration, slots, self._free, self._done), daemon=True,
+            target=self._producer, args=(self.iteration, slots, self._free, self._done, self._queue), daemon=True,
             name="s2s-loader",
         )
         self._thread.start()

@@ -69,6 +69,15 @@ def format_bytes(n: float) -> str:
 _OOM_TEXT = ("can't allocate memory", "out of memory", "cudnn_status_alloc_failed", "not enough memory")
 
 
+#: What oneDNN (the CPU convolutions) says when it cannot allocate its work space; under the
+#: probe's memory limit that is an allocation failure like any other.
+_LIMIT_TEXT = ("could not create a primitive",)
+
+
+def _failed_under_limit(exc: BaseException) -> bool:
+    return isinstance(exc, RuntimeError) and any(t in str(exc).lower() for t in _LIMIT_TEXT)
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for an allocation failure: CUDA's ``torch.OutOfMemoryError``, the CPU
     allocator's ``RuntimeError`` ("DefaultCPUAllocator: can't allocate memory"), NumPy's
@@ -330,7 +339,7 @@ def check_batch_fits(run_once: Callable[[int, int], int | None], batch_unpaired:
                 peaks[bu, bp] = run_once(bu, bp)
             return True
         except Exception as exc:
-            if not is_out_of_memory(exc):
+            if not (is_out_of_memory(exc) or _failed_under_limit(exc)):
                 raise
             return False
         finally:
