@@ -67,16 +67,10 @@ def s2s(capsys, *args) -> Run:
     return Run(code, out, err)
 
 
-def s2s_process(*args, env=None, timeout=120, address_space: int | None = None) -> Run:
-    """``python -m survey2survey ARGS`` in a new process (``address_space``: its ``ulimit -v`` in bytes)."""
-
-    def limit() -> None:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (address_space, resource.getrlimit(resource.RLIMIT_AS)[1]))
-
+def s2s_process(*args, env=None, timeout=120) -> Run:
+    """``python -m survey2survey ARGS`` in a new process."""
     proc = subprocess.run([sys.executable, "-m", "survey2survey", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout, preexec_fn=limit if address_space else None)
+                          env=env, timeout=timeout)
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
