@@ -323,13 +323,14 @@ def check_batch_fits(run_once: Callable[[int, int], int | None], batch_unpaired:
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
-            return False
-        finally:
-            gc.collect()
+            del exc  # (its traceback holds the failed iteration's tensors)
+            gc.collect()  # free them before the next, smaller try
             if not cpu:
                 import torch
 
-                torch.cuda.empty_cache()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            return False
 
     same = batch_unpaired == batch_paired
     read = {"batch_unpaired": batch_unpaired, "batch_paired": batch_paired}
