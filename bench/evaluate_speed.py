@@ -20,19 +20,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from survey2survey.evaluate import evaluate, measure_arrays  # noqa: E402
-from survey2survey.metrics import get_metric_class, metric_names  # noqa: E402
-from survey2survey.metrics.base import MetricContext  # noqa: E402
-from survey2survey.surveys import get_survey  # noqa: E402
+from survey2survey.evaluate import evaluate, measure_arrays
+from survey2survey.metrics import get_metric_class, metric_names
+from survey2survey.metrics.base import MetricContext
+from survey2survey.surveys import get_survey
 
 POOL = 256
 
@@ -124,9 +121,9 @@ def bench_files(survey_name: str, n: int, jobs: int) -> None:
         assert ev.exit_code == 0 and len(ev.methods["pred"].pairs) == n
         print(f"  evaluate (read, match, measure, write json/csv), {jobs} thread(s): {wall:6.1f} s")
         t = time.perf_counter()
-        from survey2survey.plots import plot_all
+        from survey2survey.evaluate import draw_plots
 
-        plot_all(ev, root / "report")
+        draw_plots(ev, root / "report")
         print(f"  plots (all bands):                                  {time.perf_counter() - t:6.1f} s")
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,13 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from survey2survey.data.loader import Batch, MiniBatchLoader, open_dataset  # noqa: E402
-from survey2survey.methods import get_method  # noqa: E402
-from survey2survey.nets.layers import plain_upsampling  # noqa: E402
-from survey2survey.surveys import get_survey  # noqa: E402
-from survey2survey.translate import set_cuda_fp32_precision  # noqa: E402
+from survey2survey.data.loader import Batch, MiniBatchLoader, open_dataset
+from survey2survey.methods import get_method
+from survey2survey.nets.layers import plain_upsampling
+from survey2survey.surveys import get_survey
+from survey2survey.translate import set_cuda_fp32_precision
 
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s, H100 SXM
 

@@ -98,7 +98,8 @@ def write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = True,
         fh.write(data)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie (a killed, unreaped process counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -137,7 +138,7 @@ def remove_stale(directory: str | os.PathLike, recursive: bool = False) -> int:
             if not (name.startswith(".") and name.endswith(".tmp")) or marker not in name:
                 continue
             pid_text = name[name.rindex(marker) + len(marker) : -len(".tmp")].split("-")[0]
-            if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            if not pid_text.isdigit() or pid_alive(int(pid_text)):
                 continue
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(root, name))

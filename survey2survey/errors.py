@@ -23,6 +23,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PARTIAL",
     "EXIT_USAGE",
+    "first_line",
 ]
 
 EXIT_OK = 0
@@ -73,3 +74,16 @@ class OutputExistsError(CutoutError):
 
     def __init__(self, path: str | Path):
         super().__init__(path, "output exists (use --overwrite to replace it)")
+
+
+def first_line(exc: BaseException, limit: int = 200, with_type: bool = True) -> str:
+    """The first line of an exception's message, for a one-line error.
+
+    ``"ValueError: bad value"`` (``with_type``), or ``"bad value"``; the exception's type
+    name when it has no message.  Long lines are cut at ``limit`` characters.
+    """
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0][:limit]
+    return f"{type(exc).__name__}: {line}" if with_type else line

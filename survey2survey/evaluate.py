@@ -25,23 +25,30 @@ in all of them, so that they add nothing to any difference; their count is in th
 
 from __future__ import annotations
 
-import csv
-import datetime as _dt
-import io
-import json
 import os
-import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from survey2survey import __version__
-from survey2survey.atomic import write_bytes
 from survey2survey.errors import CutoutError, S2SError, SurveyError, UsageError
+from survey2survey.evaluation.matching import (
+    MATCH_RADIUS_ARCSEC,
+    Matching,
+    Pair,
+    match_sources,
+    normalize_object_id,
+)
+from survey2survey.evaluation.report import (
+    EVALUATE_FORMAT,
+    aggregate,
+    draw_plots,
+    per_image_csv,
+    table_rows,
+    write_report,
+)
 
 __all__ = [
     "EVALUATE_FORMAT",
@@ -55,192 +62,13 @@ __all__ = [
     "evaluate",
     "measure_arrays",
     "write_report",
+    "per_image_csv",
+    "draw_plots",
     "table_rows",
 ]
 
-#: ``format`` field of metrics.json.
-EVALUATE_FORMAT = "s2s-evaluate/1"
-#: Largest separation (arcsec) of two WCS centres matched by position.
-MATCH_RADIUS_ARCSEC = 1.0
 #: Target number of float32 values per array in one chunk (16 MB).
 _CHUNK_VALUES = 4_000_000
-
-
-# --- matching -----------------------------------------------------------------------
-
-
-def _survey_suffixes() -> list[str]:
-    from survey2survey.surveys import list_surveys
-
-    names: set[str] = set()
-    for s in list_surveys():
-        names.add(s.name.lower())
-        names.update(a.lower() for a in s.aliases)
-    return sorted(names, key=len, reverse=True)
-
-
-def normalize_object_id(object_id: str, survey_names: Sequence[str] | None = None) -> str:
-    """Object id without a trailing suffix naming a survey.
-
-    ``obj42.cfht``, ``obj42_cfht``, ``obj42-CFHT``, ``obj42.sdss2cfht`` and
-    ``obj42_sdss_to_cfht`` all become ``obj42``.
-
-    Parameters
-    ----------
-    object_id : str
-        File name stem (as :func:`~survey2survey.fits_io.find_cutouts` gives it).
-    survey_names : sequence of str, optional
-        Names to strip; default every registered survey name and alias.
-    """
-    names = list(survey_names) if survey_names is not None else _survey_suffixes()
-    alt = "|".join(re.escape(n) for n in names)
-    if not alt:
-        return object_id
-    pattern = re.compile(rf"[._-](?:(?:{alt})(?:2|[._-]to[._-]))?(?:{alt})$", re.IGNORECASE)
-    stripped = object_id
-    while True:  # "obj.sdss.cfht" -> "obj"
-        new = pattern.sub("", stripped)
-        if new == stripped or not new:
-            return stripped
-        stripped = new
-
-
-@dataclass
-class Pair:
-    """One prediction matched to its reference (and truth).
-
-    Attributes
-    ----------
-    object_id : str
-        Normalised object id (of the reference).
-    pred, ref : CutoutSource
-    truth : CutoutSource or None
-    how : str
-        ``"id"`` or ``"position"``.
-    separation : float or None
-        Arcsec between the WCS centres when matched by position.
-    """
-
-    object_id: str
-    pred: Any
-    ref: Any
-    truth: Any = None
-    how: str = "id"
-    separation: float | None = None
-
-
-@dataclass
-class Matching:
-    """Result of matching one set of files to the references."""
-
-    pairs: list[tuple[Any, Any, str, float | None]] = field(default_factory=list)
-    unmatched: list[Any] = field(default_factory=list)  # sources of the matched set left over
-    unused_ref: list[Any] = field(default_factory=list)  # references nothing matched
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) read for position
-
-    @property
-    def by_id(self) -> int:
-        return sum(1 for p in self.pairs if p[2] == "id")
-
-    @property
-    def by_position(self) -> int:
-        return sum(1 for p in self.pairs if p[2] == "position")
-
-
-def _centres(sources, survey) -> tuple[list[Any], np.ndarray, list[tuple[str, str]]]:
-    """WCS centres (deg) of the sources that have one; failures for those that cannot be read."""
-    from survey2survey.fits_io import read_cutout
-
-    kept, coords, failures = [], [], []
-    for src in sources:
-        try:
-            cut = read_cutout(src, survey)
-        except CutoutError as exc:
-            failures.append((str(exc.path), exc.reason))
-            continue
-        radec = cut.center_radec()
-        if radec is not None:
-            kept.append(src)
-            coords.append(radec)
-    return kept, np.array(coords, dtype=np.float64).reshape(-1, 2), failures
-
-
-def match_sources(
-    items: Sequence[Any],
-    refs: Sequence[Any],
-    survey=None,
-    *,
-    radius_arcsec: float = MATCH_RADIUS_ARCSEC,
-    by_position: bool = True,
-) -> Matching:
-    """Match cutout sources to reference sources: by object id, then by sky position.
-
-    Parameters
-    ----------
-    items, refs : sequence of CutoutSource
-    survey : Survey, optional
-        Passed to the reader when WCS centres are needed.
-    radius_arcsec : float
-        Largest separation of a position match.
-    by_position : bool
-        Try the WCS centres of the files left after matching by id.
-
-    Returns
-    -------
-    Matching
-        ``pairs`` of (item, ref, how, separation_arcsec), one reference per item at most.
-    """
-    names = _survey_suffixes()
-    ref_by_id: dict[str, Any] = {}
-    ambiguous: set[str] = set()
-    for r in refs:
-        key = normalize_object_id(r.object_id, names)
-        if key in ref_by_id:
-            ambiguous.add(key)
-        ref_by_id[key] = r
-    result = Matching()
-    used: set[int] = set()
-    left: list[Any] = []
-    for it in items:
-        key = normalize_object_id(it.object_id, names)
-        ref = ref_by_id.get(key) if key not in ambiguous else None
-        if ref is not None and id(ref) not in used:
-            used.add(id(ref))
-            result.pairs.append((it, ref, "id", None))
-        else:
-            left.append(it)
-    free_refs = [r for r in refs if id(r) not in used]
-    if left and free_refs and by_position:
-        left_kept, left_xy, fail_a = _centres(left, survey)
-        ref_kept, ref_xy, fail_b = _centres(free_refs, survey)
-        result.failures += fail_a + fail_b
-        failed = {f for f, _ in fail_a}
-        if len(left_kept) and len(ref_kept):
-            from astropy import units as u
-            from astropy.coordinates import SkyCoord
-
-            a = SkyCoord(left_xy[:, 0] * u.deg, left_xy[:, 1] * u.deg)
-            b = SkyCoord(ref_xy[:, 0] * u.deg, ref_xy[:, 1] * u.deg)
-            idx, sep, _ = a.match_to_catalog_sky(b)
-            sep_arcsec = sep.to(u.arcsec).value
-            # closest first, so that a reference claimed twice goes to the nearer file
-            taken: set[int] = set()
-            matched: set[int] = set()
-            for i in np.argsort(sep_arcsec, kind="stable"):
-                j = int(idx[i])
-                if sep_arcsec[i] <= radius_arcsec and j not in taken:
-                    taken.add(j)
-                    matched.add(int(i))
-                    result.pairs.append((left_kept[i], ref_kept[j], "position", float(sep_arcsec[i])))
-                    used.add(id(ref_kept[j]))
-        else:
-            matched = set()
-        matched_ids = {id(left_kept[i]) for i in matched} if len(left_kept) else set()
-        result.unmatched = [it for it in left if id(it) not in matched_ids and str(it.path) not in failed]
-    else:
-        result.unmatched = left
-    result.unused_ref = [r for r in refs if id(r) not in used]
-    return result
 
 
 # --- results ------------------------------------------------------------------------
@@ -292,8 +120,9 @@ class Evaluation:
         ``{method: [reference files without a prediction]}``.
     ref_without_truth : list of str
         References that no truth file matched (with ``truth``; they are not measured).
-    noise_sigma : str
-        How the flux plot's noise lines were measured.
+    notes : dict
+        Facts about the whole evaluation that metrics report (their ``evaluation_notes``:
+        ``noise_sigma``, how the flux plot's noise lines were measured).
     parameters : dict
     report : dict
         The content of metrics.json.
@@ -309,12 +138,17 @@ class Evaluation:
     unmatched: list[tuple[str, str]] = field(default_factory=list)
     unused_ref: dict[str, list[str]] = field(default_factory=dict)
     ref_without_truth: list[str] = field(default_factory=list)
-    noise_sigma: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def noise_sigma(self) -> str | None:
+        """How the noise level of the flux plot was measured (a note of the flux metric)."""
+        return self.notes.get("noise_sigma")
 
     @property
     def n_problems(self) -> int:
@@ -334,16 +168,6 @@ class Evaluation:
 
 
 # --- measuring ----------------------------------------------------------------------
-
-
-def _quantities(metric_classes) -> dict[str, Any]:
-    out = {}
-    for cls in metric_classes:
-        for q in cls.columns:
-            out[q.name] = (cls.name, "image", q)
-        for q in cls.set_quantities:
-            out[f"{cls.name}.{q.name}"] = (cls.name, "set", q)
-    return out
 
 
 class _Runner:
@@ -669,101 +493,32 @@ def evaluate(
     """
     import time
 
-    from survey2survey.fits_io import find_cutouts
     from survey2survey.metrics import get_metric_class, parse_metrics
-    from survey2survey.surveys import get_survey
 
     t_start = time.perf_counter()
     _check_options(match_radius, r_max, aperture_radius, jobs)
-    if isinstance(pred, Mapping):
-        pred_inputs = {str(k): [str(p) for p in v] for k, v in pred.items()}
-    else:
-        pred_inputs = {"pred": [str(p) for p in ([pred] if isinstance(pred, (str, os.PathLike)) else pred)]}
-    if not pred_inputs:
-        raise UsageError("no predictions given (--pred DIR)")
-    ref_inputs = [str(ref)] if isinstance(ref, (str, os.PathLike)) else [str(r) for r in ref]
-    truth_inputs = None
-    if truth is not None:
-        truth_inputs = [str(truth)] if isinstance(truth, (str, os.PathLike)) else [str(t) for t in truth]
+    pred_inputs, ref_inputs, truth_inputs = _inputs(pred, ref, truth)
     have_truth = truth_inputs is not None
     metric_text = metrics if (metrics is None or isinstance(metrics, str)) else ",".join(metrics)
-    metric_names = parse_metrics(metric_text, have_truth)
-
-    survey_obj = get_survey(survey) if survey is not None else None
-    ref_sources = find_cutouts(ref_inputs, survey_obj)
-    if survey_obj is None:
-        survey_obj = _detect_survey(ref_sources)
-        if survey_obj is None:
-            first = [s for ss in pred_inputs.values() for s in ss]
-            survey_obj = _detect_survey(find_cutouts(first, None))
-        if survey_obj is None:
-            raise UsageError(
-                f"cannot tell the survey of {ref_inputs[0]} from its headers (no SURVEY / S2STGTSV / "
-                "TELESCOP keyword or known pixel scale): give --survey"
-            )
+    names = parse_metrics(metric_text, have_truth)
+    survey_obj, ref_sources = _references(survey, ref_inputs, pred_inputs)
     band_index = _parse_bands(band, survey_obj)
     bands = tuple(survey_obj.bands[i] for i in band_index)
-
-    truth_by_ref: dict[int, Any] = {}
-    unmatched_truth: list[str] = []
     failures: list[tuple[str, str]] = []
-    if have_truth:
-        truth_sources = find_cutouts(truth_inputs, survey_obj)
-        tm = match_sources(truth_sources, ref_sources, survey_obj, radius_arcsec=match_radius)
-        failures += tm.failures
-        for t, r, _, _ in tm.pairs:
-            truth_by_ref[id(r)] = t
-        # truth files beyond the references are fine (a simulation's whole truth set);
-        # a reference without its truth cannot be measured against it
-        unmatched_truth = [str(s.path) for s in tm.unused_ref]
+    truth_by_ref, unmatched_truth = _truths(truth_inputs, ref_sources, survey_obj, match_radius, failures)
 
-    context = _context(survey_obj, bands, r_max, aperture_radius)
-    classes = [get_metric_class(n) for n in metric_names]
-    n_jobs = max(1, int(jobs)) if jobs else max(1, min(2, os.cpu_count() or 1))
-    size = _chunk_size(survey_obj, len(bands), chunk_size)
-    lock = threading.Lock()
-
-    evaluation = Evaluation(survey=survey_obj, bands=bands, metrics=metric_names, methods={})
-    evaluation.ref_without_truth = unmatched_truth
-    any_pairs = False
-    for name, inputs in pred_inputs.items():
-        sources = find_cutouts(inputs, survey_obj)
-        m = match_sources(sources, ref_sources, survey_obj, radius_arcsec=match_radius)
-        failures += m.failures
-        pairs = []
-        for p, r, how, sep in m.pairs:
-            t = truth_by_ref.get(id(r)) if have_truth else None
-            if have_truth and t is None:
-                continue  # the reference has no truth: reported in unmatched_truth
-            pairs.append(Pair(normalize_object_id(r.object_id), p, r, t, how, sep))
-        pairs.sort(key=lambda pr: (str(pr.ref.path.parent), pr.object_id))
-        result = MethodResult(name=name, matching=m)
-        evaluation.methods[name] = result
-        evaluation.unmatched += [(name, str(s.path)) for s in m.unmatched]
-        evaluation.unused_ref[name] = [str(s.path) for s in m.unused_ref]
-        if not pairs:
-            continue
-        any_pairs = True
-        instances = [cls(context) for cls in classes]
-        runner = _Runner(survey_obj, list(band_index), failures, lock)
-        chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
-        loaders = [lambda c=c: runner.load_chunk(c) for c in chunks]
-        done = [0]
-
-        def on_chunk(index, name=name, chunks=chunks, total=len(pairs)):
-            done[0] += len(chunks[index])
-            if progress is not None:
-                progress(name, done[0], total)
-
-        outputs = _measure(loaders, instances, n_jobs, on_chunk)
-        result.pairs = [p for (kept, _), _ in outputs for p in kept]
-        if result.pairs:
-            result.columns = _collect(outputs)
-            result.n_masked = np.concatenate([masked for (_, masked), _ in outputs])
-        result.results = {mt.name: mt.result() for mt in instances} if result.pairs else {}
-        if "flux" in result.results:
-            evaluation.noise_sigma = result.results["flux"].notes.get("noise_sigma")
-    if not any_pairs:
+    classes = [get_metric_class(n) for n in names]
+    evaluation = Evaluation(survey=survey_obj, bands=bands, metrics=names, methods={},
+                            ref_without_truth=unmatched_truth)  # fmt: skip
+    setup = _Setup(
+        survey=survey_obj, band_index=list(band_index), classes=classes, ref_sources=ref_sources,
+        truth_by_ref=truth_by_ref if have_truth else None, match_radius=match_radius,
+        context=_context(survey_obj, bands, r_max, aperture_radius),
+        jobs=max(1, int(jobs)) if jobs else max(1, min(2, os.cpu_count() or 1)),
+        chunk=_chunk_size(survey_obj, len(bands), chunk_size), failures=failures, progress=progress,
+    )  # fmt: skip
+    matched = [_evaluate_method(evaluation, name, inputs, setup) for name, inputs in pred_inputs.items()]
+    if not any(matched):
         n_pred = sum(len(v) for v in pred_inputs.values())
         raise UsageError(
             f"no prediction matched a reference ({n_pred} prediction input(s), {len(ref_sources)} reference "
@@ -778,14 +533,13 @@ def evaluate(
         "aperture_radius_arcsec": aperture_radius if aperture_radius is not None else 2.0,
         "match_radius_arcsec": match_radius,
         "spread": "sigma_MAD = 1.4826 x median absolute deviation",
-        "ssim": "11x11 Gaussian window, sigma 1.5 px, C1 = (0.01 R)^2, C2 = (0.03 R)^2, R = max - min of ref",
-        "fourier_layout": "unshifted FFT: zero frequency in the corners, highest frequency at the centre",
-        "jobs": n_jobs,
-        "chunk_size": size,
+        **{k: v for cls in classes for k, v in cls.parameters.items()},
+        "jobs": setup.jobs,
+        "chunk_size": setup.chunk,
     }
     evaluation.inputs = {"pred": pred_inputs, "ref": ref_inputs, "truth": truth_inputs}
     evaluation.timings["measure_s"] = time.perf_counter() - t_start
-    _aggregate(evaluation, classes)
+    aggregate(evaluation, classes)
     if out is not None:
         t0 = time.perf_counter()
         write_report(evaluation, out, plots=plots)
@@ -793,211 +547,112 @@ def evaluate(
     return evaluation
 
 
-def _aggregate(evaluation: Evaluation, classes) -> None:
-    from survey2survey.metrics.stats import summarize
-
-    quantities = _quantities(classes)
-    flux_unit = evaluation.survey.flux_unit
-    results: dict[str, Any] = {}
-    notes: dict[str, Any] = {}
-    for name, mres in evaluation.methods.items():
-        per_band: dict[str, Any] = {}
-        for b, band in enumerate(evaluation.bands):
-            entry: dict[str, Any] = {"n_images": len(mres.pairs)}
-            for cls in classes:
-                per_image = {
-                    q.name: summarize(mres.columns[q.name][:, b]) for q in cls.columns if q.name in mres.columns
-                }
-                mr = mres.results.get(cls.name)
-                set_values = dict(mr.values.get(band, {})) if mr is not None else {}
-                entry[cls.name] = {"per_image": per_image, "set": set_values}
-                if mr is not None and mr.notes:
-                    notes[cls.name] = mr.notes
-            per_band[band] = entry
-        mres.summaries = per_band
-        results[name] = per_band
-    evaluation.report = {
-        "format": EVALUATE_FORMAT,
-        "version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "survey": evaluation.survey.to_dict(),
-        "flux_unit": flux_unit,
-        "bands": list(evaluation.bands),
-        "metrics": list(evaluation.metrics),
-        "inputs": evaluation.inputs,
-        "noise_sigma": evaluation.noise_sigma,
-        "parameters": evaluation.parameters,
-        "quantities": {
-            key: {
-                "metric": metric,
-                "level": level,
-                "label": q.label,
-                "unit": q.unit_for(flux_unit),
-                "ideal": q.ideal,
-                "description": q.description,
-            }
-            for key, (metric, level, q) in quantities.items()
-        },
-        "matching": {
-            name: {
-                "pairs_measured": len(m.pairs),
-                "matched_by_id": m.matching.by_id if m.matching else 0,
-                "matched_by_position": m.matching.by_position if m.matching else 0,
-                "unmatched_pred": [str(s.path) for s in (m.matching.unmatched if m.matching else [])],
-                "reference_without_pred": evaluation.unused_ref.get(name, []),
-            }
-            for name, m in evaluation.methods.items()
-        },
-        "reference_without_truth": evaluation.ref_without_truth,
-        "failures": [{"file": f, "reason": r} for f, r in evaluation.failures],
-        "results": results,
-        "notes": notes,
-        "timings_s": {k: round(v, 3) for k, v in evaluation.timings.items()},
-    }
+def _as_list(paths) -> list[str]:
+    return [str(paths)] if isinstance(paths, (str, os.PathLike)) else [str(p) for p in paths]
 
 
-# --- writing ------------------------------------------------------------------------
+def _inputs(pred, ref, truth) -> tuple[dict[str, list[str]], list[str], list[str] | None]:
+    """``({method: [inputs]}, [reference inputs], [truth inputs] or None)`` as strings."""
+    if isinstance(pred, Mapping):
+        pred_inputs = {str(k): [str(p) for p in v] for k, v in pred.items()}
+    else:
+        pred_inputs = {"pred": _as_list(pred)}
+    if not pred_inputs:
+        raise UsageError("no predictions given (--pred DIR)")
+    return pred_inputs, _as_list(ref), (None if truth is None else _as_list(truth))
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    try:
-        write_bytes(path, data)
-    except OSError as exc:  # the report cannot be written at all: a bad --out, not a bad input
-        raise UsageError(f"{path}: cannot write output ({exc.strerror or exc})") from None
+def _references(survey, ref_inputs: list[str], pred_inputs: dict[str, list[str]]):
+    """The survey (given, else from the references' or the predictions' headers) and the reference cutouts."""
+    from survey2survey.fits_io import find_cutouts
+    from survey2survey.surveys import get_survey
+
+    survey_obj = get_survey(survey) if survey is not None else None
+    ref_sources = find_cutouts(ref_inputs, survey_obj)
+    if survey_obj is None:
+        survey_obj = _detect_survey(ref_sources)
+        if survey_obj is None:
+            first = [s for ss in pred_inputs.values() for s in ss]
+            survey_obj = _detect_survey(find_cutouts(first, None))
+        if survey_obj is None:
+            raise UsageError(
+                f"cannot tell the survey of {ref_inputs[0]} from its headers (no SURVEY / S2STGTSV / "
+                "TELESCOP keyword or known pixel scale): give --survey"
+            )
+    return survey_obj, ref_sources
 
 
-def _fmt(x: float) -> str:
-    return "" if not np.isfinite(x) else f"{x:.7g}"
+def _truths(truth_inputs, ref_sources, survey, match_radius: float, failures: list) -> tuple[dict[int, Any], list[str]]:
+    """The truth of each reference (by ``id``), and the references without one."""
+    from survey2survey.fits_io import find_cutouts
+
+    if truth_inputs is None:
+        return {}, []
+    m = match_sources(find_cutouts(truth_inputs, survey), ref_sources, survey, radius_arcsec=match_radius)
+    failures += m.failures
+    # truth files beyond the references are fine (a simulation's whole truth set);
+    # a reference without its truth cannot be measured against it
+    return {id(r): t for t, r, _, _ in m.pairs}, [str(s.path) for s in m.unused_ref]
 
 
-def per_image_csv(evaluation: Evaluation) -> str:
-    """The per-image table (one row per method, object and band) as CSV text."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    cols: list[str] = []
-    for m in evaluation.methods.values():
-        cols += [c for c in m.columns if c not in cols]
-    writer.writerow(
-        ["method", "object_id", "band", "pred_file", "ref_file", "truth_file", "matched_by", "separation_arcsec",
-         "n_masked"] + cols
-    )
-    for name, m in evaluation.methods.items():
-        for i, pair in enumerate(m.pairs):
-            for b, band in enumerate(evaluation.bands):
-                writer.writerow(
-                    [name, pair.object_id, band, str(pair.pred.path), str(pair.ref.path),
-                     str(pair.truth.path) if pair.truth is not None else "", pair.how,
-                     "" if pair.separation is None else f"{pair.separation:.3f}",
-                     int(m.n_masked[i, b]) if m.n_masked is not None else 0]
-                    + [_fmt(m.columns[c][i, b]) if c in m.columns else "" for c in cols]
-                )
-    return buf.getvalue()
+@dataclass
+class _Setup:
+    """What measuring one method's predictions needs (the same for every method)."""
+
+    survey: Any
+    band_index: list[int]
+    classes: list[Any]
+    ref_sources: list[Any]
+    truth_by_ref: dict[int, Any] | None  # None: no truth given
+    match_radius: float
+    context: Any
+    jobs: int
+    chunk: int
+    failures: list[tuple[str, str]]
+    progress: Callable[[str, int, int], None] | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _arrays(evaluation: Evaluation) -> dict[str, np.ndarray]:
-    out = {"bands": np.array(evaluation.bands)}
-    for name, m in evaluation.methods.items():
-        for metric, res in m.results.items():
-            for key, arr in res.arrays.items():
-                out[f"{name}/{metric}/{key}"] = np.asarray(arr)
-    return out
+def _evaluate_method(evaluation: Evaluation, name: str, inputs: list[str], setup: _Setup) -> bool:
+    """Match one method's predictions to the references and measure the pairs; False if none matched."""
+    from survey2survey.fits_io import find_cutouts
+
+    m = match_sources(find_cutouts(inputs, setup.survey), setup.ref_sources, setup.survey,
+                      radius_arcsec=setup.match_radius)  # fmt: skip
+    setup.failures += m.failures
+    pairs = []
+    for p, r, how, sep in m.pairs:
+        t = setup.truth_by_ref.get(id(r)) if setup.truth_by_ref is not None else None
+        if setup.truth_by_ref is not None and t is None:
+            continue  # the reference has no truth: reported in ref_without_truth
+        pairs.append(Pair(normalize_object_id(r.object_id), p, r, t, how, sep))
+    pairs.sort(key=lambda pr: (str(pr.ref.path.parent), pr.object_id))
+    result = MethodResult(name=name, matching=m)
+    evaluation.methods[name] = result
+    evaluation.unmatched += [(name, str(s.path)) for s in m.unmatched]
+    evaluation.unused_ref[name] = [str(s.path) for s in m.unused_ref]
+    if not pairs:
+        return False
+    instances = [cls(setup.context) for cls in setup.classes]
+    runner = _Runner(setup.survey, setup.band_index, setup.failures, setup.lock)
+    chunks = [pairs[i : i + setup.chunk] for i in range(0, len(pairs), setup.chunk)]
+    loaders = [lambda c=c: runner.load_chunk(c) for c in chunks]
+    done = [0]
+
+    def on_chunk(index: int) -> None:
+        done[0] += len(chunks[index])
+        if setup.progress is not None:
+            setup.progress(name, done[0], len(pairs))
+
+    outputs = _measure(loaders, instances, setup.jobs, on_chunk)
+    result.pairs = [p for (kept, _), _ in outputs for p in kept]
+    if result.pairs:
+        result.columns = _collect(outputs)
+        result.n_masked = np.concatenate([masked for (_, masked), _ in outputs])
+        result.results = {mt.name: mt.result() for mt in instances}
+        for mt in instances:
+            notes = result.results[mt.name].notes
+            evaluation.notes.update({k: notes.get(k) for k in mt.evaluation_notes})
+    return True
 
 
-def write_report(evaluation: Evaluation, out: str | os.PathLike, plots: bool = True) -> dict[str, str]:
-    """Write metrics.json, per_image.csv, arrays.npz and the plots into ``out``.
-
-    Every file is written to a temporary name in ``out`` and renamed into place.
-
-    Returns
-    -------
-    dict
-        File kind -> path written.
-    """
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{out}: cannot create the report directory ({exc.strerror or exc})") from None
-    files: dict[str, str] = {}
-    csv_path = out / "per_image.csv"
-    _atomic_bytes(csv_path, per_image_csv(evaluation).encode("utf-8"))
-    files["per_image_csv"] = str(csv_path)
-    npz_path = out / "arrays.npz"
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **_arrays(evaluation))
-    _atomic_bytes(npz_path, buf.getvalue())
-    files["arrays"] = str(npz_path)
-    if plots:
-        from survey2survey.plots import plot_all
-
-        for kind, path in plot_all(evaluation, out).items():
-            files[f"plot_{kind}"] = str(path)
-    evaluation.files = files
-    evaluation.report["files"] = {k: Path(v).name for k, v in files.items()}
-    json_path = out / "metrics.json"
-    text = json.dumps(evaluation.report, indent=2, allow_nan=False, default=_json_default)
-    _atomic_bytes(json_path, (text + "\n").encode("utf-8"))
-    files["metrics_json"] = str(json_path)
-    return files
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.floating, np.integer)):
-        v = obj.item()
-        return v if not (isinstance(v, float) and not np.isfinite(v)) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-# --- the terminal table -------------------------------------------------------------
-
-
-def _format_value(x: float | None, digits: int = 3) -> str:
-    """A number for the terminal table: 3 significant digits, no needless exponents."""
-    if x is None or not np.isfinite(x):
-        return "—"
-    ax = abs(x)
-    if ax == 0:
-        return "0"
-    if ax < 1e-3 or ax >= 1e6:
-        return f"{x:.{digits - 1}e}"
-    if ax >= 10 ** digits:
-        return f"{x:.0f}"
-    return f"{x:.{digits}g}"
-
-
-def table_rows(evaluation: Evaluation, band: str) -> list[tuple[str, str, str, str, list[str]]]:
-    """Headline rows for one band: (metric, label, unit, ideal, [value per method]).
-
-    Per-image quantities read ``median ± spread`` (spread = sigma_MAD over the images);
-    set-level quantities are one number.
-    """
-    from survey2survey.metrics import get_metric_class
-
-    rows: list[tuple[str, str, str, str, list[str]]] = [
-        ("", "images measured", "", "", [str(len(m.pairs)) for m in evaluation.methods.values()])
-    ]
-    flux_unit = evaluation.survey.flux_unit
-    for metric in evaluation.metrics:
-        cls = get_metric_class(metric)
-        for q in cls.columns:
-            if not q.headline:
-                continue
-            cells = []
-            for m in evaluation.methods.values():
-                s = m.summaries.get(band, {}).get(metric, {}).get("per_image", {}).get(q.name)
-                if not s or s.get("median") is None:
-                    cells.append("—")
-                else:
-                    cells.append(f"{_format_value(s['median'])} ± {_format_value(s['spread'], 2)}")
-            rows.append((metric, q.label, q.unit_for(flux_unit), q.ideal, cells))
-        for q in cls.set_quantities:
-            if not q.headline:
-                continue
-            cells = [
-                _format_value(m.summaries.get(band, {}).get(metric, {}).get("set", {}).get(q.name))
-                for m in evaluation.methods.values()
-            ]
-            rows.append((metric, q.label, q.unit_for(flux_unit), q.ideal, cells))
-    return rows

@@ -4,7 +4,8 @@ Methods are overlaid in one figure, as in Lin & Fouchez's variant analysis; the 
 is drawn in black.  matplotlib is imported when a plot is drawn, never at package import,
 and figures are built with :class:`matplotlib.figure.Figure` (no pyplot global state), so
 plotting is safe inside other programs.  Every file is written to a temporary name and
-renamed into place.
+renamed into place.  Each metric class draws its own plots with these functions
+(``Metric.plot``; :func:`survey2survey.evaluate.draw_plots` calls them).
 
 ==================  =========================================================================
 file                content
@@ -31,7 +32,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_all", "REFERENCE_COLOR"]
+__all__ = [
+    "plot_flux",
+    "plot_fourier",
+    "plot_ssim",
+    "plot_magnitude",
+    "plot_snr",
+    "plot_photometry",
+    "plot_profile",
+    "plot_noise",
+    "REFERENCE_COLOR",
+]
 
 REFERENCE_COLOR = "black"
 #: Histogram range: pooled percentiles, so that a few outliers (kept, in the edge bins) do
@@ -358,37 +369,3 @@ def plot_noise(evaluation, path):
 
 
 # --- everything ---------------------------------------------------------------------
-
-
-def plot_all(evaluation, out: str | os.PathLike) -> dict[str, Path]:
-    """Draw every plot that the evaluated metrics allow into the directory ``out``.
-
-    Returns
-    -------
-    dict
-        Plot kind (``flux``, ``fourier_r``, ...) -> path written.
-    """
-    out = Path(out)
-    done: dict[str, Path] = {}
-    metrics = set(evaluation.metrics)
-    if "flux" in metrics:
-        done["flux"] = plot_flux(evaluation, out / "flux.png")
-    if "fourier" in metrics:
-        for band in evaluation.bands:
-            p = plot_fourier(evaluation, band, out / f"fourier_{band}.png")
-            if p is not None:
-                done[f"fourier_{band}"] = p
-    simple = {
-        "ssim": plot_ssim,
-        "magnitude": plot_magnitude,
-        "snr": plot_snr,
-        "profile": plot_profile,
-        "photometry": plot_photometry,
-        "noise": plot_noise,
-    }
-    for name, fn in simple.items():
-        if name in metrics:
-            p = fn(evaluation, out / f"{name}.png")
-            if p is not None:
-                done[name] = p
-    return done

@@ -94,6 +94,20 @@ def test_registry_and_parse():
         assert get_metric_class(name).name == name
 
 
+def test_the_cli_lists_come_from_the_metric_registry():
+    import typer.main
+
+    from survey2survey.cli import app
+    from survey2survey.commands import evaluate as command
+
+    assert ", ".join(metric_names()) in " ".join(command.__doc__.split())
+    option = next(p for p in typer.main.get_command(app).commands["evaluate"].params if p.name == "metrics")
+    assert ",".join(metric_names()) in option.help
+    # each class owns whether it needs the truth; the registry has no copy of it
+    needing = [n for n in metric_names() if get_metric_class(n).needs_truth]
+    assert needing == ["photometry", "noise"] and set(default_metrics(False)) == set(metric_names()) - set(needing)
+
+
 # --- apertures (vectorised vs photutils) --------------------------------------------
 
 

@@ -14,7 +14,8 @@ from astropy.table import Table
 
 from survey2survey.data.crossmatch import crossmatch, read_catalog
 from survey2survey.data.loader import open_dataset, source_path, source_paths
-from survey2survey.data.prepare import _truncate_npy, prepare_dataset
+from survey2survey.data.prepare import prepare_dataset
+from survey2survey.data.rows import truncate_npy as _truncate_npy
 from survey2survey.data.regrid import regrid, regrid_to_survey
 from survey2survey.data.simulate import SimulationConfig, object_id, simulate_survey_pair
 from survey2survey.errors import UsageError
@@ -409,6 +410,33 @@ def test_cli_prepare_exit_codes(sim, tmp_path):
     assert simulated == 0
     info = json.loads((tmp_path / "simdir" / "dataset" / "dataset.json").read_text())
     assert info["counts"]["train"] + info["counts"]["test"] == 2 and info["counts"]["unpaired_a"] == 1
+
+
+def test_prepare_library_call_behind_the_command(sim, tmp_path):
+    from survey2survey.data.build import prepare
+
+    said: list[str] = []
+    real = prepare(tmp_path / "real", [str(sim / "sdss")], [str(sim / "cfht")], n_test=2, workers=1, echo=said.append)
+    assert real.exit_code == 0 and real.simulation is None and real.dataset.counts["test"] == 2 and said == []
+    for kwargs, message in (
+        (dict(a=[str(sim / "sdss")]), "give the cutouts of both surveys"),
+        (dict(a=[str(sim / "sdss")], b=[str(sim / "cfht")], fits_only=True), "go with --simulate"),
+        (dict(simulate=2, a=[str(sim / "sdss")]), "leave out --a and --b"),
+        (dict(simulate=2, catalog="cat.csv"), "leave out --catalog"),
+        (dict(simulate=2, n_test=1, test_fraction=0.5), "not both"),  # refused before simulating
+    ):
+        with pytest.raises(UsageError, match=message):
+            prepare(tmp_path / "bad", **kwargs)
+    assert not (tmp_path / "bad").exists()
+
+    fits_only = prepare(tmp_path / "sim", simulate=2, unpaired_a=1, unpaired_b=0, fits_only=True, workers=1,
+                        echo=said.append)  # fmt: skip
+    assert fits_only.dataset is None and fits_only.simulation is not None and len(said) == 1
+    assert not (tmp_path / "sim" / "dataset").exists()
+    # the same simulation again, now with its dataset: the finished simulation is not redone
+    again = prepare(tmp_path / "sim", simulate=2, unpaired_a=1, unpaired_b=0, workers=1, echo=said.append)
+    assert again.simulation is None and said[-1].endswith("this simulation is already complete; building its dataset")
+    assert again.dataset.out == tmp_path / "sim" / "dataset" and again.dataset.counts["unpaired_a"] == 1
 
 
 def test_truncate_npy_keeps_a_loadable_prefix(tmp_path):

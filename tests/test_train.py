@@ -6,6 +6,7 @@ more iterations use two small made-up surveys (36 and 72 px) so they stay fast o
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -18,7 +19,7 @@ import pytest
 import torch
 
 from _tiny_dataset import make_tiny_dataset
-from survey2survey import train_memory as tm
+from survey2survey.training import memory as tm
 from survey2survey.data.loader import MiniBatchLoader, apply_d4, d4_index_maps, open_dataset
 from survey2survey.errors import ModelError, UsageError
 from survey2survey.methods import METHODS, get_method
@@ -129,6 +130,24 @@ def test_bad_dataset_is_a_one_line_usage_error(tmp_path):
 
 
 # --- every method ------------------------------------------------------------------------------
+
+
+def test_the_method_registry_names_its_classes_and_feeds_the_cli():
+    import typer.main
+
+    from survey2survey.cli import app
+    from survey2survey.commands import train as command
+    from survey2survey.methods import method_help
+
+    for name, info in METHODS.items():
+        assert get_method(name).name == name == info.name
+        assert get_method(name).one_way == (name in ("pix2pix", "aecnn"))
+    doc = " ".join(command.__doc__.split())
+    assert method_help() in doc and "pix2pix (a)" in doc and "augcgan (h)" in doc
+    option = next(p for p in typer.main.get_command(app).commands["train"].params if p.name == "method")
+    assert ", ".join(METHODS) in option.help
+    with pytest.raises(UsageError, match="unknown method 'nope' \\(known: ours, pix2pix, "):
+        get_method("nope")
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -322,92 +341,116 @@ def test_cli_train_and_its_errors(tiny_dataset, tmp_path, capsys):
     shutil.rmtree(tmp_path / "x", ignore_errors=True)
 
 
-# --- memory: the estimate behind the --batch-size guard ------------------------------------------------
+# --- memory: the probe behind the --batch-size guard ---------------------------------------------------
 
 GIB = 2**30
+MIB = 2**20
 
 
-def _profiled_peak(method, batch) -> int:
-    """Bytes the CPU allocator holds at its peak during one real ``train_step``, above what
-    it held before (from ``torch.profiler``'s allocation events, in time order)."""
-    from torch.profiler import ProfilerActivity, profile
+def _fake_iteration(per_image: float, fixed: float = 0.0, budget_seen: list | None = None):
+    """An iteration that needs ``fixed + per_image * (bu + bp)`` bytes of ``budget["bytes"]``."""
+    budget = {"bytes": 0}
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        method.train_step(batch)
-    events = sorted(
-        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()
-    )
-    current = peak = 0
-    for e in events:
-        current += e.nbytes()  # negative for a release
-        peak = max(peak, current)
-    assert events, "the profiler recorded no allocation"
-    return peak
+    def run_once(bu: int, bp: int) -> None:
+        if budget_seen is not None:
+            budget_seen.append((bu, bp))
+        if fixed + per_image * (bu + bp) > budget["bytes"]:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 B")
+
+    return run_once, budget
 
 
-def test_memory_estimate_is_close_to_the_profiled_peak_of_a_real_step(tiny_dataset):
-    ds = open_dataset(tiny_dataset)
-    cls, n = get_method("aecnn"), 4
-    torch.manual_seed(0)
-    method = cls(ds.surveys, options={"direction": None})
-    method.setup(torch.device("cpu"))
-    batch = MiniBatchLoader(ds, batch_unpaired=n, batch_paired=n, parts=method.parts, augment=False).batch_at(0)
-    method.train_step(batch)  # optimiser state and gradients exist from here on, as in any later iteration
+def test_batch_guard_halves_until_an_iteration_fits_and_names_it(monkeypatch):
+    cpu = torch.device("cpu")
+    seen: list = []
+    run_once, budget = _fake_iteration(0.5 * GIB, 0.5 * GIB, seen)  # 1 GiB per image of each part
 
-    def nbytes(tensors) -> int:
-        return sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
+    @contextlib.contextmanager
+    def limit(device, nbytes):  # the guard's budget, as the fake iteration sees it
+        budget["bytes"] = nbytes
+        yield
 
-    held = (nbytes(method.nets.parameters()) + nbytes(p.grad for p in method.nets.parameters())
-            + nbytes(t for o in method.optimizers.values() for st in o.state.values() for t in st.values()))  # fmt: skip
-    measured = held + _profiled_peak(method, batch)
-
-    state = torch.get_rng_state()
-    est = tm.estimate_step_memory(tm.probe_method(cls, ds.surveys, None, {"direction": None}), same_sizes=True)
-    assert torch.equal(state, torch.get_rng_state())  # the probe draws no random numbers
-    step_only = est.need(n, n) - n * (est.data_unpaired + est.data_paired)  # without the loader's queue
-    print(f"aecnn batch {n}: estimate {step_only / 2**20:.1f} MiB, profiled {measured / 2**20:.1f} MiB")
-    # measured here: estimate 28.6 MiB, profiled 28.9 MiB
-    assert 0.8 < step_only / measured < 1.25, (step_only, measured)
-
-
-def test_memory_estimate_is_exact_at_sizes_it_did_not_probe_and_grows_linearly(small_dataset):
-    ds = open_dataset(small_dataset)
-    for step in (1, 2):
-        probe = tm.probe_method(get_method("ours"), ds.surveys, step, {})
-        est = tm.estimate_step_memory(probe)  # probes at batches of 2 and 3
-        assert est.parts == tuple(probe.parts)
-        sizes = {"a": 5, "b": 5, "pair_a": 7, "pair_b": 7} if step == 2 else {"a": 5, "b": 5}
-        peak = max(tm._probe(probe, sizes, False, {}))  # a real probe at 5 + 7, the fit never saw it
-        predicted = est.need(5, 7) - est.fixed - 5 * est.data_unpaired - 7 * est.data_paired
-        assert predicted == pytest.approx(peak, rel=1e-9), step
-        grow = [est.need(n, n) for n in (64, 128, 256)]
-        assert grow[2] - grow[1] == pytest.approx(2 * (grow[1] - grow[0]), rel=1e-6)  # linear in the batch
-        assert est.need(100_000, 100_000) > 1_000 * est.need(24, 24) / 24 * 0.99 > 0
-
-
-def _toy(parts=("unpaired", "paired")) -> tm.StepMemory:
-    """1 GiB per image (both parts moved together, or the pairs alone), 0.5 GiB fixed."""
-    joint = len(parts) == 2
-    a, b = (np.array([1.0 * GIB]), np.array([0.0])) if joint else (np.array([0.0]), np.array([1.0 * GIB]))
-    return tm.StepMemory(label="toy", parts=parts, c=np.array([0.0]), a=a, b=b, joint=joint, fixed=0.5 * GIB,
-                         data_unpaired=0.0, data_paired=0.0)  # fmt: skip
-
-
-def test_batch_guard_message_names_the_estimate_the_memory_and_a_batch_that_fits():
-    tm.check_batch_fits(_toy(), 17, 17, (20 * GIB, "available"))  # 17.5 GiB: fits
+    monkeypatch.setattr(tm, "memory_limit", limit)
+    tm.check_batch_fits(run_once, 17, 17, parts=("unpaired", "paired"), label="toy", available=(20 * GIB, "available"),
+                        device=cpu)  # 17.5 GiB: fits, one probe  # fmt: skip
+    assert seen == [(17, 17)]
+    seen.clear()
     with pytest.raises(UsageError) as err:
-        tm.check_batch_fits(_toy(), 100_000, 100_000, (20 * GIB, "available"))
-    # the suggestion keeps 10 % free: 0.5 + 17 <= 18 GiB
-    assert str(err.value) == ("--batch-size 100000 needs about 100,000 GiB for one toy iteration, "
-                              "20.0 GiB available: use --batch-size 17 or less")  # fmt: skip
-    with pytest.raises(UsageError, match=r"use --batch-size 3500 or less$"):  # two significant digits
-        tm.check_batch_fits(_toy(), 100_000, 100_000, (4000 * GIB, "available"))
-    with pytest.raises(UsageError, match=r"in each of 4 processes, .* use --batch-size 68 or less$"):
-        tm.check_batch_fits(_toy(), 400, 400, (20 * GIB, "free on GPU"), device_type="cuda", world=4)
-    with pytest.raises(UsageError, match=r"^--batch-paired 3000 needs .* use --batch-paired 17 or less$"):
-        tm.check_batch_fits(_toy(("paired",)), 24, 3000, (20 * GIB, "available"))
+        tm.check_batch_fits(run_once, 100_000, 100_000, parts=("unpaired", "paired"), label="toy",
+                            available=(20 * GIB, "available"), device=cpu)  # fmt: skip
+    # 100000, 50000, 25000, ... 24 (rounded to two digits), 12: the first that ran
+    assert str(err.value) == ("--batch-size 100000 does not fit: one toy iteration ran out of memory, "
+                              "20.0 GiB available: use --batch-size 12 or less")  # fmt: skip
+    assert [bu for bu, _ in seen] == [100_000, 50_000, 25_000, 12_000, 6_200, 3_100, 1_500, 780, 390, 190, 97, 48,
+                                      24, 12]  # fmt: skip
+    with pytest.raises(UsageError, match=r"in each of 4 processes ran out of memory, .* use --batch-size 48 or less$"):
+        tm.check_batch_fits(run_once, 400, 400, parts=("unpaired", "paired"), label="toy",
+                            available=(20 * GIB, "free on GPU"), device="cuda", world=4)  # fmt: skip
+    with pytest.raises(UsageError, match=r"^--batch-paired 3000 does not fit: .* use --batch-paired 11 or less$"):
+        tm.check_batch_fits(run_once, 24, 3000, parts=("paired",), label="toy", available=(20 * GIB, "available"),
+                            device=cpu)  # 0.5 + 0.5 * (24 + 11) <= 20 GiB  # fmt: skip
     with pytest.raises(UsageError, match="not even the smallest batch fits"):
-        tm.check_batch_fits(_toy(), 4, 4, (GIB, "available"))
+        tm.check_batch_fits(run_once, 4, 4, parts=("unpaired", "paired"), label="toy", available=(GIB, "available"),
+                            device=cpu)  # fmt: skip
+    with pytest.raises(UsageError, match=r"free memory, or start again with --batch-size 12 or less \(--overwrite\)$"):
+        tm.check_batch_fits(run_once, 24, 24, parts=("unpaired", "paired"), label="toy",
+                            available=(20 * GIB, "available"), device=cpu, resumed=True)  # fmt: skip
+    seen.clear()  # a batch whose data alone is over the budget is not run
+    with pytest.raises(UsageError, match="use --batch-size 16 or less$"):
+        tm.check_batch_fits(run_once, 64, 64, parts=("unpaired", "paired"), label="toy",
+                            available=(20 * GIB, "available"), device=cpu,
+                            data_bytes=lambda bu, bp: (bu + bp) * 0.4 * GIB)  # fmt: skip
+    assert [bu for bu, _ in seen] == [16]  # 64 and 32 refused on their data alone (51 and 26 GiB)
+
+
+def test_an_error_other_than_memory_goes_through_the_guard():
+    def run_once(bu, bp):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    with pytest.raises(RuntimeError, match="shapes"):
+        tm.check_batch_fits(run_once, 4, 4, parts=("unpaired",), label="toy", available=(GIB, "available"),
+                            device=torch.device("cpu"))  # fmt: skip
+
+
+
+def _fail_above(monkeypatch, cls, limit: int, calls: list) -> None:
+    """Make ``cls``'s training step run out of memory, as the CPU allocator says it, above ``limit`` images."""
+    original = cls.train_step
+
+    def train_step(self, batch):
+        n = max(len(getattr(batch, f)) for f in ("a", "b", "pair_a", "pair_b") if getattr(batch, f, None) is not None)
+        calls.append(n)
+        if n > limit:
+            raise RuntimeError(f"DefaultCPUAllocator: can't allocate memory: you tried to allocate {n} GiB")
+        return original(self, batch)
+
+    monkeypatch.setattr(cls, "train_step", train_step)
+
+
+def test_the_probe_runs_real_iterations_halving_until_one_fits(tiny_dataset, monkeypatch):
+    from survey2survey import train as train_module
+
+    ds = open_dataset(tiny_dataset)
+    cls = get_method("aecnn")
+    opts = TrainOptions(method="aecnn", device="cpu")
+    run = opts.run_values()
+    cpu = torch.device("cpu")
+    calls: list = []
+    _fail_above(monkeypatch, cls, 40, calls)
+    monkeypatch.setattr(tm, "available_memory", lambda device: (GIB // 4, "available"))
+    state = torch.get_rng_state()
+    with pytest.raises(UsageError) as err:
+        train_module._check_memory(ds, cls, None, dict(run, batch_unpaired=4096, batch_paired=4096), opts, cpu, None,
+                                   train_module.Ranks())  # fmt: skip
+    assert torch.equal(state, torch.get_rng_state())  # the probes leave the random state as it was
+    # 4096, 2000, ..., 64 (two significant digits), 32: the largest were refused on their data alone
+    assert str(err.value) == ("--batch-size 4096 does not fit: one aecnn iteration ran out of memory, "
+                              "0.25 GiB available: use --batch-size 32 or less")  # fmt: skip
+    assert calls[-2:] == [64, 32] and all(n > 40 for n in calls[:-1]) and 4096 not in calls
+    calls.clear()
+    train_module._check_memory(ds, cls, None, dict(run, batch_unpaired=24, batch_paired=24), opts, cpu, None,
+                               train_module.Ranks())  # a batch that fits: one iteration, no message  # fmt: skip
+    assert calls == [24]
 
 
 def test_out_of_memory_errors_are_recognised():

@@ -9,8 +9,8 @@ Files are matched by object id (the file name, ignoring a survey suffix such as
 (median ± robust spread over the images, and the ideal value of each quantity) and writes
 metrics.json, per_image.csv, arrays.npz and PNG plots into the report directory.
 
-Metrics (default: all that apply): flux, fourier, ssim, magnitude, snr, profile, and
-with --truth (noise-free images): photometry, noise.
+Metrics (default: all that apply; those measured against the noise-free images need
+--truth): {metrics}.
 
 Exit codes: 0 all files matched and measured; 1 some files failed to read or match (one
 line each, the rest is measured); 2 misuse (no match at all, unknown metric or band).
@@ -21,6 +21,11 @@ from __future__ import annotations
 from typing import List, Optional
 
 import typer
+
+from survey2survey.metrics import metric_names
+
+# The metric list comes from the registry (survey2survey.metrics), like --metrics' check.
+__doc__ = __doc__.format(metrics=", ".join(metric_names()))
 
 #: Unmatched files listed on the terminal per category (all of them go to metrics.json).
 _MAX_LISTED = 20
@@ -63,11 +68,11 @@ def main(
     ),
     truth: Optional[List[str]] = typer.Option(
         None, "--truth", metavar="DIR",
-        help="Noise-free reference images (as the simulator writes them): enables photometry and noise.",
+        help="Noise-free reference images (as the simulator writes them): enables the metrics measured against them.",
     ),
     metrics: Optional[str] = typer.Option(
         None, "--metrics", "-m", metavar="LIST",
-        help="Comma-separated: flux,fourier,ssim,magnitude,snr,profile,photometry,noise (default: all that apply).",
+        help=f"Comma-separated: {','.join(metric_names())} (default: all that apply).",
     ),
     band: str = typer.Option("all", "--band", "-b", metavar="BAND|all", help="Band(s) to evaluate: r, g,r or all."),
     survey: Optional[str] = typer.Option(
@@ -101,10 +106,9 @@ def main(
     progress_cb = None
     bar = None
     if not quiet and err.is_terminal:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from survey2survey.progress import progress_bar
 
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                       console=err, transient=True)
+        bar = progress_bar(transient=True, elapsed=False)
         tasks: dict[str, int] = {}
 
         def progress_cb(method: str, done: int, total: int) -> None:
@@ -157,12 +161,11 @@ def _print_tables(console, result) -> None:
             table.add_row(metric if metric != previous else "", label, unit, ideal, *cells)
             previous = metric
         console.print(table)
+    from survey2survey.metrics import get_metric_class
+
     notes = ["ideal: value of a perfect translation ('lower'/'higher': the better direction)."]
-    if "flux" in result.metrics:
-        notes.append("* Σ|pred−ref|/σΣ: 1.41 (√2) = perfect translation with its own noise; "
-                     "1 = noise-free copy of the truth; higher = worse global shape.")
-    if result.noise_sigma:
-        notes.append(f"noise level σΣ: {result.noise_sigma}.")
+    for name in result.metrics:
+        notes += get_metric_class(name).table_notes(result.notes)
     for line in notes:
         console.print(f"[dim]{line}[/dim]")
 

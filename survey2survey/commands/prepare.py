@@ -72,96 +72,26 @@ def main(
         False, "--fits-only", help="With --simulate: write the FITS cutouts, catalog and truth, no dataset."
     ),
 ) -> None:
-    from pathlib import Path
-
+    from survey2survey.data.build import prepare
     from survey2survey.errors import EXIT_PARTIAL, UsageError
 
-    progress = not quiet
-    if simulate is None:
-        if unpaired_a is not None or unpaired_b is not None or fits_only:
-            raise UsageError("--unpaired-a, --unpaired-b and --fits-only go with --simulate")
-        if not a or not b:
-            raise UsageError("give the cutouts of both surveys (--a and --b), or --simulate N")
-        a_inputs, b_inputs, dataset_dir = list(a), list(b), Path(out)
-    else:
-        if a or b:
-            raise UsageError("--simulate makes its own cutouts: leave out --a and --b")
-        if catalog or a_catalog or b_catalog:
-            raise UsageError("--simulate uses the cutouts' WCS for positions: leave out --catalog")
-        from survey2survey.data.simulate import SimulationConfig, simulate_survey_pair
-
+    mags = (16.0, 21.0)
+    if simulate is not None:
         try:
             mags = tuple(float(v) for v in mag_range.split(","))
         except ValueError:
             mags = ()
         if len(mags) != 2:
             raise UsageError(f"--mag-range must be MIN,MAX (e.g. 16,21), got {mag_range!r}")
-        config = SimulationConfig(
-            n_paired=simulate,
-            n_unpaired_a=simulate if unpaired_a is None else unpaired_a,
-            n_unpaired_b=simulate if unpaired_b is None else unpaired_b,
-            survey_a=a_survey,
-            survey_b=b_survey,
-            seed=seed,
-            psf=psf,
-            mag_range=mags,
-        )
-        sa, sb = config.surveys()
-        sim_dir = Path(out)
-        if not fits_only:  # refuse bad dataset options before spending time on the simulation
-            from survey2survey.data.prepare import check_options
-
-            check_options(n_test=n_test, test_fraction=test_fraction, max_nan_fraction=max_nan_fraction,
-                          match_radius=match_radius, seed=seed, workers=workers)
-        if not overwrite and not fits_only and _same_simulation_without_dataset(sim_dir, config):
-            # a run of this same command stopped after its simulation: do the rest only
-            typer.echo(f"{sim_dir}: this simulation is already complete; building its dataset")
-        else:
-            result = simulate_survey_pair(config, out, workers=workers, overwrite=overwrite, progress=progress)
-            typer.echo(result.summary())
-        if fits_only:
-            return
-        a_inputs, b_inputs, dataset_dir = [str(sim_dir / sa.name)], [str(sim_dir / sb.name)], sim_dir / "dataset"
-        overwrite = True  # the simulation directory was just (re)made
-
-    from survey2survey.data.prepare import prepare_dataset
-
-    result = prepare_dataset(
-        a_inputs,
-        b_inputs,
-        dataset_dir,
-        a_survey=a_survey,
-        b_survey=b_survey,
-        catalog=catalog,
-        a_catalog=a_catalog,
-        b_catalog=b_catalog,
-        match_radius=match_radius,
-        n_test=n_test,
-        test_fraction=test_fraction,
-        seed=seed,
-        regrid=regrid,
-        max_nan_fraction=max_nan_fraction,
-        workers=workers,
-        overwrite=overwrite,
-        progress=progress,
-    )
-    for line in result.summary_lines(max_skipped=len(result.skipped)):  # one line per refused input
-        typer.echo(line)
-    if result.skipped:
+    outcome = prepare(
+        out, a, b, simulate=simulate, unpaired_a=unpaired_a, unpaired_b=unpaired_b, psf=psf, mag_range=mags,
+        fits_only=fits_only, a_survey=a_survey, b_survey=b_survey, catalog=catalog, a_catalog=a_catalog,
+        b_catalog=b_catalog, match_radius=match_radius, n_test=n_test, test_fraction=test_fraction, seed=seed,
+        regrid=regrid, max_nan_fraction=max_nan_fraction, workers=workers, overwrite=overwrite, progress=not quiet,
+        echo=typer.echo,
+    )  # fmt: skip
+    if outcome.dataset is not None:
+        for line in outcome.dataset.summary_lines(max_skipped=len(outcome.dataset.skipped)):  # one line per refused input
+            typer.echo(line)
+    if outcome.exit_code:
         raise typer.Exit(EXIT_PARTIAL)
-
-
-def _same_simulation_without_dataset(sim_dir, config) -> bool:
-    """True if ``sim_dir`` is a finished simulation of ``config`` whose dataset is missing.
-
-    A simulation directory only appears under its final name once complete (it is built
-    under a temporary name), so its ``simulation.json`` marks a finished simulation.
-    """
-    import json
-
-    try:
-        meta = json.loads((sim_dir / "simulation.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    same = meta.get("config") == json.loads(json.dumps(config.to_dict()))
-    return same and not (sim_dir / "dataset").exists()

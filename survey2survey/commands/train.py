@@ -1,13 +1,10 @@
 """Train a translation model on a prepared dataset and write a model directory.
 
-Methods: ours (the paper's two-step model; --step 1|2 runs one step), pix2pix (a),
-cyclegan-adapted (b), cyclegan-adapted-pid (c), cyclegan-adapted-id (d),
-cyclegan-adapted-id-ps (e), ours-noauto (f), cyclegan (g), augcgan (h), aecnn.
+Methods: {methods}.
 Defaults are the paper's recipe (60,000 iterations per step, batches 24+24+24, Adam
 1e-4 / 5 every 20,000 iterations, clipping at norm 5, D4 augmentation).  Multi-GPU:
 torchrun --nproc_per_node=N -m survey2survey train ... (see docs/training.md).
 """
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,10 +12,15 @@ from typing import Optional
 
 import typer
 
+from survey2survey.methods import method_help, method_names
+
+# The method list comes from the registry (survey2survey.methods), like --method's check.
+__doc__ = __doc__.format(methods=method_help())
+
 
 def main(
     dataset: Path = typer.Argument(..., help="Prepared dataset directory (s2s prepare)."),
-    method: str = typer.Option("ours", "--method", "-m", help="Training method (see the command help)."),
+    method: str = typer.Option("ours", "--method", "-m", help=f"Training method: {', '.join(method_names())}."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     step: Optional[int] = typer.Option(None, "--step", help="ours: run only step 1 or step 2."),
     init: Optional[Path] = typer.Option(

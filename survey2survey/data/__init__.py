@@ -7,7 +7,9 @@
 * :mod:`survey2survey.data.regrid` -- flux-conserving resampling of one survey's cutout
   onto another survey's grid;
 * :mod:`survey2survey.data.prepare` -- the streaming ingest that writes a prepared dataset
-  directory (``docs/dev/CONTRACTS.md``);
+  directory (``docs/dev/CONTRACTS.md``), with the row moves of :mod:`survey2survey.data.rows`;
+* :mod:`survey2survey.data.build` -- what ``s2s prepare`` does: real cutouts, or a simulated
+  pair, to a dataset, in one call;
 * :mod:`survey2survey.data.loader` -- the training mini-batch reader of that directory.
 
 Importing this package is cheap (standard library only); the submodules import numpy,
@@ -26,7 +28,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-__all__ = ["example_dir", "default_workers", "process_pool", "run_tasks", "progress_bar", "staged_directory"]
+from survey2survey.atomic import pid_alive
+from survey2survey.progress import counting
+
+__all__ = ["example_dir", "default_workers", "process_pool", "run_tasks", "staged_directory"]
 
 #: Environment variables that make numerical libraries use one thread.  Worker processes
 #: set them before importing numpy/galsim: with N workers on N cores, a thread pool per
@@ -106,7 +111,7 @@ def run_tasks(
     workers : int
         1 runs the tasks in this process, in order; more use :func:`process_pool`.
     progress, label, unit
-        See :func:`progress_bar`.
+        See :func:`survey2survey.progress.counting`.
 
     Notes
     -----
@@ -114,7 +119,7 @@ def run_tasks(
     """
     total = int(sum(sizes))
     if workers <= 1:
-        with progress_bar(progress, total, label, unit) as advance:
+        with counting(progress, total, label, unit) as advance:
             for args, size in zip(tasks, sizes):
                 yield fn(*args)
                 advance(size)
@@ -124,22 +129,12 @@ def run_tasks(
     pool = process_pool(workers)
     try:
         futures = {pool.submit(fn, *args): size for args, size in zip(tasks, sizes)}
-        with progress_bar(progress, total, label, unit) as advance:
+        with counting(progress, total, label, unit) as advance:
             for future in as_completed(futures):
                 yield future.result()
                 advance(futures[future])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: alive, another user's
-        return True
-    return True
 
 
 def _remove_stale_partials(out: Path, host: str) -> None:
@@ -155,7 +150,7 @@ def _remove_stale_partials(out: Path, host: str) -> None:
         return
     for entry in entries:
         m = pattern.match(entry.name)
-        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -215,50 +210,3 @@ def staged_directory(out: str | os.PathLike, overwrite: bool = False) -> Iterato
         os.replace(tmp, out)
 
 
-@contextlib.contextmanager
-def progress_bar(enabled: bool, total: int, label: str, unit: str = "items") -> Iterator:
-    """Yield ``advance(n)``; with ``enabled``, a rich progress bar on stderr with the rate.
-
-    Parameters
-    ----------
-    enabled : bool
-        False gives a no-op ``advance`` (tests, ``--quiet``).
-    total : int
-        Number of items.
-    label : str
-        Text before the bar.
-    unit : str
-        Name of the items in the rate column (``cutouts`` -> "812 cutouts/s").
-    """
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class _Rate(ProgressColumn):
-        def render(self, task):  # noqa: D102 - rich's column interface
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s")
-
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _Rate(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-    with progress:
-        task = progress.add_task(label, total=total)
-        yield lambda n: progress.advance(task, n)

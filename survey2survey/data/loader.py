@@ -95,6 +95,41 @@ class PreparedDataset:
         """True when the b arrays regridded onto a's grid (``*_b_on_a``) are present."""
         return all(f"{n}_b_on_a" in self.arrays for n in ("unpaired", "train"))
 
+    @property
+    def format(self) -> str:
+        """The dataset format (``s2s-dataset/2``)."""
+        return str(self.info.get("format", ""))
+
+    def test_pairs(self) -> list[dict[str, dict[str, str]]]:
+        """The held-out test pairs in row order, as rows of ``manifest.csv``.
+
+        Returns
+        -------
+        list of dict
+            ``[{"a": row, "b": row}, ...]``: item ``k`` is row ``k`` of ``test_a`` and of
+            ``test_b``, one galaxy (``id``, ``ra``, ``dec``, ``survey``, ``source_file``, ...;
+            :func:`source_paths` turns a row into its input files).
+
+        Raises
+        ------
+        UsageError
+            ``manifest.csv`` missing or unreadable, or its test rows of a and b differ in number.
+        """
+        import csv
+
+        path = self.root / "manifest.csv"
+        rows: dict[str, dict[int, dict[str, str]]] = {"a": {}, "b": {}}
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                for r in csv.DictReader(fh):
+                    if r.get("split") == "test" and r.get("domain") in rows:
+                        rows[r["domain"]][int(r["index"])] = r
+        except (OSError, UnicodeDecodeError, KeyError, ValueError) as exc:
+            raise UsageError(f"{path}: unreadable ({exc})") from None
+        if sorted(rows["a"]) != sorted(rows["b"]):
+            raise UsageError(f"{path}: {len(rows['a'])} test rows of a, {len(rows['b'])} of b (they must pair up)")
+        return [{"a": rows["a"][k], "b": rows["b"][k]} for k in sorted(rows["a"])]
+
     def array_names(self, parts: tuple[str, ...], regridded: bool = False) -> dict[str, str]:
         """Batch field -> array name for the requested parts of the mini-batch."""
         b = "b_on_a" if regridded else "b"
@@ -516,9 +551,21 @@ class MiniBatchLoader:
 
     # -- the background thread -----------------------------------------------------------
 
-    def _producer(self, start: int, slots: list, free: list, done_events: list) -> None:
-        """Fill ring slots with the rows (host placement) or indices of the next batches."""
+    def _producer(self, start: int, slots: list, free: list, done_events: list, out: queue.Queue) -> None:
+        """Fill ring slots with the rows (host placement) or indices of the next batches.
+
+        ``out`` is this thread's own queue: :meth:`close` may give up waiting for a thread
+        busy with a large batch, which then finds its stop flag set and leaves.
+        """
         import torch
+
+        def put(item) -> None:
+            while not self._stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
 
         it = start
         try:
@@ -537,7 +584,7 @@ class MiniBatchLoader:
                     rows = {f: torch.from_numpy(r) for f, r in self._gather_host(idx).items()}
                     idxs = {f: torch.from_numpy(i) for f, i in idx.items()}
                     cds = {f: torch.from_numpy(c) for f, c in codes.items()}
-                    self._queue.put((it, k, self._finish(rows, idxs, cds, it)))
+                    put((it, k, self._finish(rows, idxs, cds, it)))
                     free[k].set()
                     it += 1
                     continue
@@ -547,10 +594,10 @@ class MiniBatchLoader:
                     for f in idx:
                         idxs[f].numpy()[:] = idx[f]
                         cds[f].numpy()[:] = codes[f]
-                self._queue.put((it, k, (rows, idxs, cds)))
+                put((it, k, (rows, idxs, cds)))
                 it += 1
         except BaseException as exc:  # hand the error to the training thread
-            self._queue.put((it, -1, exc))
+            put((it, -1, exc))
 
     def _start(self) -> None:
         import torch
@@ -575,7 +622,7 @@ class MiniBatchLoader:
             e.set()
         self._done = [None] * n_slots
         self._thread = threading.Thread(
-            target=self._producer, args=(self.iteration, slots, self._free, self._done), daemon=True,
+            target=self._producer, args=(self.iteration, slots, self._free, self._done, self._queue), daemon=True,
             name="s2s-loader",
         )
         self._thread.start()

@@ -63,6 +63,10 @@ import numpy as np
 
 from survey2survey import __version__
 from survey2survey.data.loader import DATASET_FORMAT
+from survey2survey.data.rows import allocate as _allocate
+from survey2survey.data.rows import compact as _compact
+from survey2survey.data.rows import gather as _gather
+from survey2survey.data.rows import move_rows as _move_rows
 from survey2survey.errors import CutoutError, UsageError
 from survey2survey.surveys import Survey, get_survey, to_model_space
 
@@ -78,9 +82,6 @@ __all__ = [
 TRANSFORM = "lin2021-stretch"
 #: The paper kept 2,500 of its 5,057 pairs for testing.
 DEFAULT_TEST_FRACTION = 0.5
-#: Rows copied per step when moving rows between memory-mapped arrays (bounded memory:
-#: 64 CFHT cutouts are 24 MB).
-_COPY_ROWS = 64
 
 
 # --- worker side --------------------------------------------------------------------------
@@ -233,77 +234,6 @@ def _chunks(n: int, workers: int) -> list[tuple[int, int]]:
     return [(i, min(n, i + size)) for i in range(0, n, size)]
 
 
-def _allocate(path: Path, n: int, shape: tuple[int, ...]) -> None:
-    arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n,) + tuple(shape))
-    del arr  # sparse file: the workers fill it
-
-
-def _truncate_npy(path: Path, n_rows: int) -> None:
-    """Cut a C-ordered ``.npy`` file to its first ``n_rows`` rows, in place.
-
-    The header is rewritten with the new shape, padded with spaces to its old length so
-    that the data offset (and its 64-byte alignment) does not move.
-    """
-    fmt = np.lib.format
-    with open(path, "r+b") as fh:
-        version = fmt.read_magic(fh)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
-            prefix = 10  # magic (6), version (2), header length (uint16)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
-            prefix = 12  # header length as uint32
-        else:  # pragma: no cover - open_memmap writes 1.0 or 2.0
-            raise RuntimeError(f"{path}: unexpected .npy version {version}")
-        offset = fh.tell()
-        if fortran:  # pragma: no cover - _allocate writes C order
-            raise RuntimeError(f"{path}: Fortran-ordered array cannot be truncated by rows")
-        header = repr({"descr": fmt.dtype_to_descr(dtype), "fortran_order": False, "shape": (n_rows,) + shape[1:]})
-        room = offset - prefix
-        if len(header) + 1 > room:  # pragma: no cover - fewer rows never need more digits
-            raise RuntimeError(f"{path}: new header does not fit")
-        fh.seek(prefix)
-        fh.write((header + " " * (room - len(header) - 1) + "\n").encode("latin1"))
-        fh.truncate(offset + n_rows * dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64)))
-
-
-def _compact(path: Path, holes: np.ndarray, n_keep: int) -> list[tuple[int, int]]:
-    """Fill ``holes`` below ``n_keep`` with the kept rows at or after ``n_keep``; truncate.
-
-    Returns the (destination, source) row moves, for the caller to mirror on its records
-    and on parallel arrays.
-    """
-    arr = np.load(path, mmap_mode="r+")
-    n = len(arr)
-    is_hole = np.zeros(n, bool)
-    is_hole[holes] = True
-    targets = np.flatnonzero(is_hole[:n_keep])
-    sources = np.flatnonzero(~is_hole[n_keep:]) + n_keep
-    assert len(targets) == len(sources)
-    moves = list(zip(targets.tolist(), sources.tolist()))
-    _apply_moves(arr, moves)
-    arr.flush()
-    del arr
-    _truncate_npy(path, n_keep)
-    return moves
-
-
-def _apply_moves(arr: np.ndarray, moves: list[tuple[int, int]]) -> None:
-    for k in range(0, len(moves), _COPY_ROWS):
-        dst, src = zip(*moves[k : k + _COPY_ROWS])
-        arr[list(dst)] = arr[list(src)]
-
-
-def _gather(src_path: Path, rows: Sequence[int], dst_path: Path) -> None:
-    """Write rows ``rows`` of ``src_path`` (in that order) as a new array ``dst_path``."""
-    src = np.load(src_path, mmap_mode="r")
-    dst = np.lib.format.open_memmap(dst_path, mode="w+", dtype=np.float32, shape=(len(rows),) + src.shape[1:])
-    for k in range(0, len(rows), _COPY_ROWS):
-        dst[k : k + _COPY_ROWS] = src[list(rows[k : k + _COPY_ROWS])]
-    dst.flush()
-    del dst, src
-
-
 def _resolve_positions(
     records: list[_Record], catalog: dict | None, catalog_path: str | None
 ) -> None:
@@ -420,11 +350,7 @@ def _layout(
         n_keep = int(sum(stay))
         moves = _compact(tmp / f"unpaired_{d}.npy", holes, n_keep)
         if d == "b" and regrid:
-            arr = np.load(tmp / "unpaired_b_on_a.npy", mmap_mode="r+")
-            _apply_moves(arr, moves)
-            arr.flush()
-            del arr
-            _truncate_npy(tmp / "unpaired_b_on_a.npy", n_keep)
+            _move_rows(tmp / "unpaired_b_on_a.npy", moves, n_keep)  # the same moves as b's
         final = list(range(n_keep))  # row -> input index
         for dst, src in moves:
             final[dst] = src
@@ -611,8 +537,6 @@ def prepare_dataset(
         asked for than found.  A bad cutout is not an error: it is skipped and reported.
     """
     from survey2survey.data import default_workers, staged_directory
-    from survey2survey.data.crossmatch import read_catalog
-    from survey2survey.fits_io import find_cutouts
 
     t0 = time.perf_counter()
     surveys = {"a": get_survey(a_survey), "b": get_survey(b_survey)}
@@ -620,80 +544,36 @@ def prepare_dataset(
                   match_radius=match_radius, seed=seed, workers=workers)
     workers = default_workers() if workers is None else int(workers)
     catalog_paths = {"a": a_catalog or catalog, "b": b_catalog or catalog}
-    catalogs = {}
-    for d, path in catalog_paths.items():
-        catalogs[d] = read_catalog(path) if path else None
-    sources = {}
-    for d, given in (("a", list(a_inputs)), ("b", list(b_inputs))):
-        if not given:
-            raise UsageError(f"no inputs given for survey {d} ({surveys[d].name})")
-        sources[d] = find_cutouts(given, surveys[d])
+    catalogs, sources = _read_inputs(surveys, catalog_paths, {"a": list(a_inputs), "b": list(b_inputs)})
     out = Path(out)
     warnings_out: list[str] = []
 
     with staged_directory(out, overwrite) as tmp:
+        # 1. ingest: every cutout into its row of unpaired_<domain>.npy
         t_ingest = time.perf_counter()
         recs = _ingest(tmp, surveys, sources, regrid, max_nan_fraction, workers, progress)
         ingest_seconds = time.perf_counter() - t_ingest
+        # 2. pairing: positions, cross-match, train/test split
         for d in "ab":
             _resolve_positions(recs[d], catalogs[d], str(catalog_paths[d]) if catalog_paths[d] else None)
         pairs, separations = _pairs(recs, match_radius)
         split_pairs = _split(pairs, n_test, test_fraction, seed, match_radius)
         if not pairs:
             warnings_out.append(f"no pairs found within {match_radius}\": paired methods cannot train on this dataset")
+        # 3. layout: the arrays, the manifest, the report of refused inputs, dataset.json
         rows, digests = _layout(tmp, recs, split_pairs, regrid)
         _write_manifest(tmp / "manifest.csv", rows, surveys, out)
         skipped = [(r.problem_file, r.reason) for d in "ab" for r in recs[d] if not r.ok]
-        with open(tmp / "report.csv", "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["file", "reason"])
-            writer.writerows(skipped)
+        _write_report(tmp / "report.csv", skipped)
         arrays, fingerprint = _fingerprint(tmp, digests)
-        counts = {
-            "unpaired_a": len(rows["unpaired_a"]),
-            "unpaired_b": len(rows["unpaired_b"]),
-            "train": len(split_pairs["train"]),
-            "test": len(split_pairs["test"]),
-            "skipped_a": sum(not r.ok for r in recs["a"]),
-            "skipped_b": sum(not r.ok for r in recs["b"]),
-            "inputs_a": len(recs["a"]),
-            "inputs_b": len(recs["b"]),
-        }
+        counts = _counts(recs, rows, split_pairs)
         filled = sum(r.filled > 0 for d in "ab" for r in recs[d] if r.ok)
         if filled:
             warnings_out.append(f"{filled} cutout(s) had a few NaN/inf pixels, set to 0")
-        info = {
-            "format": DATASET_FORMAT,
-            "version": __version__,
-            "surveys": {d: surveys[d].to_dict() for d in "ab"},
-            "bands": {d: list(surveys[d].bands) for d in "ab"},
-            "transform": TRANSFORM,
-            "counts": counts,
-            "arrays": arrays,
-            "fingerprint": fingerprint,
-            "regridded": bool(regrid),
-            "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "pairs": {
-                "match_radius_arcsec": match_radius,
-                "median_separation_arcsec": float(np.median(separations)) if pairs else None,
-                "max_separation_arcsec": float(np.max(separations)) if pairs else None,
-            },
-            "options": {
-                "a_inputs": [str(p) for p in a_inputs],
-                "b_inputs": [str(p) for p in b_inputs],
-                "positions": {d: f"catalog {catalog_paths[d]}" if catalog_paths[d] else "wcs" for d in "ab"},
-                "match_radius_arcsec": match_radius,
-                "n_test": n_test,
-                "test_fraction": test_fraction if n_test is None else None,
-                "seed": seed,
-                "regrid": bool(regrid),
-                "regrid_method": "reproject_adaptive(conserve_flux=True, kernel=hann): b's flux per a pixel, "
-                "then b's flux factor and the stretch" if regrid else None,
-                "max_nan_fraction": max_nan_fraction,
-                "workers": workers,
-            },
-            "timings": {"ingest_seconds": round(ingest_seconds, 3)},
-        }
+        options = _options(a_inputs, b_inputs, catalog_paths, match_radius, n_test, test_fraction, seed, regrid,
+                           max_nan_fraction, workers)  # fmt: skip
+        info = _dataset_info(surveys, counts, arrays, fingerprint, regrid, match_radius, separations, options,
+                             ingest_seconds)  # fmt: skip
         (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return PrepareResult(
         out=out,
@@ -702,6 +582,85 @@ def prepare_dataset(
         ingest_seconds=ingest_seconds,
         seconds=time.perf_counter() - t0,
         workers=workers,
-        fingerprint=info["fingerprint"],
+        fingerprint=fingerprint,
         warnings=warnings_out,
     )
+
+
+def _read_inputs(surveys: dict[str, Survey], catalog_paths: dict, given: dict[str, list]) -> tuple[dict, dict]:
+    """The position catalogs (or None) and the cutouts found, per domain."""
+    from survey2survey.data.crossmatch import read_catalog
+    from survey2survey.fits_io import find_cutouts
+
+    catalogs = {d: read_catalog(path) if path else None for d, path in catalog_paths.items()}
+    sources = {}
+    for d in "ab":
+        if not given[d]:
+            raise UsageError(f"no inputs given for survey {d} ({surveys[d].name})")
+        sources[d] = find_cutouts(given[d], surveys[d])
+    return catalogs, sources
+
+
+def _write_report(path: Path, skipped: list[tuple[str, str]]) -> None:
+    """``report.csv``: every refused input and why."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "reason"])
+        writer.writerows(skipped)
+
+
+def _counts(recs: dict[str, list[_Record]], rows: dict[str, list], split_pairs: dict[str, list]) -> dict[str, int]:
+    return {
+        "unpaired_a": len(rows["unpaired_a"]),
+        "unpaired_b": len(rows["unpaired_b"]),
+        "train": len(split_pairs["train"]),
+        "test": len(split_pairs["test"]),
+        "skipped_a": sum(not r.ok for r in recs["a"]),
+        "skipped_b": sum(not r.ok for r in recs["b"]),
+        "inputs_a": len(recs["a"]),
+        "inputs_b": len(recs["b"]),
+    }
+
+
+def _options(a_inputs, b_inputs, catalog_paths, match_radius, n_test, test_fraction, seed, regrid,
+             max_nan_fraction, workers) -> dict:  # fmt: skip
+    """The ``options`` of ``dataset.json``: how the dataset was made."""
+    return {
+        "a_inputs": [str(p) for p in a_inputs],
+        "b_inputs": [str(p) for p in b_inputs],
+        "positions": {d: f"catalog {catalog_paths[d]}" if catalog_paths[d] else "wcs" for d in "ab"},
+        "match_radius_arcsec": match_radius,
+        "n_test": n_test,
+        "test_fraction": test_fraction if n_test is None else None,
+        "seed": seed,
+        "regrid": bool(regrid),
+        "regrid_method": "reproject_adaptive(conserve_flux=True, kernel=hann): b's flux per a pixel, "
+        "then b's flux factor and the stretch" if regrid else None,
+        "max_nan_fraction": max_nan_fraction,
+        "workers": workers,
+    }
+
+
+def _dataset_info(surveys, counts, arrays, fingerprint, regrid, match_radius, separations, options,
+                  ingest_seconds) -> dict:  # fmt: skip
+    """The content of ``dataset.json``."""
+    paired = len(separations) > 0
+    return {
+        "format": DATASET_FORMAT,
+        "version": __version__,
+        "surveys": {d: surveys[d].to_dict() for d in "ab"},
+        "bands": {d: list(surveys[d].bands) for d in "ab"},
+        "transform": TRANSFORM,
+        "counts": counts,
+        "arrays": arrays,
+        "fingerprint": fingerprint,
+        "regridded": bool(regrid),
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "pairs": {
+            "match_radius_arcsec": match_radius,
+            "median_separation_arcsec": float(np.median(separations)) if paired else None,
+            "max_separation_arcsec": float(np.max(separations)) if paired else None,
+        },
+        "options": options,
+        "timings": {"ingest_seconds": round(ingest_seconds, 3)},
+    }

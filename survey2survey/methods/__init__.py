@@ -1,7 +1,8 @@
 """Training methods: the paper's model, its ablation and the Survey2Survey baseline.
 
 One method is one file with one :class:`~survey2survey.methods.base.TrainingMethod`
-subclass; adding a method means adding a file and one line in :data:`METHODS`.
+subclass; adding a method means adding a file and one entry in :data:`METHODS`, from
+which ``s2s train --help``, docs/cli.md and the ``--method`` check are derived.
 
 =========================  ====================================================  ==============
 name                       what (Lin & Fouchez 2021 ablation letter)             file
@@ -19,34 +20,71 @@ aecnn                      Survey2Survey's paired autoencoder (Buncher 2021)    
 =========================  ====================================================  ==============
 
 Importing this package is cheap (no torch); :func:`get_method` imports the method's file.
+``tests/test_train.py`` checks that each entry names a class of that name.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 from survey2survey.errors import UsageError
 
-__all__ = ["METHODS", "method_names", "get_method"]
+__all__ = ["MethodInfo", "METHODS", "method_names", "method_help", "get_method"]
 
-#: Method name -> "module:Class" under survey2survey.methods.
-METHODS: dict[str, str] = {
-    "ours": "ours:Ours",
-    "pix2pix": "pix2pix:AdaptedPix2Pix",
-    "cyclegan-adapted": "cyclegan_adapted:AdaptedCycleGAN",
-    "cyclegan-adapted-pid": "cyclegan_adapted:AdaptedCycleGANPID",
-    "cyclegan-adapted-id": "cyclegan_adapted:AdaptedCycleGANID",
-    "cyclegan-adapted-id-ps": "cyclegan_adapted:AdaptedCycleGANIDPS",
-    "ours-noauto": "ours_noauto:OursNoAuto",
-    "cyclegan": "cyclegan:CycleGAN",
-    "augcgan": "augcgan:AugCGAN",
-    "aecnn": "aecnn:AECNNMethod",
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """Registry entry: where a method lives, and how the CLI help names it.
+
+    Attributes
+    ----------
+    name : str
+        ``s2s train --method NAME`` (the class's ``name``).
+    target : str
+        ``"module:Class"`` under ``survey2survey.methods``.
+    letter : str
+        The paper's ablation letter (``"a"`` to ``"h"``), or ``""``.
+    note : str
+        A few words for the help when the letter does not say it.
+    """
+
+    name: str
+    target: str
+    letter: str = ""
+    note: str = ""
+
+
+#: Every method, in the paper's order.
+METHODS: dict[str, MethodInfo] = {
+    m.name: m
+    for m in (
+        MethodInfo("ours", "ours:Ours", note="the paper's two-step model; --step 1|2 runs one step"),
+        MethodInfo("pix2pix", "pix2pix:AdaptedPix2Pix", "a"),
+        MethodInfo("cyclegan-adapted", "cyclegan_adapted:AdaptedCycleGAN", "b"),
+        MethodInfo("cyclegan-adapted-pid", "cyclegan_adapted:AdaptedCycleGANPID", "c"),
+        MethodInfo("cyclegan-adapted-id", "cyclegan_adapted:AdaptedCycleGANID", "d"),
+        MethodInfo("cyclegan-adapted-id-ps", "cyclegan_adapted:AdaptedCycleGANIDPS", "e"),
+        MethodInfo("ours-noauto", "ours_noauto:OursNoAuto", "f"),
+        MethodInfo("cyclegan", "cyclegan:CycleGAN", "g"),
+        MethodInfo("augcgan", "augcgan:AugCGAN", "h"),
+        MethodInfo("aecnn", "aecnn:AECNNMethod"),
+    )
 }
 
 
 def method_names() -> list[str]:
     """Every registered method name, in the paper's order."""
     return list(METHODS)
+
+
+def method_help() -> str:
+    """``ours (the paper's ...), pix2pix (a), ...``: the method list of the CLI help."""
+    parts = []
+    for m in METHODS.values():
+        tag = m.note or m.letter
+        parts.append(f"{m.name} ({tag})" if tag else m.name)
+    return ", ".join(parts)
 
 
 def get_method(name: str):
@@ -60,5 +98,5 @@ def get_method(name: str):
     key = str(name).strip().lower()
     if key not in METHODS:
         raise UsageError(f"unknown method {name!r} (known: {', '.join(METHODS)})")
-    module, cls = METHODS[key].split(":")
+    module, cls = METHODS[key].target.split(":")
     return getattr(importlib.import_module(f"survey2survey.methods.{module}"), cls)

@@ -83,8 +83,10 @@ def flux_preserving_resize(x: torch.Tensor, size: tuple[int, int], src_scale: fl
     ``(N, C, H, W)`` -> ``(N, C, *size)``, multiplied by ``dst_scale / src_scale`` (pixel
     scales in arcsec).  Flux per pixel scales with the pixel *area*, the ratio squared;
     model space is the square-root stretch of flux, so for the galaxy pixels that carry the
-    flux the stretched value scales with the ratio itself (MODEL-SPEC: "resized CFHT
-    multiplied by 0.396 / 0.187 so that integrated rescaled flux is conserved").
+    flux the stretched value scales with the ratio itself (SDSS -> CFHT: x 0.396 / 0.187),
+    so that the integrated rescaled flux is conserved.  Eq. 6 of Lin & Fouchez (2021,
+    section IV-B) writes ``|G(x) - x|^2`` without saying how two grids are compared; this
+    is our reading.
     """
     out = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     return out * (dst_scale / src_scale)

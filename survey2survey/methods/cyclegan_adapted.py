@@ -20,8 +20,8 @@ cyclegan-adapted-id-ps   L_cyc + L_id                                      pixel
     L_pseudo-id = |G_ab(a) - R_b(a)|^2 + |G_ba(b) - R_a(b)|^2                     (Eq. 6)
 
 where R_d bilinearly resizes to domain d's grid and rescales by the ratio of the pixel
-scales (``flux_preserving_resize``): Eq. 6 compares images of two grids, which
-MODEL-SPEC resolves that way.  Update order: generators, then discriminators (on this
+scales (``flux_preserving_resize``): Eq. 6 (Lin & Fouchez 2021, section IV-B) compares
+images of two grids without saying how; that is our reading.  Update order: generators, then discriminators (on this
 iteration's generator output, detached).
 """
 

@@ -17,43 +17,31 @@ noise        residual sigma and power spectrum against the truth                
 colour       aperture colours of adjacent bands vs the truth (else the reference)  no
 ===========  ====================================================================  =======
 
-Importing this package loads no numerical library; numpy, scipy and photutils come with
-the metric modules.
+The registry below is the one list: ``s2s evaluate --help``, docs/cli.md and the
+``--metrics`` check derive from it.  Each metric class owns its name, whether it needs
+the truth (``needs_truth``), its report parameters and its plots; ``tests/test_metrics.py``
+checks that each entry names a class of that name.  Importing this package loads no
+numerical library; numpy, scipy and photutils come with the metric modules.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 
-__all__ = ["MetricInfo", "METRICS", "metric_names", "get_metric_class", "default_metrics", "parse_metrics"]
+__all__ = ["METRICS", "metric_names", "get_metric_class", "default_metrics", "parse_metrics"]
 
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """Registry entry: where a metric lives and whether it needs the truth."""
-
-    name: str
-    module: str
-    cls: str
-    needs_truth: bool
-    summary: str
-
-
-#: Registry, in report order.  A new metric is one module plus one line here.
-METRICS: dict[str, MetricInfo] = {
-    m.name: m
-    for m in (
-        MetricInfo("flux", "flux", "FluxMetric", False, "summed |pred - ref| vs the noise floor (Lin Fig. 5)"),
-        MetricInfo("fourier", "fourier", "FourierMetric", False, "stacked FFT amplitude, high-pass images (Lin Fig. 6)"),
-        MetricInfo("ssim", "ssim", "SSIMMetric", False, "SSIM and its luminance, contrast, structure terms"),
-        MetricInfo("magnitude", "magnitude", "MagnitudeMetric", False, "pseudo-flux magnitude within r_max"),
-        MetricInfo("snr", "snr", "SNRMetric", False, "mean S/N within r_max"),
-        MetricInfo("profile", "profile", "ProfileMetric", False, "radial luminosity profile in 1-px annuli"),
-        MetricInfo("photometry", "photometry", "PhotometryMetric", True, "aperture flux bias/scatter vs truth"),
-        MetricInfo("noise", "noise", "NoiseMetric", True, "residual noise sigma and power spectrum vs truth"),
-        MetricInfo("colour", "colour", "ColourMetric", False, "aperture colours of adjacent bands vs truth (else ref)"),
-    )
+#: Metric name -> ``"module:Class"`` under survey2survey.metrics, in report order.  A new
+#: metric is one module plus one line here.
+METRICS: dict[str, str] = {
+    "flux": "flux:FluxMetric",
+    "fourier": "fourier:FourierMetric",
+    "ssim": "ssim:SSIMMetric",
+    "magnitude": "magnitude:MagnitudeMetric",
+    "snr": "snr:SNRMetric",
+    "profile": "profile:ProfileMetric",
+    "photometry": "photometry:PhotometryMetric",
+    "noise": "noise:NoiseMetric",
+    "colour": "colour:ColourMetric",
 }
 
 
@@ -64,14 +52,13 @@ def metric_names() -> list[str]:
 
 def get_metric_class(name: str):
     """The :class:`~survey2survey.metrics.base.Metric` subclass registered as ``name``."""
-    info = METRICS[name]
-    module = importlib.import_module(f"survey2survey.metrics.{info.module}")
-    return getattr(module, info.cls)
+    module, cls = METRICS[name].split(":")
+    return getattr(importlib.import_module(f"survey2survey.metrics.{module}"), cls)
 
 
 def default_metrics(have_truth: bool) -> list[str]:
     """All metrics that apply: those needing the truth only when it is given."""
-    return [n for n, m in METRICS.items() if have_truth or not m.needs_truth]
+    return [n for n in METRICS if have_truth or not get_metric_class(n).needs_truth]
 
 
 def parse_metrics(text: str | None, have_truth: bool) -> list[str]:
@@ -92,7 +79,7 @@ def parse_metrics(text: str | None, have_truth: bool) -> list[str]:
     unknown = [n for n in names if n not in METRICS]
     if unknown:
         raise UsageError(f"unknown metric(s) {', '.join(unknown)} (known: {', '.join(METRICS)})")
-    missing = [n for n in names if METRICS[n].needs_truth and not have_truth]
+    missing = [n for n in names if get_metric_class(n).needs_truth and not have_truth]
     if missing:
         raise UsageError(f"metric(s) {', '.join(missing)} need the noise-free images: give --truth DIR")
     return [n for n in METRICS if n in names]

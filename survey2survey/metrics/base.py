@@ -19,6 +19,7 @@ import abc
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -124,6 +125,27 @@ class Metric(abc.ABC):
     columns: ClassVar[tuple[Quantity, ...]] = ()
     #: Set-level quantities in ``result().values``.
     set_quantities: ClassVar[tuple[Quantity, ...]] = ()
+    #: How the metric measures, for the ``parameters`` of metrics.json.
+    parameters: ClassVar[dict[str, str]] = {}
+    #: Keys of ``result().notes`` that describe the whole evaluation (``noise_sigma``):
+    #: the evaluation keeps them in ``Evaluation.notes``.
+    evaluation_notes: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def table_notes(cls, notes: dict[str, Any]) -> list[str]:
+        """Lines printed under the terminal table (``notes``: the evaluation's notes)."""
+        return []
+
+    @classmethod
+    def plot(cls, evaluation, out: Path) -> dict[str, Path]:
+        """Draw this metric's plots of ``evaluation`` into the directory ``out``.
+
+        Returns
+        -------
+        dict
+            Plot kind (``flux``, ``fourier_r``, ...) -> path written.
+        """
+        return {}
 
     def __init__(self, context: MetricContext):
         self.context = context

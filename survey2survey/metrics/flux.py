@@ -74,6 +74,7 @@ class FluxMetric(Metric):
 
     name = "flux"
     title = "Global shape: summed |pred - ref| (Lin & Fouchez 2021, Fig. 5)"
+    evaluation_notes = ("noise_sigma",)
     columns = (
         Quantity(
             "flux_absdiff_norm", "Σ|pred−ref| / σΣ", "", "1.41*",
@@ -129,6 +130,20 @@ class FluxMetric(Metric):
             "noise_sum_ref": noise_sum,
         }
         return columns, {"noise_sum": noise_sum}
+
+    @classmethod
+    def table_notes(cls, notes):
+        lines = ["* Σ|pred−ref|/σΣ: 1.41 (√2) = perfect translation with its own noise; "
+                 "1 = noise-free copy of the truth; higher = worse global shape."]
+        if notes.get("noise_sigma"):
+            lines.append(f"noise level σΣ: {notes['noise_sigma']}.")
+        return lines
+
+    @classmethod
+    def plot(cls, evaluation, out):
+        from survey2survey.plots import plot_flux
+
+        return {"flux": plot_flux(evaluation, out / "flux.png")}
 
     def result(self):
         if not self.n_images:

@@ -163,6 +163,7 @@ class FourierMetric(Metric):
 
     name = "fourier"
     title = "Local fluctuations: stacked FFT amplitude of high-pass images (Lin & Fouchez 2021, Fig. 6)"
+    parameters = {"fourier_layout": "unshifted FFT: zero frequency in the corners, highest frequency at the centre"}
     columns = (
         Quantity(
             "hf_amp_ratio", "HF amplitude pred/ref", "", "1",
@@ -182,6 +183,17 @@ class FourierMetric(Metric):
             "summed stacked amplitude of pred over that of ref",
         ),
     )
+
+    @classmethod
+    def plot(cls, evaluation, out):
+        from survey2survey.plots import plot_fourier
+
+        done = {}
+        for band in evaluation.bands:
+            path = plot_fourier(evaluation, band, out / f"fourier_{band}.png")
+            if path is not None:
+                done[f"fourier_{band}"] = path
+        return done
 
     def __init__(self, context):
         super().__init__(context)

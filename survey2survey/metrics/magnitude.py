@@ -75,6 +75,13 @@ class MagnitudeMetric(Metric):
         Quantity("ks_pvalue", "KS p-value (mag)", "", "higher", "p-value of the KS test"),
     )
 
+    @classmethod
+    def plot(cls, evaluation, out):
+        from survey2survey.plots import plot_magnitude
+
+        path = plot_magnitude(evaluation, out / "magnitude.png")
+        return {"magnitude": path} if path is not None else {}
+
     def __init__(self, context):
         super().__init__(context)
         if context.zero_point is None:

@@ -128,6 +128,13 @@ class NoiseMetric(Metric):
         ),
     )
 
+    @classmethod
+    def plot(cls, evaluation, out):
+        from survey2survey.plots import plot_noise
+
+        path = plot_noise(evaluation, out / "noise.png")
+        return {"noise": path} if path is not None else {}
+
     def __init__(self, context):
         super().__init__(context)
         self._shape = None

@@ -61,6 +61,13 @@ class PhotometryMetric(Metric):
         Quantity("aperture_radius_px", "aperture radius", "px", "", "radius of the photometry aperture"),
     )
 
+    @classmethod
+    def plot(cls, evaluation, out):
+        from survey2survey.plots import plot_photometry
+
+        path = plot_photometry(evaluation, out / "photometry.png")
+        return {"photometry": path} if path is not None else {}
+
     def __init__(self, context):
         super().__init__(context)
         if context.aperture_radius is not None:

@@ -67,6 +67,13 @@ class ProfileMetric(Metric):
         ),
     )
 
+    @classmethod
+    def plot(cls, evaluation, out):
+        from survey2survey.plots import plot_profile
+
+        path = plot_profile(evaluation, out / "profile.png")
+        return {"profile": path} if path is not None else {}
+
     def __init__(self, context):
         super().__init__(context)
         self._radii = None

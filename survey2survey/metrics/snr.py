@@ -68,6 +68,13 @@ class SNRMetric(Metric):
         Quantity("ks_pvalue", "KS p-value (S/N)", "", "higher", "p-value of the KS test"),
     )
 
+    @classmethod
+    def plot(cls, evaluation, out):
+        from survey2survey.plots import plot_snr
+
+        path = plot_snr(evaluation, out / "snr.png")
+        return {"snr": path} if path is not None else {}
+
     def measure(self, pred, ref, truth):
         s_pred = mean_snr(pred, self.context.r_max)
         s_ref = mean_snr(ref, self.context.r_max)

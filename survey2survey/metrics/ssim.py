@@ -125,6 +125,8 @@ class SSIMMetric(Metric):
 
     name = "ssim"
     title = "Structural similarity (Wang et al. 2004; Survey2Survey Eq. 9-10), R = max - min of ref"
+    parameters = {"ssim": f"{2 * WINDOW_RADIUS + 1}x{2 * WINDOW_RADIUS + 1} Gaussian window, sigma {WINDOW_SIGMA:g} px, "
+                          f"C1 = ({K1:g} R)^2, C2 = ({K2:g} R)^2, R = max - min of ref"}
     columns = (
         Quantity("mssim", "MSSIM", "", "1", "mean structural similarity (1 = identical)", headline=True),
         Quantity("l_mean", "SSIM luminance l̄", "", "1", "mean luminance term: local brightness agreement",
@@ -133,6 +135,13 @@ class SSIMMetric(Metric):
                  headline=True),
         Quantity("s_mean", "SSIM structure s̄", "", "1", "mean structure term: local correlation", headline=True),
     )
+
+    @classmethod
+    def plot(cls, evaluation, out):
+        from survey2survey.plots import plot_ssim
+
+        path = plot_ssim(evaluation, out / "ssim.png")
+        return {"ssim": path} if path is not None else {}
 
     def measure(self, pred, ref, truth):
         return ssim(pred, ref), {}

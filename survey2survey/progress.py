@@ -1,0 +1,85 @@
+"""The one progress bar of the toolkit: rich, on stderr, built on demand.
+
+* :func:`progress_bar` returns a :class:`rich.progress.Progress` with the columns every
+  command shows (what, bar, done/total, [rate], elapsed, ETA) plus any text fields a caller
+  fills with ``update(task, field=...)`` (training shows its losses that way);
+* :func:`counting` is the common case, a context that yields ``advance(n)``.
+
+Importing this module loads nothing heavy (rich comes when a bar is built).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+__all__ = ["progress_bar", "counting"]
+
+
+def progress_bar(*fields: str, transient: bool = False, elapsed: bool = True, unit: str | None = None):
+    """A rich progress display on stderr (not started).
+
+    Parameters
+    ----------
+    *fields : str
+        Names of text fields: the first is shown after the done/total column, the others
+        after the ETA; each task must be given them (``add_task(..., rate="")``).
+    transient : bool
+        Remove the bar from the terminal when stopped.
+    elapsed : bool
+        Show the elapsed time before the ETA.
+    unit : str, optional
+        Show the measured rate in ``unit``/s after the done/total column ("812 cutouts/s").
+
+    Returns
+    -------
+    rich.progress.Progress
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class _Rate(ProgressColumn):
+        def render(self, task):  # noqa: D102 - rich's column interface
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s")
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    columns += [_Rate()] if unit else []
+    columns += [TextColumn(f"{{task.fields[{f}]}}") for f in fields[:1]]
+    columns += [TimeElapsedColumn()] if elapsed else []
+    columns += [TextColumn("ETA")] if elapsed and fields else []
+    columns += [TimeRemainingColumn()] + [TextColumn(f"{{task.fields[{f}]}}") for f in fields[1:]]
+    return Progress(*columns, console=Console(stderr=True), transient=transient)
+
+
+@contextlib.contextmanager
+def counting(enabled: bool, total: int, label: str, unit: str = "items") -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; with ``enabled``, a progress bar on stderr with the rate.
+
+    Parameters
+    ----------
+    enabled : bool
+        False gives a no-op ``advance`` (tests, ``--quiet``).
+    total : int
+        Number of items.
+    label : str
+        Text before the bar.
+    unit : str
+        Name of the items in the rate column (``cutouts`` -> "812 cutouts/s").
+    """
+    if not enabled:
+        yield lambda n: None
+        return
+    progress = progress_bar(unit=unit)
+    with progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
