@@ -23,6 +23,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PARTIAL",
     "EXIT_USAGE",
+    "first_line",
 ]
 
 EXIT_OK = 0
@@ -73,3 +74,13 @@ class OutputExistsError(CutoutError):
 
     def __init__(self, path: str | Path):
         super().__init__(path, "output exists (use --overwrite to replace it)")
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type name when empty), at most ``limit`` characters.
+
+    Library errors (torch, ONNX Runtime, safetensors) carry multi-line messages; a
+    user-facing error is one line.
+    """
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:limit]

@@ -19,8 +19,8 @@ def main(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files."),
 ) -> None:
-    from survey2survey.export import TOLERANCE, export_model
-    from survey2survey.translate import default_model_dir
+    from survey2survey.model import default_model_dir
+    from survey2survey.runtime.export import TOLERANCE, export_model
 
     model_dir = model if model is not None else default_model_dir()
     results = export_model(model_dir, out, fmt=fmt, directions=direction or None, overwrite=overwrite)

@@ -41,7 +41,7 @@ def main(
 ) -> None:
     from rich.console import Console
 
-    from survey2survey.translate import translate
+    from survey2survey.pipelines.translate import translate
 
     err = Console(stderr=True)
     progress = None
