@@ -122,13 +122,7 @@ def emulate_noise(
     dev = resolve_device(device)
     model = load_model(model_dir, device=dev)
     config = model.config
-    # the survey as the model recorded it: its flux scaling is the one the emulator learnt in
-    recorded = {d.target.name: d.target for d in model_directions(config).values() if d.noise_emulator}
-    if survey is None:
-        if not recorded:
-            raise ModelError(f"{model_dir}: model {config.get('name', '?')!r} has no noise emulator")
-        survey = next(iter(recorded.values()))
-    survey = recorded.get(get_survey(survey).name, get_survey(survey))
+    survey = _noise_survey(model, survey)
     emulator = model.modules[find_noise_emulator(config, survey)]
     emulator.eval()
     if band.lower() == "all":
@@ -182,6 +176,17 @@ def emulate_noise(
         except CutoutError as exc:  # the one output cannot be written: a bad --out (exit 2)
             raise UsageError(str(exc)) from None
     return report
+
+
+def _noise_survey(model, survey) -> Survey:
+    """The survey whose noise to draw, as the model recorded it (its flux scaling is the one
+    the emulator learnt in); default the target of the model's first direction with an emulator."""
+    recorded = {d.target.name: d.target for d in model_directions(model.config).values() if d.noise_emulator}
+    if survey is None:
+        if not recorded:
+            raise ModelError(f"{model.path}: model {model.config.get('name', '?')!r} has no noise emulator")
+        return next(iter(recorded.values()))
+    return recorded.get(get_survey(survey).name, get_survey(survey))
 
 
 def _cube_hdu(fits, b: int, cube: np.ndarray, rms: np.ndarray, report: EmulateReport, survey: Survey, model, emulator: str, seed: int):
