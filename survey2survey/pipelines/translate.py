@@ -40,12 +40,11 @@ from survey2survey.model import default_model_dir
 from survey2survey.pipelines.translate_schedule import run_batched, run_per_cutout
 from survey2survey.pipelines.translate_steps import Job, Setup
 from survey2survey.pipelines.workers import start_pool
-from survey2survey.runtime.device import check_precision
+from survey2survey.runtime.device import BACKENDS, check_precision
 from survey2survey.surveys import Survey, get_survey
 from survey2survey.translators.base import Translator
 
 __all__ = [
-    "BACKENDS",
     "parse_shard",
     "output_name",
     "TranslateReport",
@@ -53,7 +52,6 @@ __all__ = [
     "translate_with",
 ]
 
-BACKENDS = ("torch", "onnx")
 #: Fewer inputs than this are read and written in this process (no pool start-up).
 INLINE_BELOW = 32
 

@@ -11,6 +11,7 @@ import os
 from survey2survey.errors import UsageError
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_BATCH",
     "PRECISIONS",
     "PRECISION_CHOICES",
@@ -22,6 +23,8 @@ __all__ = [
     "batch_size",
 ]
 
+#: Inference backends of a model (``--backend``).
+BACKENDS = ("torch", "onnx")
 #: Default images per model call.
 DEFAULT_BATCH = {"cuda": 512, "cpu": 16}
 

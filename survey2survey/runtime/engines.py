@@ -13,14 +13,12 @@ import numpy as np
 
 from survey2survey.errors import UsageError
 from survey2survey.model.directions import Direction, direction_shapes
-from survey2survey.runtime.device import check_precision, cuda_device_id, set_cuda_fp32_precision
+from survey2survey.runtime.device import BACKENDS, check_precision, cuda_device_id, set_cuda_fp32_precision
 from survey2survey.runtime.graph import TranslationGraph
 from survey2survey.runtime.export import create_session, onnx_for
 from survey2survey.runtime.seeds import latent_codes, noise_inputs
 
-__all__ = ["BACKENDS", "TorchEngine", "OnnxEngine", "load_engine"]
-
-BACKENDS = ("torch", "onnx")
+__all__ = ["TorchEngine", "OnnxEngine", "load_engine"]
 
 
 class TorchEngine:

@@ -11,9 +11,8 @@ The seeds z1, z2 come from a counter-based generator written in plain integer te
 operations (a 32-bit avalanche hash of (object key, stream, element index), two hash
 rounds per uniform, then Box-Muller).  Unlike ``torch.randn`` it gives the same bits on
 CPU and GPU, needs no generator state, and on a GPU draws the z of a whole batch in a
-few kernels instead of one ``torch.Generator`` call per object (the CPU-side draw of
-~100,000 normals per CFHT cutout would otherwise cap a GPU at a few thousand
-cutouts/s).  The integer part is exact; the float part (log, cos, sin) may differ by
+few kernels instead of one ``torch.Generator`` call per object (a CPU-side draw of the
+~100,000 normals of a CFHT cutout would otherwise limit a GPU run).  The integer part is exact; the float part (log, cos, sin) may differ by
 an ulp between devices.  Normals are truncated at about 5.9 sigma (24-bit uniforms).
 
 Streams: the noise of sample ``s`` (``--samples``) and band ``b`` of an object is stream
