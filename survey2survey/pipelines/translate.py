@@ -272,27 +272,12 @@ def translate(
     from survey2survey.translators.learned import LearnedTranslator
 
     start = time.perf_counter()
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise UsageError(f"--samples must be a positive integer, got {samples!r}")
+    inputs, shard = _check_options(inputs, to, source, batch_size, seed, samples, shard, workers)
     if not noise and samples > 1:
         raise UsageError("--samples N asks for noise realisations: it cannot go with --no-noise")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, got {seed!r}")
     if backend not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     check_precision(precision, backend)
-    if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
-        raise UsageError(f"--batch-size must be a positive integer, got {batch_size!r}")
-    if workers is not None and workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {workers}")
-    if isinstance(shard, str) or shard is None:
-        shard = parse_shard(shard)
-    get_survey(to)
-    if source is not None:
-        get_survey(source)
-    inputs = [str(i) for i in inputs]
-    if not inputs:
-        raise UsageError("no inputs given")
     # The model first: a missing or unsuitable model is misuse, before any file is read.
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
     translator = LearnedTranslator.load(
@@ -315,7 +300,7 @@ def translate_with(
     seed: int = 0,
     samples: int = 1,
     overwrite: bool = False,
-    shard: tuple[int, int] | None = None,
+    shard: tuple[int, int] | str | None = None,
     workers: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     start: float | None = None,
@@ -329,7 +314,7 @@ def translate_with(
         As :func:`translate` (``batch_size`` only for a batched translator).
     source : str or Survey, optional
         Read every input as this survey (one of ``translator.sources``).
-    shard : (I, N), optional
+    shard : (I, N) or "I/N" or "auto", optional
         Take inputs I, I+N, I+2N, ... of the sorted input list.
     start : float, optional
         ``time.perf_counter()`` when the run began (default: now).
@@ -339,10 +324,10 @@ def translate_with(
     TranslateReport
     """
     start = time.perf_counter() if start is None else start
+    inputs, shard = _check_options(inputs, translator.target, source, batch_size, seed, samples, shard, workers)
     target = translator.target
     given = translator.sources[get_survey(source).name] if source is not None else None
     out_dir = Path(out_dir) if out_dir is not None else Path.cwd() / target.name
-    inputs = [str(i) for i in inputs]
     entries, ignored = _plan(inputs, find_cutouts(inputs, survey=given), out_dir, target)
     if shard is not None:
         entries = entries[shard[0] :: shard[1]]
@@ -378,6 +363,27 @@ def translate_with(
     report.warned.sort()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _check_options(inputs, to, source, batch_size, seed, samples, shard, workers):
+    """Misuse of the options every translator shares, found before any work: (inputs as str, shard)."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise UsageError(f"--samples must be a positive integer, got {samples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {seed!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
+        raise UsageError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    if workers is not None and workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {workers}")
+    if isinstance(shard, str) or shard is None:
+        shard = parse_shard(shard)
+    get_survey(to)
+    if source is not None:
+        get_survey(source)
+    inputs = [str(i) for i in inputs]
+    if not inputs:
+        raise UsageError("no inputs given")
+    return inputs, shard
 
 
 def _default_workers(workers: int | None, n_jobs: int, translator: Translator) -> int:
