@@ -8,13 +8,14 @@ the new one is this repository.  Both translate the same inputs with the command
 the other, ``--rounds`` times in alternation, so that a shared machine's load falls on
 both alike.  Inputs: the 8 example cutouts of each survey copied under new names up to
 ``--n``.  Reports, per direction, the best and median cutouts/s of each tree and their
-ratio (new / old), and checks that every output's data (all HDUs) are the same bytes.
+ratio (new / old), the least CPU time (all processes) of each and its ratio, and checks that every output's data (all HDUs) are the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -38,17 +39,21 @@ def make_inputs(root: Path, survey: str, n: int) -> Path:
     return out
 
 
-def run(tree: Path, inputs: Path, target: str, out: Path, python: str) -> float:
-    """Wall seconds of one ``s2s translate`` run (process start and model load included)."""
+def run(tree: Path, inputs: Path, target: str, out: Path, python: str) -> tuple[float, float]:
+    """Wall and CPU seconds (all processes) of one ``s2s translate`` run, process start and
+    model load included.  On a shared machine the CPU time is the steadier of the two."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     cmd = [python, "-m", "survey2survey", "translate", str(inputs), "--to", target, "--out", str(out),
            "--device", "cpu", "--precision", "fp32", "--seed", "0", "--quiet", "--model", str(tree / "models" / "sdss-cfht")]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"{tree}: s2s translate failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    return seconds
+    return seconds, cpu
 
 
 def same_data(a: Path, b: Path) -> tuple[int, list[str]]:
@@ -85,18 +90,23 @@ def main(argv=None) -> int:
             tmp = Path(tmp)
             inputs = make_inputs(tmp, src, args.n)
             times: dict[str, list[float]] = {"old": [], "new": []}
+            cpus: dict[str, list[float]] = {"old": [], "new": []}
             for r in range(args.rounds):
                 for label, tree in (("old", old), ("new", NEW)):
-                    out = tmp / f"out-{label}-{r}"
-                    times[label].append(run(tree, inputs, tgt, out, args.python))
+                    wall, cpu = run(tree, inputs, tgt, tmp / f"out-{label}-{r}", args.python)
+                    times[label].append(wall)
+                    cpus[label].append(cpu)
             n_files, differ = same_data(tmp / "out-old-0", tmp / "out-new-0")
             rates = {k: [args.n / s for s in v] for k, v in times.items()}
             best = {k: max(v) for k, v in rates.items()}
             median = {k: statistics.median(v) for k, v in rates.items()}
+            cpu = {k: min(v) for k, v in cpus.items()}
             print(f"\n{direction}:")
             for k in ("old", "new"):
-                print(f"  {k}: best {best[k]:6.1f} cutouts/s, median {median[k]:6.1f}  ({', '.join(f'{x:.1f}' for x in rates[k])})")
-            print(f"  ratio new/old: best {best['new'] / best['old']:.3f}, median {median['new'] / median['old']:.3f}")
+                print(f"  {k}: best {best[k]:6.1f} cutouts/s, median {median[k]:6.1f}  ({', '.join(f'{x:.1f}' for x in rates[k])}); "
+                      f"least CPU {cpu[k]:.1f} s")
+            print(f"  ratio new/old: wall best {best['new'] / best['old']:.3f}, median {median['new'] / median['old']:.3f}; "
+                  f"CPU time old/new {cpu['old'] / cpu['new']:.3f}")
             print(f"  data: {n_files} files compared, {len(differ)} differ" + (f" ({', '.join(differ[:5])})" if differ else ""))
             status |= bool(differ)
     return status

@@ -21,7 +21,8 @@ every pixel, so its flux error does not average out.
 
 End-to-end rows run ``translate()`` on a directory of FITS cutouts into another
 directory, and once more with the model replaced by a nearest-neighbour resize to show
-what the reading/writing pipeline alone sustains.
+what the reading/writing pipeline alone sustains, batched (a model's schedule) and per
+cutout in the worker processes (a cheap translator's schedule).
 
 Weights do not change the speed: without ``--model`` a model of the paper's architecture
 with random weights is used.  Targets (SDSS -> CFHT): >= 20,000 images/s model-only and
@@ -45,7 +46,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from survey2survey.fits_io import make_wcs, write_cutout  # noqa: E402
+from survey2survey.fits_io import Provenance, make_wcs, rescale_wcs, wcs_cards, write_cutout  # noqa: E402
 from survey2survey.model import direction_shapes, load_model, model_directions, save_model  # noqa: E402
 from survey2survey.nets import NoiseEmulator, generator_cfht_to_sdss, generator_sdss_to_cfht  # noqa: E402
 from survey2survey.nets.layers import fold_upsampling  # noqa: E402
@@ -55,6 +56,7 @@ from survey2survey.runtime.engines import OnnxEngine, TorchEngine  # noqa: E402
 from survey2survey.runtime.graph import TranslationGraph  # noqa: E402
 from survey2survey.runtime.seeds import noise_inputs, object_seed  # noqa: E402
 from survey2survey.surveys import get_survey, to_model_space, to_native  # noqa: E402
+from survey2survey.translators import Geometry, Prepared, Translator  # noqa: E402
 from survey2survey.translators.learned import LearnedTranslator  # noqa: E402
 
 
@@ -277,6 +279,36 @@ class _ResizeTranslator(LearnedTranslator):
         return np.ascontiguousarray(x[:, None][:, :, :, iy][:, :, :, :, ix])  # (N, 1, C, H', W')
 
 
+class _PerCutoutResize(Translator):
+    """A per-cutout translator (nearest resize in native units, no model) run in the worker
+    processes: what the pipeline sustains for a cheap translator such as the physics one."""
+
+    per_cutout = True
+
+    def __init__(self, source, target):
+        self.sources, self.target = {source.name: source}, target
+
+    def describe(self):
+        return "resize per cutout (no model)"
+
+    def prepare(self, cutout, survey):
+        h, w = cutout.data.shape[1:]
+        shape = (round(h * survey.pixel_scale / self.target.pixel_scale),) * 2
+        wcs = wcs_cards(rescale_wcs(cutout.wcs, (h, w), shape)) if cutout.wcs is not None else None
+        return Prepared(survey, cutout.data, Geometry(shape, self.target.bands, wcs), None, list(cutout.warnings))
+
+    def run(self, batch, keys, samples):
+        out = []
+        for p in batch:
+            iy = (np.arange(p.geometry.shape[0]) * p.x.shape[1]) // p.geometry.shape[0]
+            ix = (np.arange(p.geometry.shape[1]) * p.x.shape[2]) // p.geometry.shape[1]
+            out.append(np.ascontiguousarray(p.x[None][:, :, iy][:, :, :, ix]))  # (1, C, H', W')
+        return out
+
+    def provenance(self, prepared, object_id, seed, n_samples):
+        return Provenance(backend=self.describe(), seed=seed), ["nearest resize (bench)"], []
+
+
 def end_to_end(model_dir, direction, device, args, rows, notes):
     src, tgt = direction.split("->")
     survey = get_survey(src)
@@ -298,6 +330,10 @@ def end_to_end(model_dir, direction, device, args, rows, notes):
         resize = _ResizeTranslator.load(model_dir, tgt, device="cpu")
         io = translate_with(resize, [tmp / "in"], out_dir=tmp / "out-io", batch_size=args.batch, workers=args.workers, seed=1)
         rows.append(("fits->fits", f"I/O pipeline only (model replaced by a resize), {io.workers} workers", io.rate, None))
+        cheap = translate_with(_PerCutoutResize(survey, get_survey(tgt)), [tmp / "in"], out_dir=tmp / "out-cheap",
+                               workers=args.workers, seed=1)
+        rows.append(("fits->fits", f"per-cutout translator in the workers (a resize), {cheap.workers} workers",
+                     cheap.rate, None))
 
 
 def main(argv=None) -> int:

@@ -29,8 +29,9 @@ SDSS = get_survey("sdss")
 class BlockSum(Translator):
     """SDSS -> a survey of 2x2 SDSS pixels: each output pixel is the summed flux of a block."""
 
-    def __init__(self, target: Survey, per_cutout: bool = True):
+    def __init__(self, target: Survey, per_cutout: bool = True, bands: tuple[str, ...] | None = None):
         self.target, self.sources, self.per_cutout = target, {"sdss": SDSS}, per_cutout
+        self.bands = bands or target.bands  # the bands it writes (a subset: the others are left out)
 
     def describe(self) -> str:
         return "block-sum 2x2 (test)"
@@ -44,8 +45,9 @@ class BlockSum(Translator):
             raise CutoutError(cutout.path, f"odd size {w}x{h} px cannot be binned 2x2")
         shape = (h // 2, w // 2)
         wcs = wcs_cards(rescale_wcs(cutout.wcs, (h, w), shape)) if cutout.wcs is not None else None
-        mask = resample_mask(cutout.mask, shape) if cutout.mask is not None else None
-        return Prepared(survey, cutout.data, Geometry(shape, self.target.bands, wcs), mask, list(cutout.warnings))
+        keep = [survey.band_index(b) for b in self.bands]
+        mask = resample_mask(cutout.mask[keep], shape) if cutout.mask is not None else None
+        return Prepared(survey, cutout.data[keep], Geometry(shape, self.bands, wcs), mask, list(cutout.warnings))
 
     def run(self, batch, keys, samples):
         out = []
@@ -106,3 +108,13 @@ def test_per_cutout_and_batched_schedules_write_the_same_files(binned_survey, tm
         with fits.open(tmp_path / "True" / name) as a, fits.open(tmp_path / "False" / name) as b:
             assert [x.name for x in a] == [y.name for y in b] == ["PRIMARY", "SAMPLE2"]
             assert all(np.array_equal(x.data, y.data) for x, y in zip(a, b))
+
+
+def test_a_translator_may_write_some_bands_only(binned_survey, tmp_path):
+    write_inputs(tmp_path / "in", SDSS, 2)
+    report = translate_with(BlockSum(binned_survey, bands=("g", "r")), [tmp_path / "in"], out_dir=tmp_path / "out")
+    assert report.translated == 2
+    data = galaxy(SDSS, 1, ra=150.01)[0]
+    with fits.open(tmp_path / "out" / "J0001.sdssbin.fits") as hdul:
+        assert hdul[0].header["BANDS"] == "g,r" and hdul[0].data.shape == (2, 32, 32)
+        np.testing.assert_allclose(hdul[0].data.sum(axis=(1, 2)), data[1:3].sum(axis=(1, 2)), rtol=1e-5)

@@ -13,6 +13,7 @@ bad input (the record says what went wrong) and touches no torch.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,6 +165,8 @@ def write_one(job: WriteJob, setup: Setup) -> tuple[int, str | None]:
     history = [header_text(line) for line in history + [f"input: {w}" for w in job.record.warnings]]
     cards = [("S2SOBJ", job.object_id, "object id (with S2SSEED, the noise seed)"), *cards]
     target, wcs = translator.target, prepared.geometry.wcs
+    if tuple(prepared.geometry.bands) != tuple(target.bands):  # a translator may write some bands only
+        target = dataclasses.replace(target, bands=tuple(prepared.geometry.bands))
     extra = []
     for s in range(1, native.shape[0]):
         hdu = fits.ImageHDU(data=native[s], name=f"SAMPLE{s + 1}")
