@@ -39,7 +39,7 @@ import torch
 
 from survey2survey.atomic import write_bytes
 from survey2survey.errors import ModelError, UsageError, first_line
-from survey2survey.model.directions import direction_shapes, model_directions
+from survey2survey.model.directions import default_model_dir, direction_shapes, model_directions
 from survey2survey.model.store import load_model
 from survey2survey.runtime.device import cuda_device_id
 from survey2survey.runtime.graph import LatentGraph, TranslationGraph
@@ -225,7 +225,7 @@ def _verify(proto, graph, d, in_hw, out_hw) -> float:
 
 
 def export_model(
-    model_dir: str | os.PathLike,
+    model_dir: str | os.PathLike | None = None,
     out_dir: str | os.PathLike | None = None,
     *,
     fmt: str = "onnx",
@@ -237,7 +237,8 @@ def export_model(
 
     Parameters
     ----------
-    model_dir : path
+    model_dir : path, optional
+        Default :func:`survey2survey.model.default_model_dir`.
     out_dir : path, optional
         Default ``<model_dir>/onnx``.
     fmt : {"onnx"}
@@ -249,6 +250,7 @@ def export_model(
     """
     if fmt.lower() != "onnx":
         raise UsageError(f"unknown export format {fmt!r} (supported: onnx)")
+    model_dir = model_dir if model_dir is not None else default_model_dir()
     model = load_model(model_dir, device="cpu", fold=True)
     out_dir = Path(out_dir) if out_dir is not None else Path(model_dir) / "onnx"
     known = model_directions(model.config)
