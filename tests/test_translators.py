@@ -118,3 +118,25 @@ def test_a_translator_may_write_some_bands_only(binned_survey, tmp_path):
     with fits.open(tmp_path / "out" / "J0001.sdssbin.fits") as hdul:
         assert hdul[0].header["BANDS"] == "g,r" and hdul[0].data.shape == (2, 32, 32)
         np.testing.assert_allclose(hdul[0].data.sum(axis=(1, 2)), data[1:3].sum(axis=(1, 2)), rtol=1e-5)
+
+
+class _FailsOnBright(BlockSum):
+    """Raises in run() for cutouts brighter than ``limit``: the others must still be written."""
+
+    limit = 0.0
+
+    def run(self, batch, keys, samples):
+        if any(p.x.max() > self.limit for p in batch):
+            raise ValueError("too bright\nsecond line")
+        return super().run(batch, keys, samples)
+
+
+def test_a_translator_failing_on_one_cutout_fails_that_cutout_only(binned_survey, tmp_path):
+    paths = write_inputs(tmp_path / "in", SDSS, 4)
+    peaks = [float(galaxy(SDSS, i)[0].max()) for i in range(4)]
+    brightest = int(np.argmax(peaks))
+    translator = _FailsOnBright(binned_survey)
+    translator.limit = (peaks[brightest] + sorted(peaks)[-2]) / 2
+    report = translate_with(translator, [tmp_path / "in"], out_dir=tmp_path / "out", workers=2)
+    assert report.translated == 3 and report.exit_code == 1
+    assert report.failed == [(str(paths[brightest]), f"{paths[brightest]}: translation failed (ValueError: too bright)")]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from survey2survey.errors import CutoutError, S2SError
+from survey2survey.errors import CutoutError, S2SError, first_line
 from survey2survey.fits_io import read_cutout, verify_fits, write_cutout
 from survey2survey.runtime.seeds import object_seed
 from survey2survey.surveys import Survey
@@ -208,16 +208,15 @@ def translate_chunk(jobs: list[Job], setup: Setup) -> list[tuple[Record, tuple[i
     Returns each input's read record and, when it was translated, its write result.
     """
     out = []
-    for rec in read_chunk(jobs, setup):
-        job = jobs[[j.index for j in jobs].index(rec.index)]
+    for job, rec in zip(jobs, read_chunk(jobs, setup)):  # read_chunk keeps the order
         if rec.status != "ok":
             out.append((rec, None))
             continue
         try:
             keys = np.array([object_seed(setup.seed, job.source.object_id)], dtype=np.int64)
-            data = setup.translator.run([rec.prepared], keys, setup.samples)[0]
+            data = setup.translator.run([rec.prepared], keys, setup.samples)[0]  # (S, C, H, W)
             result = write_chunk([write_job(job, rec, data)], setup)[0]
-        except (S2SError, RuntimeError, ValueError) as exc:
-            result = (job.index, f"{job.source.path}: translation failed ({' '.join(str(exc).split())[:300]})")
+        except Exception as exc:  # one input's failure, never the batch's
+            result = (job.index, f"{job.source.path}: translation failed ({type(exc).__name__}: {first_line(exc)})")
         out.append((rec, result))
     return out
