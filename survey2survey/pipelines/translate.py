@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from survey2survey.atomic import remove_stale
 from survey2survey.errors import UsageError
 from survey2survey.fits_io import find_cutouts
 from survey2survey.model import default_model_dir
@@ -181,8 +182,6 @@ def _check_out_dir(out_dir: Path) -> None:
     Also removes the temporary files that killed runs of this host left there.
     """
     import tempfile
-
-    from survey2survey.atomic import remove_stale
 
     for parent in (out_dir, *out_dir.parents):
         if parent.exists() and not parent.is_dir():

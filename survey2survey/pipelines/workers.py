@@ -7,6 +7,8 @@ import multiprocessing as mp
 import os
 import sys
 
+from survey2survey.surveys import Survey, list_surveys, register_survey
+
 __all__ = ["InlineExecutor", "start_pool"]
 
 
@@ -28,8 +30,6 @@ class InlineExecutor:
 def _init_worker(survey_specs: list[dict]) -> None:
     """Worker start: single-threaded numerics, and the parent's survey registry."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from survey2survey.surveys import Survey, register_survey
-
     for spec in survey_specs:
         register_survey(Survey.from_dict(spec["name"], spec, "parent process"))
 
@@ -48,8 +48,6 @@ def start_pool(workers: int):
     """
     if workers == 0:
         return InlineExecutor()
-    from survey2survey.surveys import list_surveys
-
     specs = [s.to_dict() for s in list_surveys()]
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(specs,))
