@@ -12,7 +12,7 @@ only around the timed loop.  Rows, measured in the same run:
   then convolution), fp32 (no TF32 on CUDA), contiguous tensors, no compilation, Adam
   with ``foreach`` kernels; the ``x plain`` column is relative to it;
 * ``eager fp32``  -- the same with every convolution after a nearest x2 up-sampling
-  computed on the small grid (``nets.layers.upsample_conv``, same function, fewer FLOPs);
+  computed on the small grid (``nets.layers.fold_upsampling``, same function, fewer FLOPs);
 * ``eager bf16``  -- bf16 autocast + channels-last;
 * ``optimised``   -- what ``s2s train`` uses on a GPU: bf16 autocast, channels-last,
   ``torch.compile`` d networks, fused Adam.  On CPU only with ``--compile`` (it checks
@@ -31,7 +31,6 @@ Targets on one H100 (issue 4): step 1 <= 30 ms/it, step 2 <= 15 ms/it at batch 2
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import tempfile
 import time
@@ -42,9 +41,9 @@ import torch
 
 from survey2survey.data.loader import Batch, MiniBatchLoader, open_dataset
 from survey2survey.methods import get_method
-from survey2survey.nets.layers import plain_upsampling
+from survey2survey.nets.layers import fold_upsampling
 from survey2survey.surveys import get_survey
-from survey2survey.translate import set_cuda_fp32_precision
+from survey2survey.runtime.device import set_cuda_fp32_precision
 
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s, H100 SXM
 
@@ -75,10 +74,13 @@ def random_batch(step: int, batch: int, device, channels_last: bool, seed: int =
     return out
 
 
-def build(step: int, device, *, amp: bool, channels_last: bool, compile: bool):
+def build(step: int, device, *, amp: bool, channels_last: bool, compile: bool, plain: bool = False):
     a, b = get_survey("sdss"), get_survey("cfht")
     torch.manual_seed(0)
     method = get_method("ours")({"a": a, "b": b}, step=step)
+    if not plain:  # what s2s train runs; plain = the networks exactly as written (Fig. 2)
+        for net in method.nets.values():
+            fold_upsampling(net)
     method.setup(
         device,
         amp_dtype=torch.bfloat16 if amp else None,
@@ -97,12 +99,11 @@ def build(step: int, device, *, amp: bool, channels_last: bool, compile: bool):
 def count_flops(step: int, device, batch: int, plain: bool = False) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    with plain_upsampling() if plain else contextlib.nullcontext():
-        method = build(step, device, amp=False, channels_last=False, compile=False)
-        batches = random_batch(step, batch, device, channels_last=False)
-        counter = FlopCounterMode(display=False)
-        with counter:
-            method.train_step(batches[0])
+    method = build(step, device, amp=False, channels_last=False, compile=False, plain=plain)
+    batches = random_batch(step, batch, device, channels_last=False)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        method.train_step(batches[0])
     return float(counter.get_total_flops())
 
 
@@ -110,12 +111,13 @@ def time_row(step: int, device, batch: int, iters: int, warmup: int, *, amp: boo
              plain: bool = False, tf32: bool = True):
     if device.type == "cuda":
         set_cuda_fp32_precision(tf32)
-    with plain_upsampling() if plain else contextlib.nullcontext():
-        return _time_row(step, device, batch, iters, warmup, amp=amp, channels_last=channels_last, compile=compile)
+    return _time_row(step, device, batch, iters, warmup, amp=amp, channels_last=channels_last, compile=compile,
+                     plain=plain)
 
 
-def _time_row(step: int, device, batch: int, iters: int, warmup: int, *, amp: bool, channels_last: bool, compile: bool):
-    method = build(step, device, amp=amp, channels_last=channels_last, compile=compile)
+def _time_row(step: int, device, batch: int, iters: int, warmup: int, *, amp: bool, channels_last: bool, compile: bool,
+              plain: bool = False):
+    method = build(step, device, amp=amp, channels_last=channels_last, compile=compile, plain=plain)
     batches = random_batch(step, batch, device, channels_last)
     t0 = time.perf_counter()
     for i in range(warmup):

@@ -7,8 +7,8 @@ Model-only rows time the generator plus a fresh noise-emulator draw (F = G + NE,
 the device from per-object seeds) on inputs already on the device, output left there.  The
 baseline (the "x fp32" column) is the plain port in true fp32: up-sampling then
 convolution as the paper writes it, contiguous tensors, eager.  Then the same network with
-the up-sampling folded into the next convolution (``nets.layers.upsample_conv``: the same
-function with 7.9 instead of 13.6 GFLOP per image) and channels-last, in fp32, TF32 (CUDA),
+the up-sampling folded into the next convolution (``nets.layers.fold_upsampling``: the same
+function with fewer FLOPs, printed in the notes) and channels-last, in fp32, TF32 (CUDA),
 bf16 autocast and compiled, the engine call with host copies, and ONNX Runtime (CPU
 provider, and CUDA when it really runs).
 
@@ -21,7 +21,8 @@ every pixel, so its flux error does not average out.
 
 End-to-end rows run ``translate()`` on a directory of FITS cutouts into another
 directory, and once more with the model replaced by a nearest-neighbour resize to show
-what the reading/writing pipeline alone sustains.
+what the reading/writing pipeline alone sustains, batched (a model's schedule) and per
+cutout in the worker processes (a cheap translator's schedule).
 
 Weights do not change the speed: without ``--model`` a model of the paper's architecture
 with random weights is used.  Targets (SDSS -> CFHT): >= 20,000 images/s model-only and
@@ -31,6 +32,7 @@ with random weights is used.  Targets (SDSS -> CFHT): >= 20,000 images/s model-o
 from __future__ import annotations
 
 import argparse
+import copy
 import contextlib
 import json
 import os
@@ -44,14 +46,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from survey2survey import model_io  # noqa: E402
-from survey2survey.emulate import noise_inputs, object_seed  # noqa: E402
-from survey2survey.export import TranslationGraph  # noqa: E402
-from survey2survey.fits_io import make_wcs, write_cutout  # noqa: E402
+from survey2survey.fits_io import Provenance, make_wcs, rescale_wcs, wcs_cards, write_cutout  # noqa: E402
+from survey2survey.model import direction_shapes, load_model, model_directions, save_model  # noqa: E402
 from survey2survey.nets import NoiseEmulator, generator_cfht_to_sdss, generator_sdss_to_cfht  # noqa: E402
-from survey2survey.nets.layers import plain_upsampling  # noqa: E402
+from survey2survey.nets.layers import fold_upsampling  # noqa: E402
+from survey2survey.pipelines.translate import translate, translate_with  # noqa: E402
+from survey2survey.runtime.device import resolve_device, set_cuda_fp32_precision  # noqa: E402
+from survey2survey.runtime.engines import OnnxEngine, TorchEngine  # noqa: E402
+from survey2survey.runtime.graph import TranslationGraph  # noqa: E402
+from survey2survey.runtime.seeds import noise_inputs, object_seed  # noqa: E402
 from survey2survey.surveys import get_survey, to_model_space, to_native  # noqa: E402
-from survey2survey import translate as tr  # noqa: E402
+from survey2survey.translators import Geometry, Prepared, Translator  # noqa: E402
+from survey2survey.translators.learned import LearnedTranslator  # noqa: E402
 
 
 def random_model(root: Path) -> Path:
@@ -68,7 +74,7 @@ def random_model(root: Path) -> Path:
             "cfht->sdss": {"generator": "generator_cfht_to_sdss", "noise_emulator": "noise_emulator_sdss"},
         },
     }
-    return model_io.save_model(root / "model", modules, config)
+    return save_model(root / "model", modules, config)
 
 
 def example_inputs(survey, n: int) -> np.ndarray:
@@ -159,11 +165,12 @@ def flux_errors(gen, x, ne_native, g_ref, target, run) -> tuple[float, float, fl
 
 
 def model_only(model, direction, device, batch, args, rows, notes):
-    d = tr.model_directions(model.config)[direction]
-    gen = model.modules[d.generator].to(device).eval()
+    d = model_directions(model.config)[direction]
+    plain = model.modules[d.generator].to(device).eval()  # as loaded for training: up-sampling as written
+    gen = fold_upsampling(copy.deepcopy(plain))  # as loaded for inference
     ne = model.modules[d.noise_emulator].to(device).eval()
     graph = TranslationGraph(gen, ne)
-    in_shape, out_shape = tr.direction_shapes(model, d)
+    in_shape, out_shape = direction_shapes(model, d)
     native = example_inputs(d.source, batch)
     x = torch.from_numpy(to_model_space(native, d.source)).to(device)
     keys = np.array([object_seed(0, f"bench{i}") for i in range(batch)], dtype=np.int64)
@@ -180,30 +187,28 @@ def model_only(model, direction, device, batch, args, rows, notes):
     def timed(fn):
         return rate(fn, batch, device, args.seconds, args.max_calls)
 
-    with plain_upsampling():
-        gf_plain = gflop_per_image(gen, x.shape[1:], device)
+    gf_plain = gflop_per_image(plain, x.shape[1:], device)
     gf = gflop_per_image(gen, x.shape[1:], device)
     if gf:
         notes.append(f"generator {direction}: {gf_plain:.2f} GFLOP per image as written, {gf:.2f} with the "
                      "up-sampling folded into the next convolution (torch flop counter)")
     if on_cuda:
-        tr.set_cuda_fp32_precision(tf32=False)  # the baseline is true fp32
+        set_cuda_fp32_precision(tf32=False)  # the baseline is true fp32
 
     # the baseline: the plain port (up-sample, then convolve), fp32, contiguous tensors
-    with plain_upsampling():
-        rows.append(("model", "torch fp32 eager, plain port", timed(lambda: step(gen, False)), gf_plain))
+    rows.append(("model", "torch fp32 eager, plain port", timed(lambda: step(plain, False)), gf_plain))
     gen.to(memory_format=torch.channels_last)
     xc = x.contiguous(memory_format=torch.channels_last)
     rows.append(("model", "torch fp32 eager, folded, channels-last", timed(lambda: step(gen, False, xc)), gf))
     if on_cuda:
-        tr.set_cuda_fp32_precision(tf32=True)
+        set_cuda_fp32_precision(tf32=True)
         rows.append(("model", "torch tf32 eager, folded, channels-last", timed(lambda: step(gen, False, xc)), gf))
     rows.append(("model", "torch bf16 eager, folded, channels-last", timed(lambda: step(gen, True, xc)), gf))
 
     # what each precision does to the science: pixel and summed-flux errors against fp32
     with torch.no_grad():
         if on_cuda:
-            tr.set_cuda_fp32_precision(tf32=False)
+            set_cuda_fp32_precision(tf32=False)
         g32 = gen(xc).float()
         ne_native = to_native((step(gen, False, xc)[:, 0]).cpu().numpy(), d.target) - to_native(g32.cpu().numpy(), d.target)
     g_ref = to_native(g32.cpu().numpy(), d.target)
@@ -214,11 +219,11 @@ def model_only(model, direction, device, batch, args, rows, notes):
 
     def tf32_run(net, inputs):
         if on_cuda:
-            tr.set_cuda_fp32_precision(tf32=True)
+            set_cuda_fp32_precision(tf32=True)
             try:
                 return net(inputs)
             finally:
-                tr.set_cuda_fp32_precision(tf32=False)
+                set_cuda_fp32_precision(tf32=False)
         with emulated_tf32():
             return net(inputs)
 
@@ -230,7 +235,7 @@ def model_only(model, direction, device, batch, args, rows, notes):
     if not args.no_compile:
         precision = "tf32" if on_cuda else "fp32"
         if on_cuda:
-            tr.set_cuda_fp32_precision(tf32=True)
+            set_cuda_fp32_precision(tf32=True)
         compiled = torch.compile(gen, dynamic=False)
         t0 = time.perf_counter()
         step(compiled, False, xc)
@@ -242,14 +247,14 @@ def model_only(model, direction, device, batch, args, rows, notes):
             step(compiled, True, xc)
             rows.append(("model", "torch compiled bf16, folded, channels-last", timed(lambda: step(compiled, True, xc)), gf))
 
-    engine = tr.TorchEngine(model, d, str(device), "auto")
+    engine = TorchEngine(load_model(model.path, "cpu", fold=True), d, str(device), "auto")
     host = x.float().cpu().numpy()
     rows.append(("model", f"engine {engine.describe()} incl. host copies", timed(lambda: engine.run(host, keys)), gf))
     if not args.no_onnx:
-        cpu_model = model_io.load_model(model.path, "cpu")
+        cpu_model = load_model(model.path, "cpu", fold=True)
         for dev in (["cuda"] if on_cuda else []) + ["cpu"]:
             try:
-                onnx_engine = tr.OnnxEngine(cpu_model, d, dev)
+                onnx_engine = OnnxEngine(cpu_model, d, dev)
             except Exception as exc:  # a provider that does not come up is a note, not a crash
                 notes.append(f"ONNX Runtime on {dev}: not available ({exc})")
                 continue
@@ -259,21 +264,49 @@ def model_only(model, direction, device, batch, args, rows, notes):
                               args.max_calls), gf))
 
 
-class _ResizeEngine:
-    """Stand-in for the model: nearest-neighbour resize, to time the I/O pipeline alone."""
+class _ResizeTranslator(LearnedTranslator):
+    """The model replaced by a nearest-neighbour resize, to time the I/O pipeline alone."""
 
-    def __init__(self, model, direction, *a, **k):
-        self.direction = direction
-        self.in_shape, self.out_shape = tr.direction_shapes(model, direction)
-        self.provider, self.precision, self.device = None, "fp32", "cpu"
+    def start(self):
+        self.device, self.provider, self.precision = "cpu", None, "fp32"
+        self._description = "resize (no model)"
+
+    def run(self, batch, keys, samples):
+        x = np.stack([p.x for p in batch])  # (N, C, H, W)
+        out_shape = self.shapes[batch[0].source.name][1]
+        iy = (np.arange(out_shape[0]) * x.shape[2]) // out_shape[0]
+        ix = (np.arange(out_shape[1]) * x.shape[3]) // out_shape[1]
+        return np.ascontiguousarray(x[:, None][:, :, :, iy][:, :, :, :, ix])  # (N, 1, C, H', W')
+
+
+class _PerCutoutResize(Translator):
+    """A per-cutout translator (nearest resize in native units, no model) run in the worker
+    processes: what the pipeline sustains for a cheap translator such as the physics one."""
+
+    per_cutout = True
+
+    def __init__(self, source, target):
+        self.sources, self.target = {source.name: source}, target
 
     def describe(self):
-        return "resize (no model)"
+        return "resize per cutout (no model)"
 
-    def run(self, x, keys, samples=1, noise=True, pad_to=None):
-        iy = (np.arange(self.out_shape[0]) * x.shape[2]) // self.out_shape[0]
-        ix = (np.arange(self.out_shape[1]) * x.shape[3]) // self.out_shape[1]
-        return np.ascontiguousarray(x[:, None][:, :, :, iy][:, :, :, :, ix])
+    def prepare(self, cutout, survey):
+        h, w = cutout.data.shape[1:]
+        shape = (round(h * survey.pixel_scale / self.target.pixel_scale),) * 2
+        wcs = wcs_cards(rescale_wcs(cutout.wcs, (h, w), shape)) if cutout.wcs is not None else None
+        return Prepared(survey, cutout.data, Geometry(shape, self.target.bands, wcs), None, list(cutout.warnings))
+
+    def run(self, batch, keys, samples):
+        out = []
+        for p in batch:
+            iy = (np.arange(p.geometry.shape[0]) * p.x.shape[1]) // p.geometry.shape[0]
+            ix = (np.arange(p.geometry.shape[1]) * p.x.shape[2]) // p.geometry.shape[1]
+            out.append(np.ascontiguousarray(p.x[None][:, :, iy][:, :, :, ix]))  # (1, C, H', W')
+        return out
+
+    def provenance(self, prepared, object_id, seed, n_samples):
+        return Provenance(backend=self.describe(), seed=seed), ["nearest resize (bench)"], []
 
 
 def end_to_end(model_dir, direction, device, args, rows, notes):
@@ -288,19 +321,19 @@ def end_to_end(model_dir, direction, device, args, rows, notes):
             write_cutout(tmp / "in" / f"obj{i:07d}.fits", native[i % len(native)], survey, wcs=wcs)
         notes.append(f"wrote {args.files} input cutouts in {time.perf_counter() - t0:.1f} s (one process)")
         kw = dict(model_dir=model_dir, device=str(device), batch_size=args.batch, workers=args.workers, seed=1)
-        report = tr.translate([tmp / "in"], tgt, out_dir=tmp / "out", **kw)
+        report = translate([tmp / "in"], tgt, out_dir=tmp / "out", **kw)
         rows.append(("fits->fits", f"translate {report.backend}, {report.workers} workers", report.rate, None))
         notes.append(
             f"end to end: {report.translated} translated, {len(report.failed)} failed in {report.seconds:.1f} s "
             f"(model loading and worker start included), batch {report.batch_size}"
         )
-        real = tr.load_engine
-        tr.load_engine = lambda model, d, *a, **k: _ResizeEngine(model, d)
-        try:
-            io = tr.translate([tmp / "in"], tgt, out_dir=tmp / "out-io", **kw)
-        finally:
-            tr.load_engine = real
+        resize = _ResizeTranslator.load(model_dir, tgt, device="cpu")
+        io = translate_with(resize, [tmp / "in"], out_dir=tmp / "out-io", batch_size=args.batch, workers=args.workers, seed=1)
         rows.append(("fits->fits", f"I/O pipeline only (model replaced by a resize), {io.workers} workers", io.rate, None))
+        cheap = translate_with(_PerCutoutResize(survey, get_survey(tgt)), [tmp / "in"], out_dir=tmp / "out-cheap",
+                               workers=args.workers, seed=1)
+        rows.append(("fits->fits", f"per-cutout translator in the workers (a resize), {cheap.workers} workers",
+                     cheap.rate, None))
 
 
 def main(argv=None) -> int:
@@ -320,7 +353,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
 
-    device = torch.device(tr.resolve_device(args.device))
+    device = torch.device(resolve_device(args.device))
     args.batch = args.batch or (512 if device.type == "cuda" else 8)
     rows: list = []
     notes: list[str] = [
@@ -330,7 +363,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="s2s-bench-model-") as tmp:
         os.environ.setdefault("S2S_CACHE", str(Path(tmp) / "cache"))
         model_dir = args.model or random_model(Path(tmp))
-        model = model_io.load_model(model_dir, "cpu")
+        model = load_model(model_dir, "cpu")
         model_only(model, args.direction, device, args.batch, args, rows, notes)
         if not args.no_e2e:
             end_to_end(model_dir, args.direction, device, args, rows, notes)

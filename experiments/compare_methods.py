@@ -16,7 +16,7 @@ The protocol (docs/results.md): one dataset, every method trained with the same 
 seed, the same held-out test pairs translated by each model both ways, and ONE evaluation
 per direction with every method, so that tables and plots overlay the methods.  Every step
 is a call of the toolkit's public library -- :func:`survey2survey.data.build.prepare`,
-:func:`survey2survey.train.train`, :func:`survey2survey.translate.translate`,
+:func:`survey2survey.train.train`, :func:`survey2survey.pipelines.translate.translate`,
 :func:`survey2survey.evaluate.evaluate` -- and is listed in ``RUN_DIR/results.md`` as the
 ``s2s`` command that does the same, so the run can be reproduced from the command line.
 
@@ -396,7 +396,7 @@ def translate_all(args, runs: list[dict], status: dict, surveys: dict, log: Log,
 
     Returns ``{direction "a->b": {method: (prediction dir, backend)}}`` for the translations that worked.
     """
-    from survey2survey.translate import translate
+    from survey2survey.pipelines.translate import translate
 
     preds: dict[str, dict[str, tuple[Path, str]]] = {}
     for src, dst in ((surveys["a"], surveys["b"]), (surveys["b"], surveys["a"])):

@@ -260,8 +260,8 @@ def _markdown(doc: dict, out: Path) -> str:
 
 
 def model_config(model_dir: Path) -> dict | None:
-    """The configuration of the model in ``model_dir`` (:func:`survey2survey.model_io.load_model`), or None."""
-    from survey2survey.model_io import load_model
+    """The configuration of the model in ``model_dir`` (:func:`survey2survey.model.load_model`), or None."""
+    from survey2survey.model import load_model
 
     if not model_dir.is_dir():
         return None

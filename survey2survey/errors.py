@@ -76,11 +76,13 @@ class OutputExistsError(CutoutError):
         super().__init__(path, "output exists (use --overwrite to replace it)")
 
 
-def first_line(exc: BaseException, limit: int = 200, with_type: bool = True) -> str:
+def first_line(exc: BaseException, limit: int = 300, with_type: bool = False) -> str:
     """The first line of an exception's message, for a one-line error.
 
-    ``"ValueError: bad value"`` (``with_type``), or ``"bad value"``; the exception's type
-    name when it has no message.  Long lines are cut at ``limit`` characters.
+    Library errors (torch, ONNX Runtime, safetensors) carry multi-line messages; a
+    user-facing error is one line.  ``"bad value"``, or ``"ValueError: bad value"`` with
+    ``with_type``; the exception's type name when it has no message.  Long lines are cut
+    at ``limit`` characters.
     """
     text = str(exc).strip()
     if not text:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from typing import Callable, Iterator
 
-__all__ = ["progress_bar", "counting"]
+__all__ = ["progress_bar", "counting", "progress_reporter"]
 
 
 def progress_bar(*fields: str, transient: bool = False, elapsed: bool = True, unit: str | None = None):
@@ -83,3 +83,42 @@ def counting(enabled: bool, total: int, label: str, unit: str = "items") -> Iter
     with progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+@contextlib.contextmanager
+def progress_reporter(enabled: bool, label: str, unit: str = "items") -> Iterator[Callable[[int, int], None]]:
+    """Yield ``report(done, total)`` for a library's ``on_progress`` callback.
+
+    Parameters
+    ----------
+    enabled : bool
+        False (``--quiet``), or stderr not a terminal, gives a no-op ``report``.
+    label : str
+        Text before the bar.
+    unit : str
+        Name of the items in the rate column (``cutouts`` -> "12 cutouts/s").
+
+    Notes
+    -----
+    The bar starts at the first report, not on entry: a pipeline that forks worker
+    processes reports only once they exist, so no display thread runs during the fork.
+    """
+    from rich.console import Console
+
+    if not enabled or not Console(stderr=True).is_terminal:
+        yield lambda done, total: None
+        return
+    state: dict = {}
+
+    def report(done: int, total: int) -> None:
+        if "bar" not in state:
+            state["bar"] = progress_bar(transient=True, elapsed=False, unit=unit)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task(label, total=total)
+        state["bar"].update(state["task"], completed=done, total=total)
+
+    try:
+        yield report
+    finally:
+        if "bar" in state:
+            state["bar"].stop()

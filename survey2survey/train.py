@@ -26,7 +26,7 @@ ranks before clipping, rank 0 writes checkpoints, logs and the model.
 
 Layout of the model directory (``docs/dev/CONTRACTS.md``)::
 
-    MODEL_DIR/config.json, weights.safetensors    the model (model_io.save_model)
+    MODEL_DIR/config.json, weights.safetensors    the model (model.save_model)
     MODEL_DIR/train/[stepN/]ckpt-00060000.pt       the last two checkpoints
     MODEL_DIR/train/[stepN/]losses.csv             losses every log_every iterations
 
@@ -480,7 +480,7 @@ def _check_memory(ds, cls, step, run: dict[str, Any], opts: TrainOptions, device
     except S2SError:
         raise
     except Exception as exc:  # the guard must never be what stops a run
-        warn(f"could not try one {cls.name} iteration ({first_line(exc)}); memory not checked")
+        warn(f"could not try one {cls.name} iteration ({first_line(exc, with_type=True)}); memory not checked")
 
 
 def _one_iteration(ds, cls, step, run, opts: TrainOptions, device, amp_dtype, channels_last: bool,
@@ -555,9 +555,14 @@ def _method_options(cls, run: dict[str, Any]) -> dict[str, Any]:
 def _build_method(cls, ds, step, run: dict[str, Any], build=None):
     """The method's object for ``step`` (``build``: the constructor, or a stand-in with its signature)."""
     try:
-        return (build or cls)(ds.surveys, step=step, options=_method_options(cls, run))
+        method = (build or cls)(ds.surveys, step=step, options=_method_options(cls, run))
     except (TypeError, ValueError) as exc:
         raise UsageError(f"method {cls.name!r}: {exc}") from None
+    from survey2survey.nets.layers import fold_upsampling
+
+    for net in getattr(method, "nets", {}).values():
+        fold_upsampling(net)  # same function and state dict, fewer operations (nets.layers)
+    return method
 
 
 def _init_from_earlier(method, out: Path, opts: TrainOptions, previous) -> None:
@@ -569,7 +574,7 @@ def _init_from_earlier(method, out: Path, opts: TrainOptions, previous) -> None:
         for n in need:
             method.nets[n].load_state_dict(previous.nets[n].state_dict())
         return
-    from survey2survey.model_io import load_model
+    from survey2survey.model import load_model
 
     src = Path(opts.init) if opts.init else out
     if not (src / "config.json").exists():
@@ -588,12 +593,12 @@ def _init_from_earlier(method, out: Path, opts: TrainOptions, previous) -> None:
         try:
             method.nets[n].load_state_dict(loaded.modules[n].state_dict())
         except RuntimeError as exc:
-            raise ModelError(f"{src}: module {n!r} does not fit ({first_line(exc, with_type=False)})") from None
+            raise ModelError(f"{src}: module {n!r} does not fit ({first_line(exc)})") from None
 
 
 def _write_model(out: Path, ds, method, history: dict[str, Any], opts: TrainOptions) -> dict[str, Any]:
     """The model directory: the networks to run the method, and ``config.json``."""
-    from survey2survey.model_io import save_model
+    from survey2survey.model import save_model
 
     a, b = ds.surveys["a"], ds.surveys["b"]
     side_b = method.size[method.b]

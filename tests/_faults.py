@@ -509,7 +509,7 @@ def make_model_dir(d: Path) -> Path:
     """A small valid model directory (one noise emulator) to damage."""
     import torch
 
-    from survey2survey.model_io import save_model
+    from survey2survey.model import save_model
     from survey2survey.nets import NoiseEmulator
 
     torch.manual_seed(0)

@@ -1,7 +1,7 @@
 """Small models and inputs for the tests of ``translate``, ``emulate-noise`` and ``export``.
 
 * :func:`make_tiny_model` -- the paper's networks at the shipped sizes (SDSS 64 px <->
-  CFHT 136 px) with seeded random weights, saved with ``model_io``: the pipeline does not
+  CFHT 136 px) with seeded random weights, saved with ``survey2survey.model.save_model``: the pipeline does not
   care whether the weights were trained;
 * :func:`method_model` -- any training method's model, its networks built by the method
   (``build()``) with random weights and written as ``s2s train`` writes a model directory,
@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from survey2survey import model_io
+from survey2survey.model import save_model
 from survey2survey.fits_io import make_wcs, write_cutout
 from survey2survey.nets import NoiseEmulator, generator_cfht_to_sdss, generator_sdss_to_cfht
 from survey2survey.surveys import get_survey
@@ -28,7 +28,7 @@ SDSS, CFHT = get_survey("sdss"), get_survey("cfht")
 
 
 def make_tiny_model(root, seed=0, noise=True):
-    """Both directions of the paper's model with seeded random weights, saved with model_io."""
+    """Both directions of the paper's model with seeded random weights, saved with survey2survey.model.save_model."""
     torch.manual_seed(seed)
     modules = {"generator_sdss_to_cfht": generator_sdss_to_cfht(), "generator_cfht_to_sdss": generator_cfht_to_sdss()}
     directions = {
@@ -41,7 +41,7 @@ def make_tiny_model(root, seed=0, noise=True):
         directions["cfht->sdss"]["noise_emulator"] = "noise_emulator_sdss"
     config = {"name": "tiny", "method": "ours", "surveys": {"a": SDSS.to_dict(), "b": CFHT.to_dict()},
               "directions": directions}
-    return model_io.save_model(root, modules, config)
+    return save_model(root, modules, config)
 
 
 def method_model(root: str | Path, name: str, seed: int = 0, direction: str | None = None, **options) -> Path:

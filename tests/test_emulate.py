@@ -5,16 +5,11 @@ import pytest
 import torch
 from astropy.io import fits
 
-from survey2survey import model_io
+from survey2survey.model import store
 from survey2survey.cli import main as cli_main
-from survey2survey.emulate import (
-    _standard_normal_torch,
-    emulate_noise,
-    noise_inputs,
-    object_seed,
-    sample_noise,
-    standard_normal,
-)
+from survey2survey.pipelines.emulate import emulate_noise
+from survey2survey.runtime.graph import sample_noise
+from survey2survey.runtime.seeds import _standard_normal_torch, noise_inputs, object_seed, standard_normal
 from survey2survey.errors import ModelError, SurveyError, UsageError
 from survey2survey.nets import NoiseEmulator, generator_cfht_to_sdss
 from survey2survey.surveys import get_survey, to_native
@@ -32,7 +27,7 @@ def noise_model(tmp_path_factory):
     }
     # the generator only has to exist for the config to be complete; it is never run here
     modules = {"generator_cfht_to_sdss": generator_cfht_to_sdss(), "noise_emulator_cfht": NoiseEmulator(5)}
-    return model_io.save_model(root / "model", modules, config)
+    return store.save_model(root / "model", modules, config)
 
 
 def test_object_seed_is_stable_and_separates_objects_and_runs():
@@ -96,7 +91,7 @@ def test_emulate_noise_cube_units_and_header_statistics(noise_model, tmp_path):
     out = tmp_path / "r.fits"
     report = emulate_noise("r", 40, model_dir=noise_model, size=(30, 20), seed=5, out=out)
     assert report.path == out and report.bands == ("r",)
-    model = model_io.load_model(noise_model)
+    model = store.load_model(noise_model)
     ne = model.modules["noise_emulator_cfht"]
     keys = [object_seed(5, f"noise/{i}") for i in range(40)]
     noise, amp = sample_noise(ne, keys, [2], 30, 20)

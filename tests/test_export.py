@@ -11,13 +11,15 @@ import onnx
 import pytest
 from astropy.io import fits
 
-from survey2survey import model_io
+from survey2survey.model import store
 from survey2survey.cli import main as cli_main
-from survey2survey.emulate import object_seed
+from survey2survey.runtime.seeds import object_seed
 from survey2survey.errors import UsageError
-from survey2survey.export import TOLERANCE, cache_dir, create_session, export_model, onnx_for
+from survey2survey.model import model_directions
+from survey2survey.pipelines.translate import translate
+from survey2survey.runtime.engines import OnnxEngine, TorchEngine
+from survey2survey.runtime.export import TOLERANCE, cache_dir, create_session, export_model, onnx_for
 from survey2survey.surveys import get_survey, to_model_space
-from survey2survey.translate import OnnxEngine, TorchEngine, model_directions, translate
 from test_translate import galaxy, make_tiny_model, write_inputs
 
 SDSS, CFHT = get_survey("sdss"), get_survey("cfht")
@@ -35,7 +37,7 @@ def cache(tmp_path_factory):
 def exported(tmp_path_factory, cache):
     """A tiny model and the ONNX file of each direction, exported on first use into the cache."""
     model_dir = make_tiny_model(tmp_path_factory.mktemp("onnx-model") / "tiny", seed=1)
-    model = model_io.load_model(model_dir)
+    model = store.load_model(model_dir)
     paths = {name: onnx_for(model, name) for name in model_directions(model.config)}
     return model_dir, model, paths
 
@@ -101,15 +103,16 @@ def test_translate_with_the_onnx_backend(exported, tmp_path):
 def test_onnx_on_the_cpu_gets_the_cpu_batch_even_when_a_gpu_was_guessed(exported, tmp_path, monkeypatch):
     # onnxruntime-gpu lists its CUDA provider on CPU-only hosts too: the first guess can say
     # GPU; the session runs on the CPU, and the batch must be the CPU's, not 512 images
-    import survey2survey.translate as tr
+    import survey2survey.translators.learned as learned
+    from survey2survey.runtime.device import DEFAULT_BATCH
 
     model_dir, model, paths = exported
     write_inputs(tmp_path / "in", SDSS, 2)
-    monkeypatch.setattr(tr, "_ort_has_cuda", lambda: True)
+    monkeypatch.setattr(learned, "ort_has_cuda", lambda: True)
     report = translate([tmp_path / "in"], "cfht", model_dir=model_dir, out_dir=tmp_path / "out", backend="onnx",
                        device="auto")
     assert report.provider == "CPUExecutionProvider" and report.translated == 2
-    assert report.batch_size == tr.DEFAULT_BATCH["cpu"]
+    assert report.batch_size == DEFAULT_BATCH["cpu"]
 
 
 def test_stale_onnx_files_are_not_used(exported, tmp_path):
@@ -118,7 +121,7 @@ def test_stale_onnx_files_are_not_used(exported, tmp_path):
     other_dir = make_tiny_model(tmp_path / "other", seed=2)
     (other_dir / "onnx").mkdir()
     shutil.copy(paths["cfht->sdss"], other_dir / "onnx" / "cfht-to-sdss.onnx")  # the first model's graph
-    other = model_io.load_model(other_dir)
+    other = store.load_model(other_dir)
     fresh = onnx_for(other, "cfht->sdss")
     assert fresh.parent == cache_dir(other.weights_sha256)
     meta = {p.key: p.value for p in onnx.load(str(fresh)).metadata_props}
@@ -136,7 +139,7 @@ def test_export_command_writes_into_the_model_directory(exported, tmp_path, caps
     target = copy / "onnx" / "cfht-to-sdss.onnx"
     onnx.checker.check_model(str(target))
     # exported there, found there (no new cache entry needed)
-    assert onnx_for(model_io.load_model(copy), "cfht->sdss") == target
+    assert onnx_for(store.load_model(copy), "cfht->sdss") == target
     with pytest.raises(UsageError, match="exists"):
         export_model(copy, directions=["cfht->sdss"])
     assert cli_main(["export", "--model", str(copy), "--format", "tensorrt"]) == 2

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from survey2survey.errors import ModelError, OutputExistsError, UsageError
-from survey2survey.model_io import CONFIG_NAME, WEIGHTS_NAME, load_model, save_model, weights_sha256
+from survey2survey.model import CONFIG_NAME, WEIGHTS_NAME, load_model, save_model, weights_sha256
 from survey2survey.nets import Autoencoder, GeneratorDown, NoiseEmulator
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from survey2survey.errors import ModelError
 from survey2survey.nets import (
@@ -32,13 +33,15 @@ from survey2survey.nets.layers import (
     HIGH_PASS_KERNEL,
     ConvLReLU,
     GroupedLinear,
+    FoldedUpConvLReLU,
+    UpConvLReLU,
     Upsample,
-    plain_upsampling,
+    fold_upsampling,
     same_avg_pool2d,
     symmetric_pad2d,
-    upsample_conv,
 )
 from survey2survey.nets.noise_emulator import symmetry_orbits
+from tests._discriminator_reference import forward_per_band
 
 
 @pytest.fixture(autouse=True)
@@ -224,7 +227,7 @@ def test_grouped_discriminator_equals_the_per_band_loop(size, n):
     d = Discriminator()
     x = torch.randn(n, 5, size, size)
     with torch.no_grad():
-        grouped, looped = d(x), d.forward_per_band(x)
+        grouped, looped = d(x), forward_per_band(d, x)
     torch.testing.assert_close(grouped, looped, rtol=1e-4, atol=1e-4 * looped.abs().max().item())
 
 
@@ -336,35 +339,39 @@ def test_bfloat16_autocast():
                                             (5, "valid", (34, 34)), (3, "valid", (10, 12)), (5, "valid", (9, 12))])
 def test_up_sampling_folded_into_the_convolution_is_the_same_function(k, padding, hw):
     torch.manual_seed(0)
-    conv = ConvLReLU(6, 4, k, padding=padding).double()
+    layer = UpConvLReLU(6, 4, k, padding=padding).double()
     with torch.no_grad():
-        conv.weight.normal_()
-        conv.bias.normal_()
+        layer.weight.normal_()
+        layer.bias.normal_()
     x = torch.randn(3, 6, *hw, dtype=torch.float64)
-    up = Upsample("nearest")
     size = (2 * hw[0], 2 * hw[1])
-    reference = F.leaky_relu(F.conv2d(F.interpolate(x, size=size, mode="nearest"), conv.weight, conv.bias,
-                                      padding=conv.padding), 0.2)
-    folded = upsample_conv(up, conv, x, size)
-    assert folded.shape == reference.shape
-    torch.testing.assert_close(folded, reference, rtol=1e-12, atol=1e-12)
-    with plain_upsampling():
-        torch.testing.assert_close(upsample_conv(up, conv, x, size), reference, rtol=0, atol=0)
+    reference = F.leaky_relu(F.conv2d(F.interpolate(x, size=size, mode="nearest"), layer.weight, layer.bias,
+                                      padding=layer.padding), 0.2)
+    torch.testing.assert_close(layer(x, size), reference, rtol=0, atol=0)  # the plain layer is the paper's
+    holder = nn.Sequential(layer)
+    fold_upsampling(holder)
+    folded = holder[0]
+    assert type(folded) is FoldedUpConvLReLU and folded.weight is layer.weight and folded.bias is layer.bias
+    out = folded(x, size)
+    assert out.shape == reference.shape
+    torch.testing.assert_close(out, reference, rtol=1e-12, atol=1e-12)
     # gradients reach the original weights the same way
-    g_ref = torch.autograd.grad(reference.square().sum(), conv.weight)[0]
-    g_fold = torch.autograd.grad(upsample_conv(up, conv, x, size).square().sum(), conv.weight)[0]
+    g_ref = torch.autograd.grad(reference.square().sum(), layer.weight)[0]
+    g_fold = torch.autograd.grad(folded(x, size).square().sum(), layer.weight)[0]
     torch.testing.assert_close(g_fold, g_ref, rtol=1e-10, atol=1e-10)
 
 
 def test_folded_up_sampling_only_where_it_is_exact():
     x = torch.randn(1, 4, 8, 8)
-    conv = ConvLReLU(4, 4, 3)
+    holder = nn.Sequential(UpConvLReLU(4, 4, 3), UpConvLReLU(1, 4, 3, upsample="pixelshuffle"))
+    fold_upsampling(holder)
+    folded, shuffle = holder[0], holder[1]
     # not a factor of 2: nearest resize, then the convolution
-    odd = upsample_conv(Upsample("nearest"), conv, x, (17, 17))
-    assert torch.equal(odd, conv(F.interpolate(x, size=(17, 17), mode="nearest")))
-    # pixel shuffle (variant e): shuffle, then the convolution of the quarter channels
-    shuffle, small = Upsample("pixelshuffle"), ConvLReLU(1, 4, 3)
-    assert torch.equal(upsample_conv(shuffle, small, x, (16, 16)), small(F.pixel_shuffle(x, 2)))
+    odd = folded(x, (17, 17))
+    assert torch.equal(odd, ConvLReLU.forward(folded, F.interpolate(x, size=(17, 17), mode="nearest")))
+    # pixel shuffle (variant e) is not folded: shuffle, then the convolution of the quarter channels
+    assert type(shuffle) is UpConvLReLU
+    assert torch.equal(shuffle(x, (16, 16)), ConvLReLU.forward(shuffle, F.pixel_shuffle(x, 2)))
 
 
 def test_folding_cuts_the_generator_flops():
@@ -376,10 +383,8 @@ def test_folding_cuts_the_generator_flops():
         return counter.get_total_flops() / 1e9
 
     g = generator_sdss_to_cfht()
-    with plain_upsampling():
-        plain = gflop(g, (1, 5, 64, 64))
-    assert plain == pytest.approx(13.6, abs=0.05)  # the paper's network as written
-    assert gflop(g, (1, 5, 64, 64)) == pytest.approx(7.94, abs=0.05)
+    assert gflop(g, (1, 5, 64, 64)) == pytest.approx(13.6, abs=0.05)  # the paper's network as written
+    assert gflop(fold_upsampling(g), (1, 5, 64, 64)) == pytest.approx(7.94, abs=0.05)
 
 
 @pytest.mark.parametrize("build, shape", [(generator_sdss_to_cfht, (2, 5, 64, 64)),
@@ -388,12 +393,14 @@ def test_folding_cuts_the_generator_flops():
 def test_networks_with_folded_up_sampling_equal_the_plain_port(build, shape):
     torch.manual_seed(1)
     net = build().double()
+    keys = {k: v.clone() for k, v in net.state_dict().items()}
     x = torch.rand(*shape, dtype=torch.float64)
     with torch.no_grad():
-        folded = net(x)
-        with plain_upsampling():
-            plain = net(x)
-    torch.testing.assert_close(folded, plain, rtol=1e-10, atol=1e-10)
+        plain = net(x)
+        folded = fold_upsampling(net)(x)
+    torch.testing.assert_close(folded, plain, rtol=1e-12, atol=1e-12)
+    # the same weights under the same names: a folded network saves and loads as before
+    assert {k: v.shape for k, v in net.state_dict().items()} == {k: v.shape for k, v in keys.items()}
 
 
 # ---------------------------------------------------------------- rebuilding

@@ -472,7 +472,7 @@ def test_malformed_survey_file_from_the_environment_stops_any_command(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(F.MODEL_FAULTS))
 def test_broken_model_is_refused_on_one_line_and_runs_no_code(tmp_path, name):
-    from survey2survey.model_io import load_model
+    from survey2survey.model import load_model
 
     damage, message = F.MODEL_FAULTS[name]
     model = F.make_model_dir(tmp_path)

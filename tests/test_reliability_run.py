@@ -38,7 +38,7 @@ from test_reliability import (  # noqa: F401 (immutable_dir is a fixture)
     s2s_process,
 )
 
-from survey2survey import model_io
+from survey2survey import model as model_io
 from survey2survey.training import memory as train_memory
 from survey2survey.fits_io import verify_fits
 from survey2survey.methods.aecnn import AECNNMethod

@@ -9,8 +9,7 @@ from astropy.io import fits
 from survey2survey.cli import main
 from survey2survey.data import example_dir
 from survey2survey.fits_io import verify_fits
-from survey2survey.model_io import load_model
-from survey2survey.translate import default_model_dir
+from survey2survey.model import default_model_dir, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "sdss-cfht"

@@ -23,7 +23,7 @@ from survey2survey.training import memory as tm
 from survey2survey.data.loader import MiniBatchLoader, apply_d4, d4_index_maps, open_dataset
 from survey2survey.errors import ModelError, UsageError
 from survey2survey.methods import METHODS, get_method
-from survey2survey.model_io import load_model
+from survey2survey.model import load_model
 from survey2survey.train import TrainOptions, list_checkpoints, load_checkpoint, train
 
 SMALL = (36, 72)  # the smallest grids every method's networks accept (AugCGAN's encoder: > 32 px)

@@ -15,21 +15,17 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 
 import survey2survey
 from _models import galaxy, make_tiny_model, method_model, write_inputs
-from survey2survey import model_io
+from survey2survey.model import store
 from survey2survey.cli import main as cli_main
-from survey2survey.emulate import noise_inputs, object_seed
+from survey2survey.runtime.seeds import noise_inputs, object_seed
 from survey2survey.errors import ModelError, UsageError
 from survey2survey.data import example_dir
 from survey2survey.fits_io import verify_fits, write_cutout
 from survey2survey.methods import METHODS, get_method
 from survey2survey.surveys import get_survey, to_model_space, to_native
-from survey2survey.translate import (
-    TorchEngine,
-    default_model_dir,
-    model_directions,
-    parse_shard,
-    translate,
-)
+from survey2survey.model import default_model_dir, model_directions
+from survey2survey.pipelines.translate import parse_shard, translate
+from survey2survey.runtime.engines import TorchEngine
 
 SDSS, CFHT = get_survey("sdss"), get_survey("cfht")
 EX = example_dir()  # 8 simulated galaxies seen by SDSS and CFHT
@@ -57,7 +53,7 @@ def test_sdss_to_cfht_shape_units_wcs_and_provenance(model_dir, sdss_dir, tmp_pa
     report = translate([sdss_dir], "cfht", model_dir=model_dir, out_dir=out, seed=7)
     assert report.exit_code == 0 and report.translated == 4 and not report.failed
     assert report.backend == "torch/cpu/fp32" and report.directions == {"sdss->cfht": 4}
-    sha = model_io.weights_sha256(model_dir)
+    sha = store.weights_sha256(model_dir)
     with fits.open(out / "J0002.cfht.fits", checksum=True) as hdul:
         h, data = hdul[0].header, hdul[0].data
         assert data.shape == (5, 136, 136) and data.dtype == np.dtype(">f4")
@@ -76,7 +72,7 @@ def test_sdss_to_cfht_shape_units_wcs_and_provenance(model_dir, sdss_dir, tmp_pa
     np.testing.assert_allclose(centre_out, centre_in, atol=1e-10)
 
     # The data are F = G(x) + NE(z) in model space, z from (seed, object id), in CFHT units.
-    model = model_io.load_model(model_dir)
+    model = store.load_model(model_dir)
     x = to_model_space(galaxy(SDSS, 2)[0], SDSS)[None]
     with torch.no_grad():
         g = model.modules["generator_sdss_to_cfht"](torch.from_numpy(x))
@@ -124,7 +120,7 @@ def test_no_noise_is_the_generator_output(model_dir, sdss_dir, tmp_path):
     files = sorted(sdss_dir.glob("*.fits"))[:2]
     report = translate(files, "cfht", model_dir=model_dir, out_dir=tmp_path, noise=False)
     assert report.translated == 2
-    model = model_io.load_model(model_dir)
+    model = store.load_model(model_dir)
     x = np.stack([to_model_space(galaxy(SDSS, i)[0], SDSS) for i in range(2)])
     with torch.no_grad():
         g = model.modules["generator_sdss_to_cfht"](torch.from_numpy(x)).numpy()
@@ -295,7 +291,7 @@ def test_misuse_is_a_clear_error(model_dir, sdss_dir, tmp_path, monkeypatch):
 
 def test_bf16_error_is_far_below_the_noise(model_dir):
     """bf16 (the CUDA default; CPU autocast here) changes G(x) much less than the emulated noise."""
-    model = model_io.load_model(model_dir)
+    model = store.load_model(model_dir)
     d = model_directions(model.config)["cfht->sdss"]
     x = np.stack([to_model_space(galaxy(CFHT, i)[0], CFHT) for i in range(2)])
     keys = np.array([object_seed(0, f"b{i}") for i in range(2)])
@@ -317,7 +313,7 @@ def test_every_method_translates_the_bundled_examples(name, tmp_path):
     a one-way model refuses the other way."""
     options = {"n_blocks": 1} if get_method(name).regridded else {}  # 6 ResNet blocks cost seconds on CPU
     model = method_model(tmp_path / "model", name, **options)
-    config = model_io.load_model(model).config
+    config = store.load_model(model).config
     regridded = get_method(name).regridded
     assert config["regridded"] == regridded
     for src, dst in (("sdss", "cfht"), ("cfht", "sdss")):
@@ -358,7 +354,7 @@ def test_regridded_model_resamples_its_output_onto_the_target_grid(regridded_mod
     (src,) = sorted((EX / "sdss").glob("*.fits"))[:1]
     report = translate([src], "cfht", model_dir=model_dir, out_dir=tmp_path, noise=False)
     assert report.translated == 1
-    model = model_io.load_model(model_dir)
+    model = store.load_model(model_dir)
     with fits.open(src) as h:
         x = to_model_space(h[0].data.astype(np.float32), SDSS)
         in_wcs = WCS(h[0].header).celestial
@@ -380,13 +376,13 @@ def test_regridded_model_resamples_its_input_and_draws_z_from_the_seed(regridded
     """augcgan cfht->sdss: the CFHT cutout is regridded onto 64 px as `s2s prepare --regrid`
     does, and G(x, z) gets z ~ N(0, I) from (seed, object id); --samples draws more z."""
     from survey2survey.data.regrid import regrid_to_survey
-    from survey2survey.emulate import latent_codes
+    from survey2survey.runtime.seeds import latent_codes
 
     model_dir = regridded_models["augcgan"]
     (src,) = sorted((EX / "cfht").glob("*.fits"))[:1]
     report = translate([src], "sdss", model_dir=model_dir, out_dir=tmp_path / "s2", seed=4, samples=2)
     assert report.translated == 1
-    model = model_io.load_model(model_dir)
+    model = store.load_model(model_dir)
     k = model.config["directions"]["cfht->sdss"]["latent_dim"]
     with fits.open(src) as h:
         on_grid = regrid_to_survey(h[0].data.astype(np.float32), CFHT, SDSS, WCS(h[0].header).celestial)

@@ -27,7 +27,7 @@ def main(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
 ) -> None:
-    from survey2survey.emulate import emulate_noise
+    from survey2survey.pipelines.emulate import emulate_noise
 
     report = emulate_noise(
         band, n, survey=survey, model_dir=model, size=tuple(size) if size else None, seed=seed, out=out,

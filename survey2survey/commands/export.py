@@ -19,11 +19,9 @@ def main(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files."),
 ) -> None:
-    from survey2survey.export import TOLERANCE, export_model
-    from survey2survey.translate import default_model_dir
+    from survey2survey.runtime.export import TOLERANCE, export_model
 
-    model_dir = model if model is not None else default_model_dir()
-    results = export_model(model_dir, out, fmt=fmt, directions=direction or None, overwrite=overwrite)
+    results = export_model(model, out, fmt=fmt, directions=direction or None, overwrite=overwrite)
     for r in results:
         inputs = "x -> generator"
         if r.has_noise or r.has_latent:

@@ -39,41 +39,15 @@ def main(
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the generator (long GPU runs)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    from rich.console import Console
+    from survey2survey.pipelines.translate import translate
+    from survey2survey.progress import progress_reporter
 
-    from survey2survey.translate import translate
-
-    err = Console(stderr=True)
-    progress = None
-    task = None
-
-    def on_progress(done: int, total: int) -> None:
-        nonlocal progress, task
-        if quiet or not err.is_terminal:
-            return
-        if progress is None:
-            # started on the first report: the worker processes exist by then
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            progress = Progress(
-                TextColumn("translating"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, transient=True,
-            )
-            progress.start()
-            task = progress.add_task("translate", total=total, rate="")
-        elapsed = progress.tasks[0].elapsed or 0.0
-        rate = f"{done / elapsed:.1f} cutouts/s" if elapsed > 0 else ""
-        progress.update(task, completed=done, rate=rate)
-
-    try:
+    with progress_reporter(not quiet, "translating", "cutouts") as on_progress:
         report = translate(
             inputs, to, source=source, model_dir=model, out_dir=out, backend=backend.lower(), device=device,
             batch_size=batch_size, seed=seed, samples=samples, noise=not no_noise, overwrite=overwrite,
             shard=shard, workers=workers, precision=precision.lower(), compile=compile_, on_progress=on_progress,
         )
-    finally:
-        if progress is not None:
-            progress.stop()
 
     for _path, message in report.warned:
         typer.echo(f"s2s: warning: {message}", err=True)

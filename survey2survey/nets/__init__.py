@@ -15,7 +15,7 @@ Benchmarks of the paper's ablation and of Survey2Survey (Buncher et al. 2021):
 
 Every network stores its constructor keywords in ``init_kwargs`` (JSON-able) and is
 listed in ``NETWORKS``, so ``NETWORKS[name](**init_kwargs)`` rebuilds it; this is how
-``survey2survey.model_io`` saves and loads models.
+``survey2survey.model`` saves and loads models.
 """
 
 from __future__ import annotations

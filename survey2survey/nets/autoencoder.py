@@ -14,8 +14,7 @@ from torch import nn
 from survey2survey.nets.layers import (
     ConvLReLU,
     OutputConvLReLU,
-    Upsample,
-    upsample_conv,
+    UpConvLReLU,
     check_bands,
     check_input,
     same_avg_pool2d,
@@ -50,14 +49,13 @@ class Autoencoder(nn.Module):
         bands = check_bands(bands, "Autoencoder")
         self.init_kwargs = {"bands": bands}
         self.bands = bands
-        self.up = Upsample("nearest")
         self.conv1 = ConvLReLU(bands, 64, 3)
         self.conv2 = ConvLReLU(64, 128, 3)
         self.conv3 = ConvLReLU(128, 256, 3)
         self.conv4 = ConvLReLU(256, 256, 3)
-        self.conv5 = ConvLReLU(256, 256, 3)
-        self.conv6 = ConvLReLU(256, 128, 3)
-        self.conv7 = ConvLReLU(128, 64, 5)
+        self.conv5 = UpConvLReLU(256, 256, 3)
+        self.conv6 = UpConvLReLU(256, 128, 3)
+        self.conv7 = UpConvLReLU(128, 64, 5)
         self.conv8 = ConvLReLU(64, 64, 5)
         self.conv9 = OutputConvLReLU(64, bands, 5)  # float32 under autocast
 
@@ -71,7 +69,7 @@ class Autoencoder(nn.Module):
         s2 = h.shape[-2:]
         h = same_avg_pool2d(self.conv3(h))  # (N, 256, H/8, W/8)
         h = self.conv4(h)
-        h = upsample_conv(self.up, self.conv5, h, s2)  # (N, 256, H/4, W/4)
-        h = upsample_conv(self.up, self.conv6, h, s1)  # (N, 128, H/2, W/2)
-        h = upsample_conv(self.up, self.conv7, h, s0)  # (N, 64, H, W)
+        h = self.conv5(h, s2)  # up, conv: (N, 256, H/4, W/4)
+        h = self.conv6(h, s1)  # up, conv: (N, 128, H/2, W/2)
+        h = self.conv7(h, s0)  # up, conv: (N, 64, H, W)
         return self.conv9(self.conv8(h))  # (N, bands, H, W)

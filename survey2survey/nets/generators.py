@@ -11,7 +11,7 @@ noise.  They are variants of the autoencoder with one extra re-gridding step:
   at 68 and an unpadded 5x5 convolution crops 68 -> 64 (the paper's "Cropping").
 
 Figure 2c draws the crop as a separate "Cropping" box after a 68-pixel convolution;
-``MODEL-SPEC.md`` and the paper's code (``conv6 ... padding='VALID'``) make the
+the paper's code (``conv6 ... padding='VALID'``) makes the
 convolution itself unpadded.  We follow the code: same parameters, and the border
 pixels it drops would have been computed from zero padding anyway.
 
@@ -30,8 +30,8 @@ from survey2survey.errors import ModelError
 from survey2survey.nets.layers import (
     ConvLReLU,
     OutputConvLReLU,
+    UpConvLReLU,
     Upsample,
-    upsample_conv,
     check_bands,
     check_input,
     same_avg_pool2d,
@@ -94,7 +94,6 @@ class GeneratorUp(nn.Module):
                 f"GeneratorUp: out_size {out_size!r} must be larger than in_size {in_size!r} "
                 "(use GeneratorDown to go to a smaller grid)"
             )
-        self.up = Upsample(upsample)
         self.init_kwargs = {
             "bands": bands,
             "in_size": _json_size(in_size),
@@ -102,15 +101,15 @@ class GeneratorUp(nn.Module):
             "upsample": upsample,
         }
         self.bands = bands
-        ch = self.up.out_channels  # channels after an up-sampling (pixel shuffle: / 4)
+        ch = Upsample(upsample).out_channels  # channels after an up-sampling (pixel shuffle: / 4)
         self.conv1 = ConvLReLU(bands, 64, 3)
         self.conv2 = ConvLReLU(64, 128, 3)
         self.conv3 = ConvLReLU(128, 128, 3)
         self.conv4 = ConvLReLU(128, 256, 3)
-        self.conv5 = ConvLReLU(ch(256), 128, 3)
-        self.conv6 = ConvLReLU(ch(128), 128, 3)
-        self.conv7 = ConvLReLU(ch(128), 128, 3)
-        self.conv8 = ConvLReLU(ch(128), 64, 5)
+        self.conv5 = UpConvLReLU(ch(256), 128, 3, upsample=upsample)
+        self.conv6 = UpConvLReLU(ch(128), 128, 3, upsample=upsample)
+        self.conv7 = UpConvLReLU(ch(128), 128, 3, upsample=upsample)
+        self.conv8 = UpConvLReLU(ch(128), 64, 5, upsample=upsample)
         self.conv9 = ConvLReLU(64, 64, 5)
         self.conv10 = OutputConvLReLU(64, bands, 5)  # float32 under autocast
 
@@ -124,11 +123,11 @@ class GeneratorUp(nn.Module):
         s2 = h.shape[-2:]
         h = same_avg_pool2d(self.conv3(h))  # (N, 128, 8, 8)
         h = self.conv4(h)  # (N, 256, 8, 8)
-        h = upsample_conv(self.up, self.conv5, h, s2)  # (N, 128, 16, 16)
-        h = upsample_conv(self.up, self.conv6, h, s1)  # (N, 128, 32, 32)
-        h = upsample_conv(self.up, self.conv7, h, s0)  # (N, 128, 64, 64)
+        h = self.conv5(h, s2)  # up, conv: (N, 128, 16, 16)
+        h = self.conv6(h, s1)  # up, conv: (N, 128, 32, 32)
+        h = self.conv7(h, s0)  # up, conv: (N, 128, 64, 64)
         h = symmetric_pad2d(h, SYMMETRIC_PAD)  # (N, 128, 68, 68)
-        h = upsample_conv(self.up, self.conv8, h, self.out_size)  # (N, 64, 136, 136)
+        h = self.conv8(h, self.out_size)  # up, conv: (N, 64, 136, 136)
         return self.conv10(self.conv9(h))  # (N, bands, 136, 136)
 
 
@@ -166,7 +165,6 @@ class GeneratorDown(nn.Module):
                 f"GeneratorDown: out_size {out_size!r} must be smaller than in_size {in_size!r} "
                 "(use GeneratorUp to go to a larger grid)"
             )
-        self.up = Upsample(upsample)
         self.init_kwargs = {
             "bands": bands,
             "in_size": _json_size(in_size),
@@ -174,13 +172,13 @@ class GeneratorDown(nn.Module):
             "upsample": upsample,
         }
         self.bands = bands
-        ch = self.up.out_channels
+        ch = Upsample(upsample).out_channels
         self.conv1 = ConvLReLU(bands, 64, 3)
         self.conv2 = ConvLReLU(64, 64, 3)
         self.conv3 = ConvLReLU(64, 128, 3)
         self.conv4 = ConvLReLU(128, 256, 3)
-        self.conv5 = ConvLReLU(ch(256), 128, 3)
-        self.conv6 = ConvLReLU(ch(128), 64, 5, padding="valid")
+        self.conv5 = UpConvLReLU(ch(256), 128, 3, upsample=upsample)
+        self.conv6 = UpConvLReLU(ch(128), 64, 5, padding="valid", upsample=upsample)
         self.conv7 = ConvLReLU(64, 64, 5)
         self.conv8 = OutputConvLReLU(64, bands, 5)  # float32 under autocast
 
@@ -192,9 +190,9 @@ class GeneratorDown(nn.Module):
         s2 = h.shape[-2:]
         h = same_avg_pool2d(self.conv3(h))  # (N, 128, 17, 17)
         h = self.conv4(h)  # (N, 256, 17, 17)
-        h = upsample_conv(self.up, self.conv5, h, s2)  # (N, 128, 34, 34)
+        h = self.conv5(h, s2)  # up, conv: (N, 128, 34, 34)
         crop_in = (self.out_size[0] + CROP, self.out_size[1] + CROP)
-        h = upsample_conv(self.up, self.conv6, h, crop_in)  # (N, 64, 68, 68) -> cropped (N, 64, 64, 64)
+        h = self.conv6(h, crop_in)  # up to (N, 128, 68, 68), unpadded conv: (N, 64, 64, 64)
         return self.conv8(self.conv7(h))  # (N, bands, 64, 64)
 
 

@@ -1,7 +1,6 @@
 """Building blocks shared by the networks of Lin & Fouchez (2021).
 
-Everything here follows the conventions of the paper's TensorFlow 1.12 code (see
-``MODEL-SPEC.md``): Xavier (Glorot) uniform weights, biases initialised to 0.1,
+Everything here follows the conventions of the paper's TensorFlow 1.12 code: Xavier (Glorot) uniform weights, biases initialised to 0.1,
 LeakyReLU with slope 0.2 after every convolution, 2x2 average pooling with 'SAME'
 padding, nearest-neighbour up-sampling by two.
 
@@ -12,7 +11,6 @@ over bands in Python (GPU friendliness).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 
@@ -32,8 +30,9 @@ __all__ = [
     "GroupedLinear",
     "GroupedACM",
     "Upsample",
-    "upsample_conv",
-    "plain_upsampling",
+    "UpConvLReLU",
+    "FoldedUpConvLReLU",
+    "fold_upsampling",
     "HighPassFilter",
     "same_avg_pool2d",
     "symmetric_pad2d",
@@ -234,26 +233,33 @@ class Upsample(nn.Module):
         return f"mode={self.mode!r}"
 
 
-_FOLD_UPSAMPLING = True
+class UpConvLReLU(ConvLReLU):
+    """Up-sampling to a given size, then a :class:`ConvLReLU` (the paper's "up", "conv").
 
+    The up-sampling has no parameters, so the layer's weights are those of the
+    convolution alone (the same ``weight`` and ``bias`` as a ``ConvLReLU``).
 
-@contextlib.contextmanager
-def plain_upsampling():
-    """Inside this block :func:`upsample_conv` up-samples, then convolves, as written.
-
-    The plain port of the paper's networks: the reference in tests and the baseline
-    of the benchmarks.  Not thread-safe (a module-level switch).
+    Parameters
+    ----------
+    in_channels : int
+        Channels after the up-sampling (a pixel shuffle divides them by 4).
+    out_channels, kernel_size, padding
+        As :class:`ConvLReLU`.
+    upsample : {"nearest", "pixelshuffle"}
+        See :class:`Upsample`.
     """
-    global _FOLD_UPSAMPLING
-    previous, _FOLD_UPSAMPLING = _FOLD_UPSAMPLING, False
-    try:
-        yield
-    finally:
-        _FOLD_UPSAMPLING = previous
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: str = "same", upsample: str = "nearest"):
+        super().__init__(in_channels, out_channels, kernel_size, padding=padding)
+        self.up = Upsample(upsample)
+
+    def forward(self, x: torch.Tensor, size) -> torch.Tensor:
+        """``(N, C, h, w)`` -> up-sampled to ``size`` -> convolved ``(N, out_channels, H', W')``."""
+        return super().forward(self.up(x, size))
 
 
-def upsample_conv(up: Upsample, conv: nn.Module, x: torch.Tensor, size) -> torch.Tensor:
-    """``conv(up(x, size))``, computed at the low resolution when ``up`` doubles the size.
+class FoldedUpConvLReLU(UpConvLReLU):
+    """:class:`UpConvLReLU` computed at the low resolution when it doubles the size (nearest).
 
     A convolution that follows a nearest-neighbour x2 up-sampling sees each input pixel
     four times, so its output can be computed on the small grid: the four output
@@ -261,15 +267,41 @@ def upsample_conv(up: Upsample, conv: nn.Module, x: torch.Tensor, size) -> torch
     from the original one (:func:`_phase_kernels`), interleaved by a pixel shuffle.
     Same parameters, same function (to float rounding), fewer operations: a 5x5
     kernel becomes 3x3 per phase (36 instead of 100 multiply-adds per input pixel and
-    channel pair, 2.8x), a 3x3 kernel 2x2 (16 instead of 36, 2.25x).  For the paper's
-    SDSS -> CFHT generator that is 13.6 -> 7.9 GFLOP per image.  Any other case
-    (pixel shuffle, a size that is not exactly x2, a grouped or float32-output layer)
-    runs the two steps as written.
+    channel pair), a 3x3 kernel 2x2 (16 instead of 36).  Any other size runs the two
+    steps as written.  Made by :func:`fold_upsampling`.
     """
-    h, w = x.shape[-2], x.shape[-1]
-    if _FOLD_UPSAMPLING and up.mode == "nearest" and type(conv) is ConvLReLU and conv.groups == 1 and (size[0], size[1]) == (2 * h, 2 * w):
-        return F.leaky_relu(_nearest2x_conv2d(x, conv.weight, conv.bias, conv.padding[0]), LEAKY_SLOPE)
-    return conv(up(x, size))
+
+    def forward(self, x: torch.Tensor, size) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        if (size[0], size[1]) == (2 * h, 2 * w):
+            return F.leaky_relu(_nearest2x_conv2d(x, self.weight, self.bias, self.padding[0]), LEAKY_SLOPE)
+        return super().forward(x, size)
+
+
+def fold_upsampling(module: nn.Module) -> nn.Module:
+    """Replace, in place, every nearest :class:`UpConvLReLU` of ``module`` by a :class:`FoldedUpConvLReLU`.
+
+    The replacement shares the original's parameters (same state dict, gradients reach
+    the same weights): the network computes the same function with fewer operations.
+    Applied when a model is loaded for inference (``load_model(..., fold=True)``); a
+    training loop may apply it too.
+
+    Returns
+    -------
+    nn.Module
+        ``module`` itself.
+    """
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is UpConvLReLU and child.up.mode == "nearest":
+                folded = FoldedUpConvLReLU(
+                    child.in_channels, child.out_channels, child.kernel_size[0],
+                    padding="valid" if child.padding[0] == 0 else "same", upsample="nearest",
+                )
+                folded.weight, folded.bias = child.weight, child.bias
+                folded.train(child.training)
+                setattr(parent, name, folded)
+    return module
 
 
 def _phase_kernels(weight: torch.Tensor, pad: int) -> tuple[torch.Tensor, tuple[int, int]]:

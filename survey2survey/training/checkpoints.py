@@ -84,7 +84,7 @@ def load_checkpoint(run_dir: Path, warn: Callable[[str], None] | None = None) ->
             return state, path
         except Exception as exc:  # any damage: unpickling, zip, format
             nxt = f"; falling back to {paths[i + 1].name}" if i + 1 < len(paths) else ""
-            warn(f"{path}: unusable checkpoint ({first_line(exc)}){nxt}")
+            warn(f"{path}: unusable checkpoint ({first_line(exc, with_type=True)}){nxt}")
     raise ModelError(f"{run_dir}: no usable checkpoint ({len(paths)} tried)")
 
 

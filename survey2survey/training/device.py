@@ -58,7 +58,7 @@ def setup_cuda_flags() -> None:
     """cuDNN autotuning and TF32 for the fp32 parts of training on a GPU."""
     import torch
 
-    from survey2survey.translate import set_cuda_fp32_precision
+    from survey2survey.runtime.device import set_cuda_fp32_precision
 
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     set_cuda_fp32_precision(tf32=True)  # fp32 parts (FFT branch, losses) on tensor cores
@@ -68,7 +68,7 @@ def setup_cuda_flags() -> None:
     """cuDNN autotuning and TF32 for the fp32 parts of training on a GPU."""
     import torch
 
-    from survey2survey.translate import set_cuda_fp32_precision
+    from survey2survey.runtime.device import set_cuda_fp32_precision
 
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     set_cuda_fp32_precision(tf32=True)  # fp32 parts (FFT branch, losses) on tensor cores

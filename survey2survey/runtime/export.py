@@ -1,8 +1,8 @@
 """ONNX export of a translation model, and ONNX Runtime sessions that run it.
 
-One graph per direction of a model, :class:`TranslationGraph`: the generator plus the
+One graph per direction of a model, :class:`~survey2survey.runtime.graph.TranslationGraph`: the generator plus the
 target survey's noise emulator, with the noise seeds as explicit inputs, so that the
-ONNX backend fed the z of :func:`survey2survey.emulate.noise_inputs` reproduces the
+ONNX backend fed the z of :func:`survey2survey.runtime.seeds.noise_inputs` reproduces the
 torch backend (the paper's F = G + NE)::
 
     inputs   x          (N, C_in, H_in, W_in)          model space, source survey
@@ -36,17 +36,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from survey2survey.atomic import write_bytes
-from survey2survey.errors import ModelError, UsageError
+from survey2survey.errors import ModelError, UsageError, first_line
+from survey2survey.model.directions import default_model_dir, direction_shapes, model_directions
+from survey2survey.model.store import load_model
+from survey2survey.runtime.device import cuda_device_id
+from survey2survey.runtime.graph import LatentGraph, TranslationGraph
+from survey2survey.runtime.seeds import latent_codes, noise_inputs
 
 __all__ = [
     "ONNX_FORMAT",
     "OPSET",
     "TOLERANCE",
-    "TranslationGraph",
-    "LatentGraph",
     "ExportResult",
     "onnx_file_name",
     "cache_dir",
@@ -54,7 +56,6 @@ __all__ = [
     "export_model",
     "onnx_for",
     "create_session",
-    "cuda_device_id",
 ]
 
 #: Value of the ``s2s.format`` metadata entry.
@@ -63,50 +64,6 @@ ONNX_FORMAT = "s2s-onnx/1"
 OPSET = 20
 #: Largest model-space difference between ONNX Runtime (CPU) and torch accepted at export.
 TOLERANCE = 1e-4
-
-
-class TranslationGraph(nn.Module):
-    """Generator plus noise emulator of one direction: ``(x, z1, z2) -> (G(x), G(x) + NE)``.
-
-    The torch backend runs the same two steps (:meth:`add_noise`), so both backends do
-    the same arithmetic.
-
-    Parameters
-    ----------
-    generator : nn.Module
-        ``(N, C_in, H_in, W_in) -> (N, C_out, H_out, W_out)``, model space.
-    noise_emulator : nn.Module, optional
-        ``NoiseEmulator`` of the target survey.
-    """
-
-    def __init__(self, generator: nn.Module, noise_emulator: nn.Module | None = None):
-        super().__init__()
-        self.generator = generator
-        self.noise_emulator = noise_emulator
-
-    def add_noise(self, g: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        """``g`` (N, C, H, W) plus S noise draws -> (N, S, C, H, W); z1 (N, S, C), z2 (N, S, C, H+6, W+6)."""
-        n, s = z1.shape[0], z1.shape[1]
-        noise = self.noise_emulator(z1.flatten(0, 1), z2.flatten(0, 1))  # (N*S, C, H, W)
-        return g.unsqueeze(1) + noise.unflatten(0, (n, s))
-
-    def forward(self, x: torch.Tensor, z1: torch.Tensor | None = None, z2: torch.Tensor | None = None):
-        g = self.generator(x)  # (N, C, H, W)
-        if self.noise_emulator is None:
-            return g
-        return g, self.add_noise(g, z1, z2)
-
-
-class LatentGraph(nn.Module):
-    """A stochastic generator (augcgan) as a graph: ``(x, z) -> G(x, z)``, z ``(N, latent_dim)``."""
-
-    def __init__(self, generator: nn.Module):
-        super().__init__()
-        self.generator = generator
-        self.noise_emulator = None
-
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(x, z)
 
 
 @dataclass
@@ -138,8 +95,6 @@ def cache_dir(weights_sha256: str) -> Path:
 
 def _direction_parts(model, direction: str):
     """(generator, noise emulator or None, source Survey, target Survey) of ``direction``."""
-    from survey2survey.translate import model_directions
-
     directions = model_directions(model.config)
     if direction not in directions:
         raise ModelError(
@@ -179,7 +134,7 @@ def export_direction(model, direction: str, path: str | os.PathLike, *, verify: 
 
     Parameters
     ----------
-    model : survey2survey.model_io.LoadedModel
+    model : survey2survey.model.LoadedModel
     direction : str
         ``"sdss->cfht"``.
     path : path
@@ -194,13 +149,9 @@ def export_direction(model, direction: str, path: str | os.PathLike, *, verify: 
     """
     import onnx
 
-    from survey2survey.emulate import noise_inputs
-
-    from survey2survey.emulate import latent_codes
-    from survey2survey.translate import direction_shapes
-
     gen, ne, d = _direction_parts(model, direction)
-    graph = (LatentGraph(gen) if d.latent_dim else TranslationGraph(gen, ne)).to("cpu").eval()
+    # the emulator's own forward pass: one static graph (N and S stay dynamic)
+    graph = (LatentGraph(gen) if d.latent_dim else TranslationGraph(gen, ne, batch_invariant=False)).to("cpu").eval()
     in_hw, out_hw = direction_shapes(model, d)  # the generator's grids (a regridded model: survey a's)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, d.source.n_bands, *in_hw)).astype(np.float32))
     # Two samples and two images: a dimension of size 1 would be specialised away.
@@ -225,7 +176,7 @@ def export_direction(model, direction: str, path: str | os.PathLike, *, verify: 
                 dynamic_shapes=dynamic, opset_version=OPSET, verbose=False,
             )
     except Exception as exc:  # the exporter raises many types; one line is what the user needs
-        raise ModelError(f"{model.path}: ONNX export of {direction} failed ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise ModelError(f"{model.path}: ONNX export of {direction} failed ({type(exc).__name__}: {first_line(exc)})") from None
     proto = program.model_proto
     meta = {
         "s2s.format": ONNX_FORMAT,
@@ -255,8 +206,6 @@ def export_direction(model, direction: str, path: str | os.PathLike, *, verify: 
 
 def _verify(proto, graph, d, in_hw, out_hw) -> float:
     """Max |ONNX Runtime (CPU) - torch| over a fresh batch of 3 images, 2 samples."""
-    from survey2survey.emulate import latent_codes, noise_inputs
-
     session = _session_from_bytes(proto.SerializeToString())
     x = torch.from_numpy(np.random.default_rng(1).standard_normal((3, d.source.n_bands, *in_hw)).astype(np.float32))
     z1, z2 = noise_inputs([1, 2, 3], range(d.target.n_bands), *out_hw, samples=2)
@@ -276,7 +225,7 @@ def _verify(proto, graph, d, in_hw, out_hw) -> float:
 
 
 def export_model(
-    model_dir: str | os.PathLike,
+    model_dir: str | os.PathLike | None = None,
     out_dir: str | os.PathLike | None = None,
     *,
     fmt: str = "onnx",
@@ -288,7 +237,8 @@ def export_model(
 
     Parameters
     ----------
-    model_dir : path
+    model_dir : path, optional
+        Default :func:`survey2survey.model.default_model_dir`.
     out_dir : path, optional
         Default ``<model_dir>/onnx``.
     fmt : {"onnx"}
@@ -298,12 +248,10 @@ def export_model(
     verify : bool
         See :func:`export_direction`.
     """
-    from survey2survey import model_io
-    from survey2survey.translate import model_directions
-
     if fmt.lower() != "onnx":
         raise UsageError(f"unknown export format {fmt!r} (supported: onnx)")
-    model = model_io.load_model(model_dir, device="cpu")
+    model_dir = model_dir if model_dir is not None else default_model_dir()
+    model = load_model(model_dir, device="cpu", fold=True)
     out_dir = Path(out_dir) if out_dir is not None else Path(model_dir) / "onnx"
     known = model_directions(model.config)
     names = directions or list(known)
@@ -369,17 +317,6 @@ def _session_from_bytes(data, providers=("CPUExecutionProvider",), threads: int 
     return ort.InferenceSession(data, sess_options=options, providers=list(providers))
 
 
-def cuda_device_id(device: str) -> int:
-    """GPU index of ``cuda:N``; for ``cuda``/``auto`` torchrun's LOCAL_RANK (one process per GPU), else 0."""
-    device = str(device)
-    if ":" in device:
-        try:
-            return int(device.split(":", 1)[1])
-        except ValueError:
-            raise UsageError(f"--device {device}: expected cuda:N") from None
-    return int(os.environ.get("LOCAL_RANK", "0") or 0)
-
-
 def create_session(path: str | os.PathLike, device: str = "auto"):
     """An ONNX Runtime session on the CUDA provider when it really works, else the CPU.
 
@@ -414,7 +351,7 @@ def create_session(path: str | os.PathLike, device: str = "auto"):
     try:
         session = _session_from_bytes(str(path), providers)
     except Exception as exc:
-        raise ModelError(f"{path}: ONNX Runtime cannot load the graph ({_first_line(exc)})") from None
+        raise ModelError(f"{path}: ONNX Runtime cannot load the graph ({first_line(exc)})") from None
     finally:
         ort.set_default_logger_severity(2)
     provider = session.get_providers()[0]
@@ -424,8 +361,3 @@ def create_session(path: str | os.PathLike, device: str = "auto"):
             "use --device cpu or auto"
         )
     return session, provider
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from survey2survey.atomic import remove_stale, write_bytes
-from survey2survey.errors import ModelError, OutputExistsError, UsageError
+from survey2survey.errors import ModelError, OutputExistsError, UsageError, first_line
 
 __all__ = [
     "CONFIG_NAME",
@@ -182,7 +182,7 @@ def weights_sha256(path) -> str:
     return digest.hexdigest()
 
 
-def load_model(model_dir, device="cpu") -> LoadedModel:
+def load_model(model_dir, device="cpu", *, fold: bool = False) -> LoadedModel:
     """Read a model directory written by ``save_model``.
 
     Parameters
@@ -191,6 +191,10 @@ def load_model(model_dir, device="cpu") -> LoadedModel:
         The model directory.
     device : str or torch.device
         Where to put the networks ("cpu", "cuda", "cuda:1", ...).
+    fold : bool
+        For inference: fold each nearest x2 up-sampling into the convolution after it
+        (:func:`survey2survey.nets.layers.fold_upsampling`; same weights and function,
+        fewer operations).
 
     Returns
     -------
@@ -206,6 +210,8 @@ def load_model(model_dir, device="cpu") -> LoadedModel:
         ``device`` is not a usable torch device.
     """
     import torch
+
+    from survey2survey.nets.layers import fold_upsampling
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -262,8 +268,10 @@ def load_model(model_dir, device="cpu") -> LoadedModel:
         try:
             net.to(torch_device)
         except (RuntimeError, AssertionError) as exc:
-            raise UsageError(f"device {str(device)!r} is not usable here ({_first_line(exc)})") from None
+            raise UsageError(f"device {str(device)!r} is not usable here ({first_line(exc, 10_000)})") from None
         net.eval()
+        if fold:
+            fold_upsampling(net)
     return LoadedModel(config=config, modules=networks, weights_sha256=sha, path=model_dir)
 
 
@@ -273,7 +281,7 @@ def _read_config(config_path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ModelError(f"{config_path}: missing (not a model directory?)") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{config_path}: cannot read ({_first_line(exc)})") from None
+        raise ModelError(f"{config_path}: cannot read ({first_line(exc, 10_000)})") from None
     try:
         config = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -310,7 +318,7 @@ def _build(name: str, spec, config_path: Path):
     except ModelError as exc:
         raise ModelError(f"{config_path}: cannot build module {name!r}: {exc}") from None
     except (TypeError, ValueError) as exc:
-        reason = _first_line(exc)
+        reason = first_line(exc, 10_000)
         raise ModelError(f"{config_path}: cannot build module {name!r} as {cls_name}: {reason}") from None
 
 
@@ -323,7 +331,7 @@ def _parse_weights(blob: bytes, weights_path: Path):
     try:
         return load(blob)
     except Exception as exc:  # safetensors raises its own error types (Rust side) for every kind of damage
-        reason = _first_line(exc)
+        reason = first_line(exc, 10_000)
         raise ModelError(f"{weights_path}: corrupted or truncated safetensors file ({reason})") from None
 
 
@@ -333,9 +341,4 @@ def _device(device):
     try:
         return torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise UsageError(f"invalid device {str(device)!r} ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+        raise UsageError(f"invalid device {str(device)!r} ({first_line(exc, 10_000)})") from None

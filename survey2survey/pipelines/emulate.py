@@ -1,0 +1,240 @@
+"""``s2s emulate-noise``: blank-sky noise maps of a survey from a model's noise emulator.
+
+The maps are the NE term of the translation graph F = G + NE
+(:func:`survey2survey.runtime.graph.sample_noise`), drawn from the same per-object seeds
+as ``s2s translate`` (map ``i`` is object ``"noise/<i>"``), converted to the survey's
+native units and written as one FITS cube per band.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from survey2survey.errors import CutoutError, ModelError, UsageError
+from survey2survey.model import default_model_dir, find_noise_emulator, load_model, model_directions
+from survey2survey.runtime.device import resolve_device
+from survey2survey.runtime.graph import sample_noise
+from survey2survey.runtime.seeds import object_seed
+from survey2survey.surveys import Survey, get_survey, to_native
+
+__all__ = ["MAX_OUTPUT_BYTES", "EmulateReport", "emulate_noise"]
+
+#: Largest output of ``emulate-noise`` (the cubes are held in memory before writing).
+MAX_OUTPUT_BYTES = 8 << 30
+
+
+@dataclass
+class EmulateReport:
+    """What :func:`emulate_noise` did."""
+
+    path: Path
+    survey: str
+    bands: tuple[str, ...]
+    n: int
+    shape: tuple[int, int]
+    seconds: float
+    amplitude: dict[str, dict[str, float]] = field(default_factory=dict)
+    rms_native: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def maps_per_second(self) -> float:
+        return self.n * len(self.bands) / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    return {
+        "mean": float(np.mean(values)),
+        "median": float(np.median(values)),
+        "std": float(np.std(values)),
+        "min": float(np.min(values)),
+        "max": float(np.max(values)),
+    }
+
+
+def emulate_noise(
+    band: str,
+    n: int,
+    *,
+    survey: str | Survey | None = None,
+    model_dir: str | os.PathLike | None = None,
+    size: tuple[int, int] | None = None,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    batch_size: int = 256,
+    device: str = "cpu",
+) -> EmulateReport:
+    """Sample ``n`` noise maps per band from a model's noise emulator and write a FITS cube.
+
+    Parameters
+    ----------
+    band : str
+        A band of the survey, or ``"all"``.
+    n : int
+        Maps per band.
+    survey : str or Survey, optional
+        Whose noise; default the target survey of the model's first direction that has a
+        noise emulator (``cfht`` for the shipped SDSS <-> CFHT model).
+    model_dir : path, optional
+        Default :func:`survey2survey.model.default_model_dir`.
+    size : (H, W), optional
+        Map size in pixels; default the survey's cutout size.
+    seed : int
+        Map ``i`` is drawn from :func:`object_seed` ``(seed, "noise/<i>")``, so a smaller
+        ``n`` gives the first maps of a larger one.
+    out : path, optional
+        Output file; default ``noise-<survey>-<band>.fits`` in the current directory.
+    overwrite : bool
+    batch_size : int
+        Maps drawn per step.
+    device : {"cpu", "cuda", "auto"}
+
+    Returns
+    -------
+    EmulateReport
+
+    Notes
+    -----
+    The maps are the emulator's noise on blank sky: model-space noise converted with
+    :func:`survey2survey.surveys.to_native` (background 0).  Layout: the primary HDU is
+    the first band's cube ``(n, H, W)``, each further band an image extension named by
+    the band, and a binary table ``AMPLITUDE`` holds each map's amplitude (model space)
+    and pixel RMS (native units) per band.
+    """
+    import warnings
+
+    from astropy.io import fits
+
+    from survey2survey.fits_io import write_hdul_atomic
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UsageError(f"--n must be a positive integer, got {n!r}")
+    if batch_size < 1:
+        raise UsageError(f"batch size must be positive, got {batch_size}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {seed!r}")
+    model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+    dev = resolve_device(device)
+    model = load_model(model_dir, device=dev)
+    config = model.config
+    survey = _noise_survey(model, survey)
+    emulator = model.modules[find_noise_emulator(config, survey)]
+    emulator.eval()
+    if band.lower() == "all":
+        band_idx = list(range(survey.n_bands))
+    else:
+        band_idx = [survey.band_index(band)]
+    if getattr(emulator, "bands", survey.n_bands) != survey.n_bands:
+        raise ModelError(f"{model_dir}: noise emulator has {emulator.bands} bands, survey {survey.name} {survey.n_bands}")
+    names = tuple(survey.bands[i] for i in band_idx)
+    height, width = size if size is not None else (survey.cutout_size, survey.cutout_size)
+    if height < 1 or width < 1:
+        raise UsageError(f"--size must be positive, got {height} {width}")
+    need = 4 * n * len(band_idx) * height * width  # bytes of the cubes, in memory and in the file
+    if need > MAX_OUTPUT_BYTES:
+        raise UsageError(
+            f"--n {n} maps of {height}x{width} px in {len(band_idx)} band(s) would take {need / 2**30:.1f} GiB "
+            f"(more than {MAX_OUTPUT_BYTES / 2**30:.0f} GiB): ask for fewer or smaller maps"
+        )
+    path = Path(out) if out is not None else Path(f"noise-{survey.name}-{band.lower() if band.lower() == 'all' else names[0]}.fits")
+    _check_output(path, overwrite)
+
+    start = time.perf_counter()
+    cubes = np.empty((len(band_idx), n, height, width), np.float32)  # native units
+    amps = np.empty((len(band_idx), n), np.float32)
+    for lo in range(0, n, batch_size):
+        hi = min(lo + batch_size, n)
+        keys = [object_seed(seed, f"noise/{i}") for i in range(lo, hi)]
+        noise, amplitude = sample_noise(emulator, keys, band_idx, height, width, device=dev)
+        # (N, B, H, W) model space -> native, band-major
+        native = to_native(noise.float().cpu().numpy(), survey)
+        cubes[:, lo:hi] = native.transpose(1, 0, 2, 3)
+        amps[:, lo:hi] = amplitude.float().cpu().numpy().T
+    seconds = time.perf_counter() - start
+    rms = np.sqrt(np.mean(cubes.astype(np.float64) ** 2, axis=(2, 3)))  # (B, n) native
+
+    report = EmulateReport(path, survey.name, names, n, (height, width), seconds)
+    for b, name in enumerate(names):
+        report.amplitude[name] = _stats(amps[b])
+        report.rms_native[name] = float(np.median(rms[b]))
+    hdus = [_cube_hdu(fits, b, cubes[b], rms[b], report, survey, model, find_noise_emulator(config, survey), seed)
+            for b in range(len(names))]  # fmt: skip
+    columns = [fits.Column(name="INDEX", format="J", array=np.arange(n, dtype=np.int32))]
+    for b, name in enumerate(names):
+        columns.append(fits.Column(name=f"AMP_{name}", format="E", array=amps[b]))
+        columns.append(fits.Column(name=f"RMS_{name}", format="E", unit=survey.flux_unit, array=rms[b].astype(np.float32)))
+    hdus.append(fits.BinTableHDU.from_columns(columns, name="AMPLITUDE"))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Card is too long, comment will be truncated")
+        try:
+            write_hdul_atomic(fits.HDUList(hdus), path, overwrite)
+        except CutoutError as exc:  # the one output cannot be written: a bad --out (exit 2)
+            raise UsageError(str(exc)) from None
+    return report
+
+
+def _noise_survey(model, survey) -> Survey:
+    """The survey whose noise to draw, as the model recorded it (its flux scaling is the one
+    the emulator learnt in); default the target of the model's first direction with an emulator."""
+    recorded = {d.target.name: d.target for d in model_directions(model.config).values() if d.noise_emulator}
+    if survey is None:
+        if not recorded:
+            raise ModelError(f"{model.path}: model {model.config.get('name', '?')!r} has no noise emulator")
+        return next(iter(recorded.values()))
+    return recorded.get(get_survey(survey).name, get_survey(survey))
+
+
+def _cube_hdu(fits, b: int, cube: np.ndarray, rms: np.ndarray, report: EmulateReport, survey: Survey, model, emulator: str, seed: int):
+    """The FITS HDU of band ``b``'s cube ``(n, H, W)`` (primary for the first band)."""
+    name = report.bands[b]
+    stats = report.amplitude[name]
+    hdu = (fits.PrimaryHDU if b == 0 else fits.ImageHDU)(data=cube)
+    h = hdu.header
+    h["EXTNAME"] = (name, "band of this cube")
+    h["SURVEY"] = (survey.name, "survey whose noise this is")
+    h["BAND"] = (name, "band")
+    h["BUNIT"] = (survey.flux_unit or "unknown", "native pixel unit")
+    h["MAGZP"] = (survey.zero_point, "AB mag of one pixel unit")
+    h["FLUXFAC"] = (survey.flux_factor, "x pixel value = nanomaggies")
+    h["PIXSCALE"] = (survey.pixel_scale, "nominal survey pixel scale (arcsec)")
+    h["NMAPS"] = (report.n, "noise maps in this cube (NAXIS3)")
+    h["AMPMEAN"] = (stats["mean"], "mean noise amplitude a_b (model space)")
+    h["AMPMED"] = (stats["median"], "median noise amplitude (model space)")
+    h["AMPSTD"] = (stats["std"], "std of the noise amplitude (model space)")
+    h["AMPMIN"] = (stats["min"], "smallest noise amplitude (model space)")
+    h["AMPMAX"] = (stats["max"], "largest noise amplitude (model space)")
+    h["RMSMED"] = (report.rms_native[name], "median pixel RMS of a map (native units)")
+    h["RMSMEAN"] = (float(np.mean(rms)), "mean pixel RMS of a map (native units)")
+    h["S2SMODEL"] = (str(model.config.get("name", "")), "model name")
+    h["S2SHASH"] = (model.weights_sha256, "SHA-256 of the model weights")
+    h["S2SSEED"] = (int(seed), "seed: map i uses object_seed(seed, 'noise/i')")
+    h["S2SNE"] = (emulator, "noise emulator module")
+    h.add_history("noise emulator draw on blank sky (background 0), model space -> native units")
+    return hdu
+
+
+def _check_output(path: Path, overwrite: bool) -> None:
+    """Misuse found before sampling: an existing ``path`` (without ``overwrite``), a
+    directory, or a place where the file cannot be created."""
+    import tempfile
+
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory (give --out FILE)")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path}: output exists (use --overwrite to replace it)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{parent}: is a file, not a directory (cannot create {path.name} in it)")
+            break
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{path.parent}: cannot write output there ({exc.strerror or exc})") from None

@@ -1,0 +1,222 @@
+"""The steps of ``s2s translate`` that run in the worker processes: read, and write.
+
+* :func:`read_chunk`: check an existing output, read the cutout, tell its survey and
+  let the translator prepare it (:class:`Record`);
+* :func:`write_chunk`: let the translator finish a translation (native units, output
+  grid) and write it with its provenance (:class:`WriteJob`);
+* :func:`translate_chunk`: both, with the translation in between, for a translator that
+  runs per cutout.
+
+Every function here takes and returns small picklable records, never raises for one
+bad input (the record says what went wrong) and touches no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from survey2survey.errors import CutoutError, S2SError, first_line
+from survey2survey.fits_io import read_cutout, verify_fits, write_cutout
+from survey2survey.runtime.seeds import object_seed
+from survey2survey.surveys import Survey
+from survey2survey.translators.base import Prepared, Translator
+
+__all__ = ["Job", "Setup", "Record", "WriteJob", "read_chunk", "write_chunk", "translate_chunk", "header_text"]
+
+
+@dataclass
+class Job:
+    index: int
+    source: object  # fits_io.CutoutSource
+    out_path: Path
+
+
+@dataclass
+class Setup:
+    """What every worker task needs (pickled with each task; the translator leaves its heavy state out)."""
+
+    translator: Translator
+    given: Survey | None  # --from
+    overwrite: bool
+    seed: int = 0
+    samples: int = 1
+
+
+@dataclass
+class Record:
+    """One input after reading: prepared for the translator, or skipped, or failed."""
+
+    index: int
+    status: str  # "ok", "skipped", "failed"
+    message: str = ""
+    prepared: Prepared | None = None
+    warnings: list[str] = field(default_factory=list)
+    replace: bool = False  # an existing broken output is redone
+
+
+@dataclass
+class WriteJob:
+    index: int
+    out_path: Path
+    object_id: str
+    source_file: str
+    source_paths: list[Path]
+    data: np.ndarray  # (S, C, H, W) as the translator's run() returned it
+    record: Record  # its prepared.x dropped
+
+
+def header_text(text: str) -> str:
+    """One line of printable ASCII (FITS HISTORY cards accept nothing else)."""
+    text = " ".join(str(text).split())
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def _existing_output(job: Job, setup: Setup, rec: Record) -> bool:
+    """True when a whole output exists (the input is skipped); a broken one is marked for redoing."""
+    if setup.overwrite or not job.out_path.exists():
+        return False
+    try:
+        verify_fits(job.out_path)
+    except CutoutError as exc:
+        rec.replace = True
+        reason = " ".join(exc.reason.split())[:120]
+        rec.warnings.append(f"existing output was broken and is redone ({reason})")
+        return False
+    rec.status, rec.message = "skipped", "output exists"
+    return True
+
+
+def _read_source(job: Job, setup: Setup):
+    """Read ``job``'s cutout and tell its source survey: (Cutout, Survey) or CutoutError."""
+    sources, target = setup.translator.sources, setup.translator.target
+    if setup.given is not None:
+        survey = setup.given
+        cut = read_cutout(job.source, survey)
+    else:
+        try:
+            cut = read_cutout(job.source, None)
+            detected = cut.survey
+        except CutoutError:
+            if len(sources) != 1:
+                raise
+            detected = None  # e.g. unnamed bands and no survey keyword: try the only source
+        if detected is None:
+            if len(sources) != 1:
+                raise CutoutError(
+                    job.source.path,
+                    "cannot tell the source survey (no SURVEY/TELESCOP keyword, pixel scale not a known survey's): give --from",
+                )
+            survey = next(iter(sources.values()))
+            cut = read_cutout(job.source, survey)  # a broken file fails here with its own reason
+            cut.warnings.append(f"source survey not in the header: taken as {survey.name}")
+        else:
+            survey = sources.get(cut.survey.name, cut.survey)
+    name = survey.name
+    if name == target.name:
+        raise CutoutError(job.source.path, f"already a {name} cutout (nothing to translate to {target.name})")
+    if name not in sources:
+        have = ", ".join(f"{s}->{target.name}" for s in sources) or "nothing"
+        raise CutoutError(job.source.path, f"the model does not translate {name}->{target.name} (it translates {have})")
+    return cut, survey
+
+
+def read_one(job: Job, setup: Setup) -> Record:
+    """Check, read and prepare one input."""
+    rec = Record(job.index, "ok")
+    if _existing_output(job, setup, rec):
+        return rec
+    try:
+        cut, survey = _read_source(job, setup)
+        rec.prepared = setup.translator.prepare(cut, survey)
+        rec.warnings += rec.prepared.warnings
+    except CutoutError as exc:
+        rec.status, rec.message = "failed", str(exc)
+    except S2SError as exc:
+        rec.status, rec.message = "failed", f"{job.source.path}: {exc}"
+    return rec
+
+
+def read_chunk(jobs: list[Job], setup: Setup) -> list[Record]:
+    out = []
+    for job in jobs:
+        try:
+            out.append(read_one(job, setup))
+        except Exception as exc:  # never lose a batch to one odd file
+            out.append(Record(job.index, "failed", f"{job.source.path}: unexpected {type(exc).__name__}: {exc}"))
+    return out
+
+
+def write_one(job: WriteJob, setup: Setup) -> tuple[int, str | None]:
+    """Finish and write one translation: (index, None) or (index, the failure line)."""
+    from astropy.io import fits
+
+    translator, prepared = setup.translator, job.record.prepared
+    native = translator.finish(prepared, job.data)  # (S, C, H, W) native units, output grid
+    if not np.isfinite(native).all():
+        return job.index, f"{job.out_path}: model output is not finite (NaN/inf); nothing written"
+    prov, history, cards = translator.provenance(prepared, job.object_id, setup.seed, int(job.data.shape[0]))
+    prov.source_file = job.source_file
+    if len(job.source_paths) > 1:
+        history.append("source files: " + ", ".join(p.name for p in job.source_paths))
+    history = [header_text(line) for line in history + [f"input: {w}" for w in job.record.warnings]]
+    cards = [("S2SOBJ", job.object_id, "object id (with S2SSEED, the noise seed)"), *cards]
+    target, wcs = translator.target, prepared.geometry.wcs
+    if tuple(prepared.geometry.bands) != tuple(target.bands):  # a translator may write some bands only
+        target = dataclasses.replace(target, bands=tuple(prepared.geometry.bands))
+    extra = []
+    for s in range(1, native.shape[0]):
+        hdu = fits.ImageHDU(data=native[s], name=f"SAMPLE{s + 1}")
+        if wcs is not None:
+            hdu.header.extend(fits.Header.fromstring(wcs), update=True)
+        hdu.header["BUNIT"] = (target.flux_unit or "unknown", "native pixel unit")
+        hdu.header["BANDS"] = (",".join(prepared.geometry.bands), "band of each plane, NAXIS3 order")
+        hdu.header["S2SSAMP"] = (s + 1, "noise realisation number")
+        extra.append(hdu)
+    try:
+        write_cutout(
+            job.out_path, native[0], target, wcs=wcs, provenance=prov, history=history,
+            overwrite=setup.overwrite or job.record.replace, extra_hdus=extra, mask=prepared.mask, header_cards=cards,
+        )
+    except S2SError as exc:
+        return job.index, str(exc)
+    return job.index, None
+
+
+def write_chunk(jobs: list[WriteJob], setup: Setup) -> list[tuple[int, str | None]]:
+    out = []
+    for job in jobs:
+        try:
+            out.append(write_one(job, setup))
+        except Exception as exc:
+            out.append((job.index, f"{job.out_path}: unexpected {type(exc).__name__}: {exc}"))
+    return out
+
+
+def write_job(job: Job, rec: Record, data: np.ndarray) -> WriteJob:
+    """The write of ``job``'s translation ``data`` (the record's model input dropped)."""
+    rec.prepared.x = None
+    return WriteJob(job.index, job.out_path, job.source.object_id, str(job.source.path), list(job.source.paths), data, rec)
+
+
+def translate_chunk(jobs: list[Job], setup: Setup) -> list[tuple[Record, tuple[int, str | None] | None]]:
+    """Read, translate and write each job in this process (a per-cutout translator).
+
+    Returns each input's read record and, when it was translated, its write result.
+    """
+    out = []
+    for job, rec in zip(jobs, read_chunk(jobs, setup)):  # read_chunk keeps the order
+        if rec.status != "ok":
+            out.append((rec, None))
+            continue
+        try:
+            keys = np.array([object_seed(setup.seed, job.source.object_id)], dtype=np.int64)
+            data = setup.translator.run([rec.prepared], keys, setup.samples)[0]  # (S, C, H, W)
+            result = write_chunk([write_job(job, rec, data)], setup)[0]
+        except Exception as exc:  # one input's failure, never the batch's
+            result = (job.index, f"{job.source.path}: translation failed ({type(exc).__name__}: {first_line(exc)})")
+        out.append((rec, result))
+    return out

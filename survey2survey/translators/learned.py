@@ -1,0 +1,266 @@
+"""A trained model as a :class:`~survey2survey.translators.base.Translator`: F = G + NE per direction.
+
+What happens to one cutout (Lin & Fouchez 2021, F = G + NE)::
+
+    FITS (source survey, native units)
+      -> to_model_space (and, for a regridded model,         prepare: worker process
+         onto the grid the model was trained on)
+      -> G(x) + NE(z1, z2), z from the object's key            run: this process, batches
+      -> to_native (target survey), the model grid resampled
+         onto the target's when it is not the target's own     finish: worker process
+    FITS (target survey, native units)
+
+The noise is formed in model space, where the emulator was trained, and converted with
+the rest.  ``noise=False`` writes G(x) alone.  A model trained on the regridded set
+(cyclegan, augcgan: ``"regridded"`` in config.json) works on survey a's grid, so a b
+cutout is resampled onto it before the model, as ``s2s prepare --regrid`` did for
+training, and an output in b is resampled from it onto b's cutout grid (flux conserved,
+``S2SGRID`` keyword); a stochastic generator ``G(x, z)`` (augcgan) gets its latent code
+from the object's key like the noise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from survey2survey.errors import CutoutError, ModelError, UsageError
+from survey2survey.fits_io import Provenance, make_wcs, rescale_wcs, wcs_cards
+from survey2survey.model import Direction, LoadedModel, direction_shapes, load_model, model_directions
+from survey2survey.runtime.device import batch_size as device_batch_size
+from survey2survey.runtime.device import ort_has_cuda, resolve_device
+from survey2survey.surveys import Survey, get_survey, to_model_space, to_native
+from survey2survey.translators.base import Geometry, Prepared, Translator, resample_mask
+
+__all__ = ["LearnedTranslator"]
+
+
+class LearnedTranslator(Translator):
+    """The directions of a trained model that translate into one target survey.
+
+    Parameters
+    ----------
+    model : survey2survey.model.LoadedModel
+        Loaded on the CPU (the engines move it to ``device`` in :meth:`start`).
+    to : str or Survey
+        Target survey.
+    source : str or Survey, optional
+        Keep only the direction from this survey (``--from``).
+    backend : {"torch", "onnx"}
+    device : str
+        ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+    precision : {"auto", "fp32", "tf32", "bf16"}
+        See :class:`survey2survey.runtime.engines.TorchEngine`.
+    compile : bool
+        ``torch.compile`` the generator (torch backend).
+    noise : bool
+        False: the generator's output alone.
+    samples : int
+        Realisations per cutout asked for (checked against what the model can draw).
+
+    Raises
+    ------
+    ModelError, UsageError
+        The model does not translate into ``to`` (or from ``source``), or cannot draw
+        ``samples`` realisations.
+    """
+
+    per_cutout = False
+
+    def __init__(self, model: LoadedModel, to, *, source=None, backend: str = "torch", device: str = "auto",
+                 precision: str = "auto", compile: bool = False, noise: bool = True, samples: int = 1):
+        self.into = _directions_into(model, get_survey(to).name, get_survey(source).name if source is not None else None)
+        first = next(iter(self.into.values()))
+        self.target = first.target
+        self.sources = {name: d.source for name, d in self.into.items()}
+        self.noise = noise
+        if not noise:
+            self.noise_label = "no"
+        elif all(d.noise_emulator for d in self.into.values()):
+            self.noise_label = "yes"
+        else:
+            self.noise_label = "no (model has no noise emulator)"
+        if samples > 1 and not all(d.noise_emulator or d.latent_dim for d in self.into.values()):
+            raise UsageError(f"--samples {samples}: the model has no noise emulator (nor latent code) to draw realisations from")
+        self.backend, self.device_request, self.precision, self.compile = backend, device, precision, compile
+        self.uses_gpu = device.startswith("cuda") or (backend == "onnx" and device != "cpu" and ort_has_cuda())
+        self.shapes = {name: direction_shapes(model, d) for name, d in self.into.items()}  # generator (in, out) grids
+        self.model_name = str(model.config.get("name") or Path(model.path).name)
+        self.method = model.config.get("method")
+        self.weights_sha256 = model.weights_sha256
+        self._model: LoadedModel | None = model
+        self._engines: dict = {}
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike, to, *, backend: str = "torch", device: str = "auto", **options) -> LearnedTranslator:
+        """Load ``model_dir`` (on the CPU, up-sampling folded for inference) and wrap it.
+
+        ``device`` ``auto`` is resolved here for the torch backend; ``options`` are those of
+        the constructor.
+        """
+        dev = resolve_device(device) if backend == "torch" else (device or "auto").lower()
+        if options.get("precision") == "tf32" and not dev.startswith("cuda"):
+            raise UsageError("--precision tf32 needs a CUDA GPU (TF32 is a tensor-core format); use fp32 on the CPU")
+        # On the CPU for now: the worker processes are forked before any CUDA context exists.
+        return cls(load_model(model_dir, device="cpu", fold=True), to, backend=backend, device=dev, **options)
+
+    def __getstate__(self) -> dict:
+        # the worker processes prepare and finish cutouts: they need no networks
+        state = dict(self.__dict__)
+        state["_model"], state["_engines"] = None, {}
+        return state
+
+    # --- main process ---------------------------------------------------------------
+    def start(self) -> None:
+        """Put the generator (and emulator) of every direction on the device: one engine each."""
+        from survey2survey.runtime.engines import load_engine
+
+        self._engines = {
+            name: load_engine(self._model, d, self.backend, self.device_request, self.precision, self.compile)
+            for name, d in self.into.items()
+        }
+        first = next(iter(self._engines.values()))
+        self.device, self.provider, self.precision = str(first.device), first.provider, first.precision
+        self._description = first.describe()
+
+    def batch_size(self, requested: int | None, samples: int) -> int:
+        # the device that really runs (an ONNX session may fall back to the CPU): not the guess
+        self._batch = device_batch_size(requested, self.device.startswith("cuda"), samples)
+        return self._batch
+
+    def describe(self) -> str:
+        """The engine: ``torch/cpu/fp32``, ``onnx/cuda/CUDAExecutionProvider``, ..."""
+        return self._description
+
+    def run(self, batch: Sequence[Prepared], keys: np.ndarray, samples: int) -> np.ndarray:
+        engine = self._engines[batch[0].source.name]
+        x = np.stack([p.x for p in batch])  # (N, C, H, W) model space
+        pad = self._batch if self.compile and self.backend == "torch" else None
+        return engine.run(x, keys, samples, self.noise, pad)  # (N, S, C, H, W) model space
+
+    # --- worker processes -------------------------------------------------------------
+    def prepare(self, cutout, survey: Survey) -> Prepared:
+        name, path = survey.name, cutout.path
+        d = self.into[name]
+        if tuple(cutout.bands) != tuple(survey.bands):
+            raise CutoutError(path, f"bands {','.join(cutout.bands)} do not match the model's {name} bands {','.join(survey.bands)}")
+        in_shape, out_shape = self.shapes[name]  # the generator's grids
+        # a regridded model reads the survey's own cutouts and resamples them itself
+        want = (survey.cutout_size, survey.cutout_size) if d.source_grid is not None else in_shape
+        if tuple(cutout.data.shape[1:]) != tuple(want):
+            raise CutoutError(
+                path, f"wrong size {cutout.data.shape[2]}x{cutout.data.shape[1]} px, the model takes {want[1]}x{want[0]} px {name} cutouts"
+            )
+        data, wcs = cutout.data, cutout.wcs
+        if d.source_grid is not None:
+            from survey2survey.data.regrid import regrid_to_survey
+
+            # onto the grid the model was trained on, as `s2s prepare --regrid` does (flux conserved)
+            data, grid_wcs = regrid_to_survey(cutout.data, survey, d.source_grid, cutout.wcs, return_wcs=True)
+            wcs = grid_wcs if cutout.wcs is not None else None
+        grid_shape = data.shape[1:]
+        final_shape = (self.target.cutout_size,) * 2 if d.target_grid is not None else out_shape
+        resample = None
+        if d.target_grid is not None:
+            # the model's output lies on target_grid's grid: resampled onto the target's in finish()
+            # (a stand-in WCS when the input has none: only the resampling needs one)
+            base = wcs if wcs is not None else make_wcs(0.0, 0.0, d.target_grid.pixel_scale, grid_shape)
+            resample = (
+                rescale_wcs(base, grid_shape, out_shape).to_header_string(relax=True),
+                rescale_wcs(base, grid_shape, final_shape).to_header_string(relax=True),
+                final_shape,
+            )
+        geometry = Geometry(
+            final_shape, self.target.bands, wcs_cards(rescale_wcs(wcs, grid_shape, final_shape)) if wcs is not None else None
+        )
+        mask = resample_mask(cutout.mask, final_shape) if cutout.mask is not None else None
+        return Prepared(survey, to_model_space(data, survey), geometry, mask, list(cutout.warnings), resample)
+
+    def finish(self, prepared: Prepared, data: np.ndarray) -> np.ndarray:
+        native = to_native(data, self.target)  # (S, C, H, W) float32, target's native units
+        if prepared.state is None or not np.isfinite(native).all():
+            return native
+        from astropy.io import fits
+        from astropy.wcs import WCS
+
+        from survey2survey.data.regrid import regrid
+
+        # flux per model-grid pixel -> flux per target pixel (flux conserved)
+        grid_header, out_header, shape = prepared.state
+        grid_wcs, out_wcs = WCS(fits.Header.fromstring(grid_header)), WCS(fits.Header.fromstring(out_header))
+        return np.stack([regrid(sample, grid_wcs, out_wcs, shape) for sample in native])  # (S, C, H', W')
+
+    def provenance(self, prepared: Prepared, object_id: str, seed: int, n_samples: int):
+        d, target = self.into[prepared.source.name], self.target
+        prov = Provenance(
+            model=self.model_name, model_sha256=self.weights_sha256, method=self.method, direction=d.name,
+            source_survey=d.source.name, target_survey=target.name, seed=int(seed), backend=self.describe(),
+            noise=self.noise_label,
+        )
+        history = [f"s2s translate {d.name} with model {self.model_name} ({self.method or 'unknown method'}), {self.describe()}"]
+        if self.noise_label == "yes":
+            history.append(
+                f"F = G + NE in model space, noise from seed {seed} and object id {object_id!r}, then "
+                f"converted to {target.name} native units ({n_samples} realisation(s))"
+            )
+        elif d.latent_dim:
+            history.append(
+                f"G(x, z) with latent code z ~ N(0, I) ({d.latent_dim}-d) from seed {seed} and object id "
+                f"{object_id!r} ({n_samples} draw(s)), converted to {target.name} native units"
+            )
+        else:
+            history.append(f"generator output without noise, converted to {target.name} native units")
+        history += _grid_history(d, target)
+        drawn = self.noise_label == "yes" or d.latent_dim
+        cards = [("S2SNSAMP", int(n_samples) if drawn else 0, "realisations in this file (noise or latent draws)")]
+        grid = d.source_grid or d.target_grid
+        if grid is not None:
+            cards.append(("S2SGRID", grid.name, "the model ran on this survey's pixel grid"))
+        if self.provider:
+            cards.append(("S2SPROV", self.provider, "ONNX Runtime execution provider"))
+        return prov, history, cards
+
+
+def _grid_history(d: Direction, target: Survey) -> list[str]:
+    """HISTORY lines of a regridded model's resampling steps."""
+    grid = d.source_grid or d.target_grid
+    lines = []
+    if d.source_grid is not None:
+        lines.append(
+            f"input resampled onto the {grid.name} grid ({grid.cutout_size} px x {grid.pixel_scale}\") the model "
+            "was trained on (reproject_adaptive, flux conserved)"
+        )
+    if d.target_grid is not None:
+        lines.append(
+            f"model output on the {grid.name} grid ({grid.cutout_size} px x {grid.pixel_scale}\") resampled "
+            f"onto {target.cutout_size} px (reproject_adaptive, flux conserved): "
+            f"its resolution is the {grid.name} grid's"
+        )
+    return lines
+
+
+def _directions_into(model: LoadedModel, target_name: str, given_name: str | None) -> dict[str, Direction]:
+    """The model's directions into ``target_name`` by source survey name (only ``given_name``'s if given)."""
+    directions = model_directions(model.config)
+    into = {d.source.name: d for d in directions.values() if d.target.name == target_name}
+    if not into:
+        have = ", ".join(directions) or "none"
+        if len(directions) == 1 and next(iter(directions.values())).source.name == target_name:
+            raise ModelError(
+                f"{model.path}: a one-way model ({model.config.get('method') or 'unknown method'}) that translates "
+                f"{have} only, not into {target_name} (train one with --direction {have.split('->')[1]}->{target_name})"
+            )
+        raise ModelError(f"{model.path}: the model does not translate into {target_name} (its directions: {have})")
+    if given_name is not None:
+        if given_name == target_name:
+            raise UsageError(f"--from and --to are both {target_name}")
+        if given_name not in into:
+            raise ModelError(
+                f"{model.path}: the model does not translate {given_name}->{target_name} "
+                f"(its directions: {', '.join(directions)})"
+            )
+        into = {given_name: into[given_name]}
+    return into
