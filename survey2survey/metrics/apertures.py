@@ -18,6 +18,9 @@ from functools import lru_cache
 import numpy as np
 
 __all__ = [
+    "DEFAULT_APERTURE_ARCSEC",
+    "DEFAULT_APERTURE_PX",
+    "photometry_radius",
     "cutout_center",
     "default_r_max",
     "circular_weights",
@@ -25,6 +28,25 @@ __all__ = [
     "aperture_sum",
     "weighted_sums",
 ]
+
+
+#: Default photometry aperture radius when the pixel scale is known (arcsec).
+DEFAULT_APERTURE_ARCSEC = 2.0
+#: Default photometry aperture radius without a pixel scale (px).
+DEFAULT_APERTURE_PX = 5.0
+
+
+def photometry_radius(context) -> float:
+    """Aperture radius in pixels for the photometry-type metrics (photometry, colour).
+
+    ``context.aperture_radius`` (px) when given, else :data:`DEFAULT_APERTURE_ARCSEC` at
+    ``context.pixel_scale``, else :data:`DEFAULT_APERTURE_PX`.
+    """
+    if context.aperture_radius is not None:
+        return float(context.aperture_radius)
+    if context.pixel_scale:
+        return DEFAULT_APERTURE_ARCSEC / context.pixel_scale
+    return DEFAULT_APERTURE_PX
 
 
 def cutout_center(shape: tuple[int, int]) -> tuple[float, float]:

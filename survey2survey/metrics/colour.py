@@ -22,16 +22,11 @@ import warnings
 
 import numpy as np
 
-from survey2survey.metrics.apertures import aperture_sum
+from survey2survey.metrics.apertures import aperture_sum, photometry_radius
 from survey2survey.metrics.base import Metric, MetricResult, Quantity
 from survey2survey.metrics.stats import robust_sigma
 
 __all__ = ["ColourMetric", "aperture_colours"]
-
-#: Default aperture radius when the pixel scale is known (arcsec); as the photometry metric.
-DEFAULT_APERTURE_ARCSEC = 2.0
-#: Default aperture radius without a pixel scale (px).
-DEFAULT_APERTURE_PX = 5.0
 
 
 def aperture_colours(images: np.ndarray, radius: float) -> np.ndarray:
@@ -79,12 +74,7 @@ class ColourMetric(Metric):
 
     def __init__(self, context):
         super().__init__(context)
-        if context.aperture_radius is not None:
-            self.radius = float(context.aperture_radius)
-        elif context.pixel_scale:
-            self.radius = DEFAULT_APERTURE_ARCSEC / context.pixel_scale
-        else:
-            self.radius = DEFAULT_APERTURE_PX
+        self.radius = photometry_radius(context)
         self.against = None
 
     def measure(self, pred, ref, truth):

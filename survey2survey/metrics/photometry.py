@@ -18,16 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from survey2survey.metrics.apertures import aperture_sum
+from survey2survey.metrics.apertures import DEFAULT_APERTURE_ARCSEC, DEFAULT_APERTURE_PX, aperture_sum, photometry_radius
 from survey2survey.metrics.base import Metric, MetricResult, Quantity
 from survey2survey.metrics.stats import robust_sigma
 
-__all__ = ["DEFAULT_APERTURE_ARCSEC", "DEFAULT_APERTURE_PX", "PhotometryMetric"]
-
-#: Default aperture radius when the pixel scale is known (arcsec).
-DEFAULT_APERTURE_ARCSEC = 2.0
-#: Default aperture radius without a pixel scale (px).
-DEFAULT_APERTURE_PX = 5.0
+__all__ = ["DEFAULT_APERTURE_ARCSEC", "DEFAULT_APERTURE_PX", "PhotometryMetric"]  # the defaults live in metrics.apertures
 
 
 class PhotometryMetric(Metric):
@@ -70,12 +65,7 @@ class PhotometryMetric(Metric):
 
     def __init__(self, context):
         super().__init__(context)
-        if context.aperture_radius is not None:
-            self.radius = float(context.aperture_radius)
-        elif context.pixel_scale:
-            self.radius = DEFAULT_APERTURE_ARCSEC / context.pixel_scale
-        else:
-            self.radius = DEFAULT_APERTURE_PX
+        self.radius = photometry_radius(context)
 
     def measure(self, pred, ref, truth):
         f_true = aperture_sum(truth, self.radius)
