@@ -42,13 +42,22 @@ def main(
     from survey2survey.pipelines.translate import translate
     from survey2survey.progress import progress_reporter
 
-    with progress_reporter(not quiet, "translating", "cutouts") as on_progress:
-        report = translate(
-            inputs, to, source=source, model_dir=model, out_dir=out, backend=backend.lower(), device=device,
-            batch_size=batch_size, seed=seed, samples=samples, noise=not no_noise, overwrite=overwrite,
-            shard=shard, workers=workers, precision=precision.lower(), compile=compile_, on_progress=on_progress,
-        )
+    try:
+        with progress_reporter(not quiet, "translating", "cutouts") as on_progress:
+            report = translate(
+                inputs, to, source=source, model_dir=model, out_dir=out, backend=backend.lower(), device=device,
+                batch_size=batch_size, seed=seed, samples=samples, noise=not no_noise, overwrite=overwrite,
+                shard=shard, workers=workers, precision=precision.lower(), compile=compile_, on_progress=on_progress,
+            )
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the pool is down, whole outputs are kept
+        from survey2survey.errors import S2SError
 
+        stopped = S2SError("interrupted: run the same command again to finish (whole outputs are kept)")
+        stopped.exit_code = 130
+        raise stopped from None
+
+    for note in report.notes:
+        typer.echo(f"s2s: note: {note}", err=True)
     for _path, message in report.warned:
         typer.echo(f"s2s: warning: {message}", err=True)
     for _path, message in report.failed:
