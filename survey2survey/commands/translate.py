@@ -33,11 +33,12 @@ def main(
         None, "--shard", metavar="I/N", help="Take every N-th input from I (job arrays); 'auto' reads RANK/WORLD_SIZE or SLURM."
     ),
     workers: Optional[int] = typer.Option(
-        None, "--workers", metavar="N", help="Reader/writer processes (0: none); default from the CPU count."
+        None, "--workers", metavar="N",
+        help="Reader/writer processes (0: none), at most the usable CPUs; default from the CPU count.",
     ),
     precision: str = typer.Option("auto", "--precision", help="auto (= fp32), fp32, tf32 (CUDA) or bf16: faster, but they bias summed fluxes (docs/translating.md)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the generator (long GPU runs)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (nor progress lines in a log)."),
 ) -> None:
     from survey2survey.pipelines.translate import translate
     from survey2survey.progress import progress_reporter

@@ -16,7 +16,9 @@ worker count or sharding because each object's randomness comes from its own key
 Outputs are named ``<object id>.<target survey>.fits`` in ``out_dir`` (default
 ``./<target survey>/``), mirroring the sub-directories below a directory given as input,
 so that object ids survive.  An existing output that passes its checksums is kept
-(counted as skipped) unless ``overwrite``; a broken one is redone.  ``samples=S`` writes
+(counted as skipped) unless ``overwrite``; a broken one of ours (``S2SVER``) is redone;
+any other file there is the user's and is kept (that input fails); an input is never an
+output, ``overwrite`` or not.  ``samples=S`` writes
 S realisations (the primary HDU is realisation 1, extensions ``SAMPLE2`` ... ``SAMPLE<S>``).
 
 Bad pixels: pixels that were NaN/inf in the input (filled with 0 by the FITS layer) are
@@ -159,6 +161,8 @@ class TranslateReport:
     warned : list of (path, message)
         One line per warning about an input that was translated (no WCS, NaN pixels
         filled, ...); also in the output's ``HISTORY``.
+    notes : list of str
+        Lines about the run itself (``--workers`` capped).
     seconds : float
         Wall time of the pipeline (model loading included).
     backend : str
@@ -263,11 +267,13 @@ def translate(
     noise : bool
         False writes the generator's noise-free output.
     overwrite : bool
-        Redo inputs whose output exists; otherwise a whole existing output is skipped.
+        Redo inputs whose output exists; otherwise a whole existing output is skipped and a
+        file that is not an output of ours fails its input (never replaced).
     shard : (I, N) or "I/N" or "auto", optional
         Take inputs I, I+N, I+2N, ... of the sorted input list.
     workers : int, optional
-        Reader/writer processes; 0 runs them in this process.  Default: none for fewer
+        Reader/writer processes, at most the usable CPUs (a larger number is capped, with a
+        note in ``report.notes``); 0 runs them in this process.  Default: none for fewer
         than 32 inputs, else up to the CPU count minus one (CUDA) or a quarter of the
         CPUs (CPU inference, where the model is the bottleneck).
     precision : {"auto", "fp32", "tf32", "bf16"}
