@@ -209,7 +209,8 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-def test_t5_sigterm_shuts_the_workers_down_and_exits_as_interrupted(tiny_model, tmp_path):
+@pytest.mark.parametrize("how", ["sigterm_to_main", "sigint_to_group"])
+def test_t5_sigterm_shuts_the_workers_down_and_exits_as_interrupted(tiny_model, tmp_path, how):
     src, out = tmp_path / "in", tmp_path / "out"
     write_inputs(src, SDSS, 48)
     proc = subprocess.Popen(
@@ -225,7 +226,10 @@ def test_t5_sigterm_shuts_the_workers_down_and_exits_as_interrupted(tiny_model, 
             assert time.monotonic() < deadline, "the run never started writing"
             workers |= _children(proc.pid)
             time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGTERM)  # the main process only, as `kill PID` does
+        if how == "sigterm_to_main":
+            os.kill(proc.pid, signal.SIGTERM)  # the main process only, as `kill PID` does
+        else:
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole process group
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -47,6 +47,9 @@ def _init_worker(survey_specs: list[dict]) -> None:
     """Worker start: stops when told to or when the parent dies, single-threaded
     numerics, and the parent's survey registry."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, nor an inherited SIG_IGN
+    # Ctrl-C reaches the whole process group: the parent shuts the pool down, the workers
+    # finish their task (no half-written file, no traceback per worker)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     for spec in survey_specs:
