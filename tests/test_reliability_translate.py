@@ -144,7 +144,7 @@ def test_t4_samples_that_cannot_fit_are_refused_before_any_work(tiny_model, tmp_
     run = s2s_process("translate", src, "--to", "cfht", "--model", tiny_model, "--out", out, "--samples", "100000",
                       "--workers", "0", "-q")
     assert_usage_error(run, "--samples 100000 with batches of 1 would hold about", "use --samples")
-    largest = int(re.search(r"use --samples (\d+) or less", run.err).group(1))
+    largest = int(re.search(r"use --samples (\d+) or less with --batch-size 1$", run.err).group(1))
     assert 1 <= largest < 100000
     assert not out.exists() or not list(out.glob("*.fits"))
 
@@ -159,7 +159,7 @@ def test_t4_the_largest_samples_named_fits_and_one_more_does_not(tiny_model, tmp
             "--batch-size", "1"]
     run = s2s(capsys, *args, "--samples", "5000")
     assert_usage_error(run, "(0.1 GiB available)")
-    largest = int(re.search(r"use --samples (\d+) or less", run.err).group(1))
+    largest = int(re.search(r"use --samples (\d+) or less with --batch-size 1$", run.err).group(1))
     image = len(CFHT.bands) * CFHT.cutout_size**2 * 4
     assert largest == 64 * 2**20 // (image * 4 * 5)  # 4 copies x (2 padded model images + 1 writer)
     assert s2s(capsys, *args, "--samples", str(largest + 1)).code == 2

@@ -473,7 +473,8 @@ def check_output_memory(target: Survey, samples: int, batch: int, workers: int) 
         return
     fits = avail // need(1, 1)
     gib = need(samples, batch) / 2**30
-    advice = f"use --samples {fits} or less" if fits >= 1 else "not even one realisation fits: free memory"
+    # with batches of one, whatever batch size the translator would choose for fewer samples
+    advice = f"use --samples {fits} or less with --batch-size 1" if fits >= 1 else "not one realisation fits"
     raise UsageError(
         f"--samples {samples} with batches of {batch} would hold about {gib:.1f} GiB of outputs "
         f"({avail / 2**30:.1f} GiB {where}): {advice}"

@@ -167,7 +167,8 @@ class _BatchedRun:
             except (S2SError, RuntimeError, MemoryError) as exc:  # torch and ONNX Runtime raise RuntimeError
                 for r in recs:
                     path = self.jobs[r.index].source.path
-                    self.report.failed.append((str(path), f"{path}: model failed ({first_line(exc, 10_000, with_type=isinstance(exc, MemoryError))})"))
+                    why = first_line(exc, 10_000, with_type=isinstance(exc, MemoryError))
+                    self.report.failed.append((str(path), f"{path}: model failed ({why})"))
                 self.in_flight -= len(recs)
                 self.ledger.advance(len(recs))
                 continue

@@ -27,7 +27,10 @@ from survey2survey.runtime.seeds import object_seed
 from survey2survey.surveys import Survey
 from survey2survey.translators.base import Prepared, Translator
 
-__all__ = ["Job", "Setup", "Record", "WriteJob", "read_chunk", "write_chunk", "translate_chunk", "header_text", "SKIPPED"]
+__all__ = [
+    "Job", "Setup", "Record", "WriteJob", "read_chunk", "write_chunk", "translate_chunk", "header_text", "same_output",
+    "SKIPPED",
+]
 
 #: A write's result when another run wrote the same output meanwhile (a race, not a failure).
 SKIPPED = "skipped: output written meanwhile by another run"
@@ -230,7 +233,8 @@ def write_chunk(jobs: list[WriteJob], setup: Setup) -> list[tuple[int, str | Non
         try:
             out.append(write_one(job, setup))
         except Exception as exc:
-            out.append((job.index, f"{job.source_file}: unexpected {type(exc).__name__} writing {job.out_path}: {first_line(exc)}"))
+            what = f"unexpected {type(exc).__name__} writing {job.out_path}: {first_line(exc)}"
+            out.append((job.index, f"{job.source_file}: {what}"))
     return out
 
 
