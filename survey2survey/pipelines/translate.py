@@ -453,12 +453,13 @@ def check_output_memory(target: Survey, samples: int, batch: int, workers: int) 
 
     Each cutout's ``samples`` realisations are held whole (they go into one file): two
     batches in the model (a batch of one is padded to two) and one per writer, each in
-    :data:`OUTPUT_COPIES` copies.  Skipped where the available memory is unknown or
+    :data:`OUTPUT_COPIES` copies.  Skipped for one realisation (a batch of single cutouts
+    is small; the check loads torch), where the available memory is unknown or
     ``$S2S_NO_MEMORY_CHECK`` is set.
     """
     from survey2survey.training.memory import available_memory, memory_check_enabled
 
-    if not memory_check_enabled():
+    if samples == 1 or not memory_check_enabled():
         return
     found = available_memory("cpu")
     if found is None:
