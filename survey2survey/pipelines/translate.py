@@ -21,6 +21,10 @@ any other file there is the user's and is kept (that input fails); an input is n
 output, ``overwrite`` or not.  ``samples=S`` writes
 S realisations (the primary HDU is realisation 1, extensions ``SAMPLE2`` ... ``SAMPLE<S>``).
 
+While a run is on, SIGTERM raises :class:`KeyboardInterrupt` in the main thread as
+Ctrl-C does (:func:`~survey2survey.pipelines.workers.sigterm_as_interrupt`), so that the
+worker processes are shut down rather than left behind.
+
 Bad pixels: pixels that were NaN/inf in the input (filled with 0 by the FITS layer) are
 carried as a ``MASK`` extension on the output grid: an output pixel is flagged when its
 footprint overlaps a filled input pixel.
