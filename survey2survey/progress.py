@@ -3,7 +3,9 @@
 * :func:`progress_bar` returns a :class:`rich.progress.Progress` with the columns every
   command shows (what, bar, done/total, [rate], elapsed, ETA) plus any text fields a caller
   fills with ``update(task, field=...)`` (training shows its losses that way);
-* :func:`counting` is the common case, a context that yields ``advance(n)``.
+* :func:`counting` is the common case, a context that yields ``advance(n)``;
+* :func:`progress_reporter` yields ``report(done, total)`` for a library's ``on_progress``:
+  a bar on a terminal, else (a batch job's log) a line every :func:`log_interval` seconds.
 
 Importing this module loads nothing heavy (rich comes when a bar is built).
 """
@@ -11,9 +13,57 @@ Importing this module loads nothing heavy (rich comes when a bar is built).
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+import time
 from typing import Callable, Iterator
 
-__all__ = ["progress_bar", "counting", "progress_reporter"]
+__all__ = ["progress_bar", "counting", "progress_reporter", "log_interval", "LOG_INTERVAL_ENV"]
+
+#: Environment variable: seconds between progress lines when stderr is not a terminal.
+LOG_INTERVAL_ENV = "S2S_PROGRESS_INTERVAL"
+
+#: Default seconds between progress lines in a log.
+LOG_INTERVAL = 30.0
+
+
+def log_interval() -> float:
+    """Seconds between progress lines in a log: ``$S2S_PROGRESS_INTERVAL`` or :data:`LOG_INTERVAL`."""
+    try:
+        value = float(os.environ.get(LOG_INTERVAL_ENV, ""))
+    except ValueError:
+        return LOG_INTERVAL
+    return value if value >= 0 else LOG_INTERVAL
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _log_reporter(label: str, unit: str, interval: float, clock=time.monotonic) -> Callable[[int, int], None]:
+    """``report(done, total)`` that prints ``label: done/total unit, rate, ETA`` on stderr at most
+    every ``interval`` seconds (a SLURM log shows progress, not a bar's control characters)."""
+    state = {"start": None, "last": None}
+
+    def report(done: int, total: int) -> None:
+        now = clock()
+        if state["start"] is None:
+            state["start"] = state["last"] = now
+            return
+        if now - state["last"] < interval:
+            return
+        state["last"] = now
+        elapsed = now - state["start"]
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = _duration((total - done) / rate) if rate > 0 else "unknown"
+        percent = 100.0 * done / total if total else 100.0
+        print(f"{label}: {done}/{total} {unit} ({percent:.0f}%), {rate:.3g} {unit}/s, "
+              f"elapsed {_duration(elapsed)}, ETA {eta}", file=sys.stderr, flush=True)
+
+    return report
 
 
 def progress_bar(*fields: str, transient: bool = False, elapsed: bool = True, unit: str | None = None):
@@ -92,7 +142,9 @@ def progress_reporter(enabled: bool, label: str, unit: str = "items") -> Iterato
     Parameters
     ----------
     enabled : bool
-        False (``--quiet``), or stderr not a terminal, gives a no-op ``report``.
+        False (``--quiet``) gives a no-op ``report``.  Stderr not a terminal: one line
+        ``label: done/total unit (P%), rate, elapsed, ETA`` every :func:`log_interval`
+        seconds instead of a bar.
     label : str
         Text before the bar.
     unit : str
@@ -105,8 +157,11 @@ def progress_reporter(enabled: bool, label: str, unit: str = "items") -> Iterato
     """
     from rich.console import Console
 
-    if not enabled or not Console(stderr=True).is_terminal:
+    if not enabled:
         yield lambda done, total: None
+        return
+    if not Console(stderr=True).is_terminal:
+        yield _log_reporter(label, unit, log_interval())
         return
     state: dict = {}
 

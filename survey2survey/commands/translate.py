@@ -33,22 +33,32 @@ def main(
         None, "--shard", metavar="I/N", help="Take every N-th input from I (job arrays); 'auto' reads RANK/WORLD_SIZE or SLURM."
     ),
     workers: Optional[int] = typer.Option(
-        None, "--workers", metavar="N", help="Reader/writer processes (0: none); default from the CPU count."
+        None, "--workers", metavar="N",
+        help="Reader/writer processes (0: none), at most the usable CPUs; default from the CPU count.",
     ),
     precision: str = typer.Option("auto", "--precision", help="auto (= fp32), fp32, tf32 (CUDA) or bf16: faster, but they bias summed fluxes (docs/translating.md)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the generator (long GPU runs)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (nor progress lines in a log)."),
 ) -> None:
     from survey2survey.pipelines.translate import translate
     from survey2survey.progress import progress_reporter
 
-    with progress_reporter(not quiet, "translating", "cutouts") as on_progress:
-        report = translate(
-            inputs, to, source=source, model_dir=model, out_dir=out, backend=backend.lower(), device=device,
-            batch_size=batch_size, seed=seed, samples=samples, noise=not no_noise, overwrite=overwrite,
-            shard=shard, workers=workers, precision=precision.lower(), compile=compile_, on_progress=on_progress,
-        )
+    try:
+        with progress_reporter(not quiet, "translating", "cutouts") as on_progress:
+            report = translate(
+                inputs, to, source=source, model_dir=model, out_dir=out, backend=backend.lower(), device=device,
+                batch_size=batch_size, seed=seed, samples=samples, noise=not no_noise, overwrite=overwrite,
+                shard=shard, workers=workers, precision=precision.lower(), compile=compile_, on_progress=on_progress,
+            )
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the pool is down, whole outputs are kept
+        from survey2survey.errors import S2SError
 
+        stopped = S2SError("interrupted: run the same command again to finish (whole outputs are kept)")
+        stopped.exit_code = 130
+        raise stopped from None
+
+    for note in report.notes:
+        typer.echo(f"s2s: note: {note}", err=True)
     for _path, message in report.warned:
         typer.echo(f"s2s: warning: {message}", err=True)
     for _path, message in report.failed:

@@ -242,7 +242,8 @@ def is_s2s_output(path: str | os.PathLike) -> bool:
     """True when the file's primary header carries ``s2s``'s provenance (``S2SVER``), intact or not.
 
     Only such a file may be redone without ``--overwrite`` when it is broken: a survey's
-    own file (no provenance) is the user's.  False for anything unreadable.
+    own file (no provenance) is the user's.  A file astropy cannot open (cut short within
+    its header) is judged by the cards it still has; False for anything else unreadable.
     """
     try:
         with warnings.catch_warnings():
@@ -250,7 +251,21 @@ def is_s2s_output(path: str | os.PathLike) -> bool:
             with fits.open(path, memmap=False) as hdul:
                 return "S2SVER" in hdul[0].header
     except Exception:
+        pass
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2880 * 36)  # the primary header of any output of ours
+    except OSError:
         return False
+    if not head.startswith(b"SIMPLE  ="):
+        return False
+    for at in range(0, len(head) - 79, 80):
+        card = head[at : at + 80]
+        if card.startswith(b"S2SVER  ="):
+            return True
+        if card.startswith(b"END     ") or card.rstrip() == b"END":
+            return False
+    return False
 
 
 def verify_fits(path: str | os.PathLike) -> None:

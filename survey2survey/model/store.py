@@ -215,7 +215,8 @@ def load_model(model_dir, device="cpu", *, fold: bool = False) -> LoadedModel:
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise ModelError(f"{model_dir}: model directory not found")
+        what = "is a file, not a model directory" if model_dir.exists() else "model directory not found"
+        raise ModelError(f"{model_dir}: {what}")
     config_path, weights_path = model_dir / CONFIG_NAME, model_dir / WEIGHTS_NAME
     config = _read_config(config_path)
     torch_device = _device(device)

@@ -16,8 +16,14 @@ worker count or sharding because each object's randomness comes from its own key
 Outputs are named ``<object id>.<target survey>.fits`` in ``out_dir`` (default
 ``./<target survey>/``), mirroring the sub-directories below a directory given as input,
 so that object ids survive.  An existing output that passes its checksums is kept
-(counted as skipped) unless ``overwrite``; a broken one is redone.  ``samples=S`` writes
+(counted as skipped) unless ``overwrite``; a broken one of ours (``S2SVER``) is redone;
+any other file there is the user's and is kept (that input fails); an input is never an
+output, ``overwrite`` or not.  ``samples=S`` writes
 S realisations (the primary HDU is realisation 1, extensions ``SAMPLE2`` ... ``SAMPLE<S>``).
+
+While a run is on, SIGTERM raises :class:`KeyboardInterrupt` in the main thread as
+Ctrl-C does (:func:`~survey2survey.pipelines.workers.sigterm_as_interrupt`), so that the
+worker processes are shut down rather than left behind.
 
 Bad pixels: pixels that were NaN/inf in the input (filled with 0 by the FITS layer) are
 carried as a ``MASK`` extension on the output grid: an output pixel is flagged when its
@@ -40,7 +46,7 @@ from survey2survey.fits_io import find_cutouts
 from survey2survey.model import default_model_dir
 from survey2survey.pipelines.translate_schedule import run_batched, run_per_cutout
 from survey2survey.pipelines.translate_steps import Job, Setup
-from survey2survey.pipelines.workers import start_pool
+from survey2survey.pipelines.workers import sigterm_as_interrupt, start_pool
 from survey2survey.runtime.device import BACKENDS, check_precision
 from survey2survey.surveys import Survey, get_survey
 from survey2survey.translators.base import Translator
@@ -92,7 +98,8 @@ def _plan(inputs: Sequence[str], sources: list, out_dir: Path, target: Survey) -
     Returns
     -------
     entries : list of Job or (path, message)
-        A job per source, or a failure when two sources would write the same file.
+        A job per source, or a failure when two sources would write the same file or
+        the output would be one of the files read.
     ignored : int
         Sources skipped because they are this command's own outputs
         (``*.<target>.fits`` inside ``out_dir``, e.g. when ``out_dir`` is below an input).
@@ -103,11 +110,17 @@ def _plan(inputs: Sequence[str], sources: list, out_dir: Path, target: Survey) -
     entries: list = []
     taken: dict[Path, str] = {}
     ignored = 0
+    kept = []
     for source in sources:
         parent = source.path.resolve().parent
         if (parent == out_resolved or out_resolved in parent.parents) and source.path.name.endswith(suffix):
             ignored += 1
-            continue
+        else:
+            kept.append(source)
+    # the files read (an earlier output found among the inputs is not one of them)
+    inputs_at = {_file_id(p) for source in kept for p in source.paths} - {None}
+    for source in kept:
+        parent = source.path.resolve().parent
         rel = Path()
         for d in dirs:
             if parent == d or d in parent.parents:
@@ -120,9 +133,21 @@ def _plan(inputs: Sequence[str], sources: list, out_dir: Path, target: Survey) -
                 (str(source.path), f"{source.path}: same output {out_path} as {taken[key]} (object ids must be unique per directory)")
             )
             continue
+        if _file_id(out_path) in inputs_at:  # the same file (a link to it included): never written, --overwrite or not
+            entries.append((str(source.path), f"{source.path}: output {out_path} is an input file; give another --out"))
+            continue
         taken[key] = str(source.path)
         entries.append(Job(-1, source, out_path))
     return entries, ignored
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, following links; None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 @dataclass
@@ -140,6 +165,8 @@ class TranslateReport:
     warned : list of (path, message)
         One line per warning about an input that was translated (no WCS, NaN pixels
         filled, ...); also in the output's ``HISTORY``.
+    notes : list of str
+        Lines about the run itself (``--workers`` capped).
     seconds : float
         Wall time of the pipeline (model loading included).
     backend : str
@@ -164,6 +191,7 @@ class TranslateReport:
     ignored: int = 0
     warnings: int = 0
     warned: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -243,11 +271,13 @@ def translate(
     noise : bool
         False writes the generator's noise-free output.
     overwrite : bool
-        Redo inputs whose output exists; otherwise a whole existing output is skipped.
+        Redo inputs whose output exists; otherwise a whole existing output is skipped and a
+        file that is not an output of ours fails its input (never replaced).
     shard : (I, N) or "I/N" or "auto", optional
         Take inputs I, I+N, I+2N, ... of the sorted input list.
     workers : int, optional
-        Reader/writer processes; 0 runs them in this process.  Default: none for fewer
+        Reader/writer processes, at most the usable CPUs (a larger number is capped, with a
+        note in ``report.notes``); 0 runs them in this process.  Default: none for fewer
         than 32 inputs, else up to the CPU count minus one (CUDA) or a quarter of the
         CPUs (CPU inference, where the model is the bottleneck).
     precision : {"auto", "fp32", "tf32", "bf16"}
@@ -339,8 +369,19 @@ def translate_with(
         report.seconds = time.perf_counter() - start
         return report
     _check_out_dir(out_dir)
-    report.workers = workers = _default_workers(workers, len(jobs), translator)
+    report.workers = workers = _default_workers(workers, len(jobs), translator, report.notes)
     setup = Setup(translator, given, overwrite, int(seed), samples)
+    with sigterm_as_interrupt():
+        _run(translator, jobs, setup, workers, batch_size, samples, report, on_progress, len(failed))
+    report.outputs.sort()
+    report.failed.sort()
+    report.warned.sort()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _run(translator, jobs, setup, workers, batch_size, samples, report, on_progress, n_failed) -> None:
+    """Start the pool and the translator, and run the schedule the translator asks for."""
     executor = start_pool(workers)
     try:
         try:
@@ -351,17 +392,13 @@ def translate_with(
         report.backend, report.device = translator.describe(), translator.device
         report.provider, report.precision = translator.provider, translator.precision
         report.batch_size = translator.batch_size(batch_size, samples)
+        check_output_memory(translator.target, samples, report.batch_size, workers)
         if on_progress:
-            on_progress(len(failed), report.total)
+            on_progress(n_failed, report.total)
         run = run_per_cutout if translator.per_cutout else run_batched
         run(jobs, setup, executor, report, on_progress)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
-    report.outputs.sort()
-    report.failed.sort()
-    report.warned.sort()
-    report.seconds = time.perf_counter() - start
-    return report
 
 
 def _check_options(inputs, to, source, batch_size, seed, samples, shard, workers):
@@ -385,15 +422,65 @@ def _check_options(inputs, to, source, batch_size, seed, samples, shard, workers
     return inputs, shard
 
 
-def _default_workers(workers: int | None, n_jobs: int, translator: Translator) -> int:
-    """``--workers`` or: none for a few inputs; every core for a per-cutout translator;
-    all cores but one beside a GPU; a quarter of them beside a model on the CPU (the
-    model is the bottleneck there)."""
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: a batch job's allocation), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+def _default_workers(workers: int | None, n_jobs: int, translator: Translator, notes: list[str]) -> int:
+    """``--workers`` (capped at the usable CPUs, with a note) or: none for a few inputs;
+    every core for a per-cutout translator; all cores but one beside a GPU; a quarter
+    of them beside a model on the CPU (the model is the bottleneck there)."""
+    cores = usable_cpus()
     if workers is not None:
+        if workers > cores:  # more processes than CPUs only adds memory and switching
+            notes.append(f"--workers {workers} capped at {cores} (the usable CPUs)")
+            return cores
         return workers
     if n_jobs < INLINE_BELOW:
         return 0
-    cores = os.cpu_count() or 1
     if translator.per_cutout:
         return max(1, min(cores, 32))
     return max(1, min(cores - 1, 32)) if translator.uses_gpu else max(1, cores // 4)
+
+
+#: Copies of one translation held at once at the peak: the model's output, the native
+#: units, the copy sent to a writer and the FITS buffer.
+OUTPUT_COPIES = 4
+
+
+def check_output_memory(target: Survey, samples: int, batch: int, workers: int) -> None:
+    """Refuse (:class:`UsageError`, before any work) a run whose outputs cannot fit in memory.
+
+    Each cutout's ``samples`` realisations are held whole (they go into one file): two
+    batches in the model (a batch of one is padded to two) and one per writer, each in
+    :data:`OUTPUT_COPIES` copies.  Skipped for one realisation (a batch of single cutouts
+    is small; the check loads torch), where the available memory is unknown or
+    ``$S2S_NO_MEMORY_CHECK`` is set.
+    """
+    from survey2survey.training.memory import available_memory, memory_check_enabled
+
+    if samples == 1 or not memory_check_enabled():
+        return
+    found = available_memory("cpu")
+    if found is None:
+        return
+    avail, where = found
+    image = len(target.bands) * target.cutout_size**2 * 4  # float32, one realisation
+
+    def need(s: int, b: int) -> int:
+        return s * image * OUTPUT_COPIES * (2 * max(b, 2) + max(1, workers))
+
+    if need(samples, batch) <= avail:
+        return
+    fits = avail // need(1, 1)
+    gib = need(samples, batch) / 2**30
+    # with batches of one, whatever batch size the translator would choose for fewer samples
+    advice = f"use --samples {fits} or less with --batch-size 1" if fits >= 1 else "not one realisation fits"
+    raise UsageError(
+        f"--samples {samples} with batches of {batch} would hold about {gib:.1f} GiB of outputs "
+        f"({avail / 2**30:.1f} GiB {where}): {advice}"
+    )

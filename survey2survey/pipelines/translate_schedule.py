@@ -17,11 +17,21 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 from collections import deque
+from concurrent.futures.process import BrokenProcessPool  # not an attribute of cf until a pool exists
 
 import numpy as np
 
 from survey2survey.errors import S2SError, first_line
-from survey2survey.pipelines.translate_steps import Job, Record, Setup, read_chunk, translate_chunk, write_chunk, write_job
+from survey2survey.pipelines.translate_steps import (
+    SKIPPED,
+    Job,
+    Record,
+    Setup,
+    read_chunk,
+    translate_chunk,
+    write_chunk,
+    write_job,
+)
 from survey2survey.runtime.seeds import object_seed
 
 __all__ = ["run_per_cutout", "run_batched"]
@@ -65,6 +75,8 @@ class _Ledger:
             if error is None:
                 self.report.translated += 1
                 self.report.outputs.append(self.jobs[index].out_path)
+            elif error == SKIPPED:  # another run wrote the same output meanwhile
+                self.report.skipped += 1
             else:
                 self.report.failed.append((str(self.jobs[index].source.path), error))
         self.advance(len(results))
@@ -90,7 +102,7 @@ def run_per_cutout(jobs: list[Job], setup: Setup, executor, report, on_progress)
                 if ledger.read(rec):
                     ledger.translated(rec)
                     ledger.written([result])
-    except cf.process.BrokenProcessPool:
+    except BrokenProcessPool:
         raise _broken_pool(report) from None
 
 
@@ -152,10 +164,11 @@ class _BatchedRun:
             fut, recs = self.inferring.popleft()
             try:
                 out = fut.result()  # (N, S, C, H, W)
-            except (S2SError, RuntimeError) as exc:  # torch and ONNX Runtime raise RuntimeError
+            except (S2SError, RuntimeError, MemoryError) as exc:  # torch and ONNX Runtime raise RuntimeError
                 for r in recs:
                     path = self.jobs[r.index].source.path
-                    self.report.failed.append((str(path), f"{path}: model failed ({first_line(exc, 10_000)})"))
+                    why = first_line(exc, 10_000, with_type=isinstance(exc, MemoryError))
+                    self.report.failed.append((str(path), f"{path}: model failed ({why})"))
                 self.in_flight -= len(recs)
                 self.ledger.advance(len(recs))
                 continue
@@ -196,7 +209,7 @@ def run_batched(jobs: list[Job], setup: Setup, executor, report, on_progress) ->
             run.collect_batches()
             run.collect_writes()
             run.wait()
-    except cf.process.BrokenProcessPool:
+    except BrokenProcessPool:
         raise _broken_pool(report) from None
     finally:
         run.model.shutdown(wait=True, cancel_futures=True)

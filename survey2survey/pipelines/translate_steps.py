@@ -14,18 +14,26 @@ bad input (the record says what went wrong) and touches no torch.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from survey2survey.errors import CutoutError, S2SError, first_line
-from survey2survey.fits_io import read_cutout, verify_fits, write_cutout
+from survey2survey.errors import CutoutError, OutputExistsError, S2SError, first_line
+from survey2survey.fits_io import header_text as fits_text
+from survey2survey.fits_io import is_s2s_output, read_cutout, verify_fits, write_cutout
 from survey2survey.runtime.seeds import object_seed
 from survey2survey.surveys import Survey
 from survey2survey.translators.base import Prepared, Translator
 
-__all__ = ["Job", "Setup", "Record", "WriteJob", "read_chunk", "write_chunk", "translate_chunk", "header_text"]
+__all__ = [
+    "Job", "Setup", "Record", "WriteJob", "read_chunk", "write_chunk", "translate_chunk", "header_text", "same_output",
+    "SKIPPED",
+]
+
+#: A write's result when another run wrote the same output meanwhile (a race, not a failure).
+SKIPPED = "skipped: output written meanwhile by another run"
 
 
 @dataclass
@@ -76,9 +84,19 @@ def header_text(text: str) -> str:
 
 
 def _existing_output(job: Job, setup: Setup, rec: Record) -> bool:
-    """True when a whole output exists (the input is skipped); a broken one is marked for redoing."""
-    if setup.overwrite or not job.out_path.exists():
+    """True when the input is done with: its whole output exists (skipped), or a file that
+    is not ours is in the way (failed).  A broken output of ours is marked for redoing.
+
+    Without ``--overwrite`` only a file carrying our provenance (``S2SVER``) is ever
+    replaced: a survey's own file at the output name (no CHECKSUM, no provenance) is the user's.
+    """
+    if setup.overwrite or not os.path.lexists(job.out_path):
         return False
+    if not is_s2s_output(job.out_path):
+        rec.status = "failed"
+        rec.message = (f"{job.source.path}: output {job.out_path} exists and is not an s2s output "
+                       "(output exists; use --overwrite to replace it)")
+        return True
     try:
         verify_fits(job.out_path)
     except CutoutError as exc:
@@ -88,6 +106,25 @@ def _existing_output(job: Job, setup: Setup, rec: Record) -> bool:
         return False
     rec.status, rec.message = "skipped", "output exists"
     return True
+
+
+def same_output(path: Path, object_id: str, seed: int, samples: int, model_sha: str | None) -> bool:
+    """True when ``path`` is a whole output of ours for the same object, seed, sample count and model.
+
+    What a concurrent run into the same directory writes: the loser of the race keeps it.
+    """
+    from astropy.io import fits
+
+    if not is_s2s_output(path):
+        return False
+    try:
+        verify_fits(path)
+        with fits.open(path, memmap=False) as hdul:
+            header, n = hdul[0].header, sum(1 for h in hdul if h.name.startswith("SAMPLE")) + 1
+    except (CutoutError, OSError):
+        return False
+    return (header.get("S2SOBJ") == fits_text(object_id) and header.get("S2SSEED") == seed and n == samples
+            and (model_sha is None or header.get("S2SHASH") == model_sha))
 
 
 def _read_source(job: Job, setup: Setup):
@@ -157,7 +194,7 @@ def write_one(job: WriteJob, setup: Setup) -> tuple[int, str | None]:
     translator, prepared = setup.translator, job.record.prepared
     native = translator.finish(prepared, job.data)  # (S, C, H, W) native units, output grid
     if not np.isfinite(native).all():
-        return job.index, f"{job.out_path}: model output is not finite (NaN/inf); nothing written"
+        return job.index, f"{job.source_file}: model output is not finite (NaN/inf); nothing written to {job.out_path}"
     prov, history, cards = translator.provenance(prepared, job.object_id, setup.seed, int(job.data.shape[0]))
     prov.source_file = job.source_file
     if len(job.source_paths) > 1:
@@ -181,6 +218,10 @@ def write_one(job: WriteJob, setup: Setup) -> tuple[int, str | None]:
             job.out_path, native[0], target, wcs=wcs, provenance=prov, history=history,
             overwrite=setup.overwrite or job.record.replace, extra_hdus=extra, mask=prepared.mask, header_cards=cards,
         )
+    except OutputExistsError as exc:
+        if same_output(job.out_path, job.object_id, setup.seed, int(job.data.shape[0]), prov.model_sha256):
+            return job.index, SKIPPED
+        return job.index, f"{job.source_file}: {exc.reason} ({job.out_path}, written meanwhile by another run)"
     except S2SError as exc:
         return job.index, str(exc)
     return job.index, None
@@ -192,7 +233,8 @@ def write_chunk(jobs: list[WriteJob], setup: Setup) -> list[tuple[int, str | Non
         try:
             out.append(write_one(job, setup))
         except Exception as exc:
-            out.append((job.index, f"{job.out_path}: unexpected {type(exc).__name__}: {exc}"))
+            what = f"unexpected {type(exc).__name__} writing {job.out_path}: {first_line(exc)}"
+            out.append((job.index, f"{job.source_file}: {what}"))
     return out
 
 

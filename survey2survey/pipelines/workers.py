@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
 
 from survey2survey.surveys import Survey, list_surveys, register_survey
 
-__all__ = ["InlineExecutor", "start_pool"]
+__all__ = ["InlineExecutor", "start_pool", "sigterm_as_interrupt"]
 
 
 class InlineExecutor:
@@ -27,8 +30,27 @@ class InlineExecutor:
         pass
 
 
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGTERM when its parent dies (even by SIGKILL), so a
+    killed run never leaves workers blocked on the pool's pipe."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(survey_specs: list[dict]) -> None:
-    """Worker start: single-threaded numerics, and the parent's survey registry."""
+    """Worker start: stops when told to or when the parent dies, single-threaded
+    numerics, and the parent's survey registry."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, nor an inherited SIG_IGN
+    # Ctrl-C reaches the whole process group: the parent shuts the pool down, the workers
+    # finish their task (no half-written file, no traceback per worker)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     for spec in survey_specs:
         register_survey(Survey.from_dict(spec["name"], spec, "parent process"))
@@ -53,3 +75,25 @@ def start_pool(workers: int):
     pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(specs,))
     pool.submit(_noop).result()  # a forking pool starts every worker on its first task
     return pool
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM (a batch scheduler's ``scancel``, ``kill``) raises
+    :class:`KeyboardInterrupt` as Ctrl-C does: the pool is shut down and the command
+    exits as interrupted, instead of dying and leaving its workers behind.
+
+    A no-op outside the main thread (only it may install signal handlers).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -35,6 +35,10 @@ from survey2survey.runtime.device import ort_has_cuda, resolve_device
 from survey2survey.surveys import Survey, get_survey, to_model_space, to_native
 from survey2survey.translators.base import Geometry, Prepared, Translator, resample_mask
 
+#: Largest relative difference between an input's WCS pixel scale and its survey's that a
+#: model accepts (issue 15.5): a model learnt one sampling and has no notion of another.
+SCALE_TOLERANCE = 0.02
+
 __all__ = ["LearnedTranslator"]
 
 
@@ -147,6 +151,13 @@ class LearnedTranslator(Translator):
         d = self.into[name]
         if tuple(cutout.bands) != tuple(survey.bands):
             raise CutoutError(path, f"bands {','.join(cutout.bands)} do not match the model's {name} bands {','.join(survey.bands)}")
+        scale = cutout.pixel_scale
+        if scale is not None and abs(scale - survey.pixel_scale) > SCALE_TOLERANCE * survey.pixel_scale:
+            # a model learnt the survey's sampling: other pixels would be translated as if they were its own
+            raise CutoutError(
+                path, f"pixel scale {scale:.4g}\"/px (WCS) is not {name}'s {survey.pixel_scale:.4g}\"/px "
+                f"(more than {SCALE_TOLERANCE:.0%} off): the model takes {name} pixels; resample the cutout first",
+            )
         in_shape, out_shape = self.shapes[name]  # the generator's grids
         # a regridded model reads the survey's own cutouts and resamples them itself
         want = (survey.cutout_size, survey.cutout_size) if d.source_grid is not None else in_shape

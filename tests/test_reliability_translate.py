@@ -1,0 +1,385 @@
+"""Reliability of ``s2s translate`` on real files and real runs (issue 15, cases T1-T10).
+
+What the adversarial trials broke in ``translate``: a user's file replaced, an input
+overwritten, pixels of another sampling translated, a memory blow-up hidden behind an
+AttributeError, workers orphaned by SIGTERM, messages naming the output, two runs into one
+directory failing each other, silent logs, unbounded ``--workers``.  Each case is a row of
+``docs/reliability.md`` (section "translate on real runs").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import _faults as F
+import numpy as np
+import pytest
+from _models import method_model, write_inputs
+from astropy.io import fits
+from test_reliability import assert_usage_error, s2s, s2s_process
+
+from survey2survey.fits_io import make_wcs, verify_fits
+from survey2survey.pipelines.translate import usable_cpus
+from survey2survey.surveys import get_survey
+
+SDSS, CFHT = get_survey("sdss"), get_survey("cfht")
+
+
+@pytest.fixture(scope="module")
+def aecnn_model(tmp_path_factory) -> Path:
+    """A one-way SDSS -> CFHT model without noise emulator (cheap to run)."""
+    return method_model(tmp_path_factory.mktemp("aecnn") / "aecnn", "aecnn")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """The paper's networks both ways with noise emulators (``--samples`` draws from them)."""
+    from _models import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+def _raw_cfht_cube(path: Path) -> Path:
+    """A survey's own file: no s2s provenance, no CHECKSUM (as real CFHT cubes come)."""
+    header = make_wcs(150.0, 2.0, CFHT.pixel_scale, (CFHT.cutout_size,) * 2).to_header()
+    header["TELESCOP"] = "CFHT"
+    fits.PrimaryHDU(F.good_cube(CFHT), header=header).writeto(path)
+    return path
+
+
+def _state(path: Path) -> tuple:
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, path.read_bytes()
+
+
+# --- T1: a file the user had is never replaced without --overwrite -----------------------------------------------
+
+
+def test_t1_a_users_file_at_the_output_name_is_kept(aecnn_model, tmp_path, capsys):
+    d = tmp_path / "objs"
+    write_inputs(d, SDSS, 2)
+    theirs = _raw_cfht_cube(d / "J0000.cfht.fits")  # a real CFHT cube beside J0000.fits
+    before = _state(theirs)
+    run = s2s(capsys, "translate", d, "--to", "cfht", "--model", aecnn_model, "--out", d, "-q")  # into itself
+    assert run.code == 1, run.text
+    lines = run.lines_naming(d / "J0000.fits")
+    assert len(lines) == 1 and "exists and is not an s2s output (output exists; use --overwrite" in lines[0], run.text
+    assert "translated 1, skipped 0 (output exists), failed 1 of 2 inputs" in run.out
+    assert _state(theirs) == before
+    verify_fits(d / "J0001.cfht.fits")
+    # our own broken output is still redone without --overwrite
+    ours = d / "J0001.cfht.fits"
+    ours.write_bytes(ours.read_bytes()[:-2880])
+    run = s2s(capsys, "translate", d / "J0001.fits", "--to", "cfht", "--model", aecnn_model, "--out", d, "-q")
+    assert run.code == 0 and "existing output was broken and is redone" in run.err, run.text
+    verify_fits(ours)
+    # --overwrite is the user's say-so
+    run = s2s(capsys, "translate", d / "J0000.fits", "--to", "cfht", "--model", aecnn_model, "--out", d, "-q",
+              "--overwrite")
+    assert run.code == 0, run.text
+    assert "S2SVER" in fits.getheader(theirs)
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_t2_an_output_that_is_an_input_is_refused_even_with_overwrite(aecnn_model, tmp_path, capsys, link):
+    src, out = tmp_path / "in", tmp_path / "out"
+    inputs = write_inputs(src, SDSS, 2)
+    out.mkdir()
+    target = out / "J0000.cfht.fits"
+    (os.symlink if link == "symlink" else os.link)(inputs[0], target)
+    before = _state(inputs[0])
+    run = s2s(capsys, "translate", src, "--to", "cfht", "--model", aecnn_model, "--out", out, "-q", "--overwrite")
+    assert run.code == 1, run.text
+    lines = run.lines_naming(inputs[0])
+    assert len(lines) == 1 and f"output {target} is an input file; give another --out" in lines[0], run.text
+    assert "translated 1, skipped 0 (output exists), failed 1 of 2 inputs" in run.out
+    assert _state(inputs[0]) == before
+
+
+# --- T3: pixels of another sampling are refused by a learned model --------------------------------------------
+
+
+def _cube_at_scale(path: Path, scale: float, survey_keyword: str | None) -> Path:
+    header = make_wcs(150.0, 2.0, scale, (SDSS.cutout_size,) * 2).to_header()
+    header["BANDS"] = ",".join(SDSS.bands)
+    if survey_keyword:
+        header["SURVEY"] = survey_keyword
+    fits.PrimaryHDU(F.good_cube(SDSS), header=header).writeto(path)
+    return path
+
+
+def test_t3_a_learned_model_refuses_another_pixel_scale(aecnn_model, tmp_path, capsys):
+    src = tmp_path / "in"
+    write_inputs(src, SDSS, 2)
+    hsc_like = _cube_at_scale(src / "hsc_like.fits", 0.263, "sdss")  # called SDSS, HSC's pixels
+    binned = _cube_at_scale(src / "binned.fits", 3 * SDSS.pixel_scale, None)  # no survey keyword, 3x SDSS
+    near = _cube_at_scale(src / "near.fits", SDSS.pixel_scale * 1.015, "sdss")  # within 2 %: accepted
+    out = tmp_path / "out"
+    run = s2s(capsys, "translate", src, "--to", "cfht", "--model", aecnn_model, "--out", out, "-q")
+    assert run.code == 1, run.text
+    assert "Traceback" not in run.text
+    for path, scale in ((hsc_like, "0.263"), (binned, "1.188")):
+        lines = run.lines_naming(path)
+        assert len(lines) == 1, run.text
+        assert f'pixel scale {scale}"/px (WCS) is not sdss\'s 0.396"/px (more than 2% off)' in lines[0], lines
+    assert "translated 3, skipped 0 (output exists), failed 2 of 5 inputs" in run.out
+    assert sorted(p.name for p in out.glob("*.fits")) == ["J0000.cfht.fits", "J0001.cfht.fits", "near.cfht.fits"]
+    assert not run.lines_naming(near)
+
+
+# --- T4: --samples that cannot fit: one line, exit 2, before any allocation ------------------------------------
+
+
+def test_t4_samples_that_cannot_fit_are_refused_before_any_work(tiny_model, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_inputs(src, SDSS, 1)
+    # a real process with the machine's real memory: 100000 CFHT realisations need hundreds of GiB
+    run = s2s_process("translate", src, "--to", "cfht", "--model", tiny_model, "--out", out, "--samples", "100000",
+                      "--workers", "0", "-q")
+    assert_usage_error(run, "--samples 100000 with batches of 1 would hold about", "use --samples")
+    largest = int(re.search(r"use --samples (\d+) or less with --batch-size 1$", run.err).group(1))
+    assert 1 <= largest < 100000
+    assert not out.exists() or not list(out.glob("*.fits"))
+
+
+def test_t4_the_largest_samples_named_fits_and_one_more_does_not(tiny_model, tmp_path, capsys, monkeypatch):
+    from survey2survey.training import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda device: (64 * 2**20, "available"))
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_inputs(src, SDSS, 1)
+    args = ["translate", src, "--to", "cfht", "--model", tiny_model, "--out", out, "--workers", "0", "-q",
+            "--batch-size", "1"]
+    run = s2s(capsys, *args, "--samples", "5000")
+    assert_usage_error(run, "(0.1 GiB available)")
+    largest = int(re.search(r"use --samples (\d+) or less with --batch-size 1$", run.err).group(1))
+    image = len(CFHT.bands) * CFHT.cutout_size**2 * 4
+    assert largest == 64 * 2**20 // (image * 4 * 5)  # 4 copies x (2 padded model images + 1 writer)
+    assert s2s(capsys, *args, "--samples", str(largest + 1)).code == 2
+    run = s2s(capsys, *args, "--samples", str(largest))
+    assert run.code == 0, run.text
+    with fits.open(out / "J0000.cfht.fits") as hdul:
+        assert len(hdul) == largest  # the primary + SAMPLE2..SAMPLEn (no mask: no bad pixel)
+
+
+def test_t4_a_memory_error_in_the_model_is_one_line_per_input(aecnn_model, tmp_path, capsys, monkeypatch):
+    from survey2survey.translators.learned import LearnedTranslator
+
+    def no_memory(self, batch, keys, samples):
+        raise MemoryError("Unable to allocate 37.0 GiB for an array")
+
+    monkeypatch.setattr(LearnedTranslator, "run", no_memory)
+    src = tmp_path / "in"
+    write_inputs(src, SDSS, 2)
+    run = s2s(capsys, "translate", src, "--to", "cfht", "--model", aecnn_model, "--out", tmp_path / "out",
+              "--workers", "0", "-q")
+    assert run.code == 1, run.text
+    assert "AttributeError" not in run.text and "Traceback" not in run.text
+    for p in sorted(src.glob("*.fits")):
+        lines = run.lines_naming(p)
+        assert len(lines) == 1 and "model failed (MemoryError: Unable to allocate 37.0 GiB" in lines[0], run.text
+
+
+# --- T5: SIGTERM is an interruption: the pool is shut down, nothing orphaned -------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            kids |= {int(k) for k in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("how", ["sigterm_to_main", "sigint_to_group"])
+def test_t5_sigterm_shuts_the_workers_down_and_exits_as_interrupted(tiny_model, tmp_path, how):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_inputs(src, SDSS, 48)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "survey2survey", "translate", str(src), "--to", "cfht", "--model", str(tiny_model),
+         "--out", str(out), "--workers", "2", "--batch-size", "2", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        workers: set[int] = set()
+        while len(workers) < 2 or not (out.is_dir() and any(out.glob("*.cfht.fits"))):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never started writing"
+            workers |= _children(proc.pid)
+            time.sleep(0.01)
+        if how == "sigterm_to_main":
+            os.kill(proc.pid, signal.SIGTERM)  # the main process only, as `kill PID` does
+        else:
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert stderr.strip().splitlines() == [
+        "s2s: error: interrupted: run the same command again to finish (whole outputs are kept)"], stderr
+    assert "Traceback" not in stderr
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [w for w in workers if _alive(w)], "workers left behind"
+    # only whole outputs under final names, no temporary file left
+    assert all(p.name.endswith(".cfht.fits") for p in out.iterdir()), sorted(out.iterdir())
+    for p in out.iterdir():
+        verify_fits(p)
+
+
+# --- T6: messages about an input name the input, whatever its characters ----------------------------------------
+
+
+def test_t6_non_ascii_input_paths_are_named_in_messages(aecnn_model, tmp_path, capsys):
+    src = tmp_path / "gal\u00e9xies \u0394"
+    inputs = write_inputs(src, SDSS, 2)
+    out = tmp_path / "sortie \u00e9"
+    out.mkdir()
+    _raw_cfht_cube(out / "J0000.cfht.fits")
+    run = s2s(capsys, "translate", src, "--to", "cfht", "--model", aecnn_model, "--out", out, "-q")
+    assert run.code == 1, run.text
+    failed = [line for line in run.err.splitlines() if line.startswith("s2s: failed: ")]
+    assert failed == [f"s2s: failed: {inputs[0]}: output {out / 'J0000.cfht.fits'} exists and is not an s2s output "
+                      "(output exists; use --overwrite to replace it)"], run.err
+
+
+def test_t6_a_write_failure_names_the_input(tmp_path):
+    from survey2survey.pipelines.translate_steps import WriteJob, write_chunk
+
+    class Exploding:  # stands in for the record: anything unexpected while writing
+        @property
+        def prepared(self):
+            raise ValueError("boom")
+
+    job = WriteJob(0, tmp_path / "J0.cfht.fits", "J0", "/data/gal\u00e9xies/J0.fits", [], np.zeros(1), Exploding())
+    [(index, message)] = write_chunk([job], SimpleNamespace(translator=None))
+    assert message.startswith("/data/gal\u00e9xies/J0.fits: unexpected ValueError writing "), message
+
+
+# --- T7: two runs into the same --out ---------------------------------------------------------------------------
+
+
+def test_t7_two_runs_into_the_same_directory_both_exit_0(aecnn_model, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_inputs(src, SDSS, 40)
+    args = [sys.executable, "-m", "survey2survey", "translate", str(src), "--to", "cfht", "--model", str(aecnn_model),
+            "--out", str(out), "--workers", "0", "-q"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for proc, (stdout, stderr) in zip(procs, results):
+        assert proc.returncode == 0, stdout + stderr
+        assert "s2s: failed" not in stderr
+    counts = [re.search(r"translated (\d+), skipped (\d+) \(output exists\), failed 0 of 40", o).groups()
+              for o, _ in results]
+    assert all(int(t) + int(s) == 40 for t, s in counts)
+    assert len(list(out.glob("*.cfht.fits"))) == 40
+    for p in out.iterdir():
+        verify_fits(p)
+
+
+def test_t7_the_loser_of_a_race_keeps_the_winners_output(aecnn_model, tmp_path, capsys, monkeypatch):
+    """Deterministic race: the output appears between this run's check and its write."""
+    from survey2survey.pipelines import translate_steps
+
+    src, out, other = tmp_path / "in", tmp_path / "out", tmp_path / "other"
+    write_inputs(src, SDSS, 2)
+    args = ["translate", src, "--to", "cfht", "--model", aecnn_model, "--workers", "0", "-q"]
+    assert s2s(capsys, *args, "--out", other).code == 0  # what the winner writes
+    real = translate_steps.write_cutout
+
+    def winner_first(path, *a, **kw):
+        if not Path(path).exists():
+            Path(path).write_bytes((other / Path(path).name).read_bytes())
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(translate_steps, "write_cutout", winner_first)
+    run = s2s(capsys, *args, "--out", out)
+    assert run.code == 0 and run.err == "", run.text
+    assert "translated 0, skipped 2 (output exists), failed 0 of 2 inputs" in run.out
+    # another seed is another output: the loser says so (exit 1) and keeps the file
+    for p in out.iterdir():
+        p.unlink()
+    run = s2s(capsys, *args, "--out", out, "--seed", "7")
+    assert run.code == 1, run.text
+    assert run.err.count("output exists (use --overwrite to replace it) (") == 2, run.err
+
+
+# --- T8: progress lines in a log ---------------------------------------------------------------------------------
+
+
+def test_t8_progress_lines_when_stderr_is_not_a_terminal(aecnn_model, tmp_path):
+    src = tmp_path / "in"
+    write_inputs(src, SDSS, 6)
+    env = {**os.environ, "S2S_PROGRESS_INTERVAL": "0"}
+    run = s2s_process("translate", src, "--to", "cfht", "--model", aecnn_model, "--out", tmp_path / "out",
+                      "--workers", "0", "--batch-size", "2", env=env)
+    assert run.code == 0, run.text
+    lines = [line for line in run.err.splitlines() if line.startswith("translating: ")]
+    assert lines, run.err
+    pattern = r"translating: (\d)/6 cutouts \(\d+%\), [0-9.e+]+ cutouts/s, elapsed \d+s, ETA (\d+s|\d+m\d\ds|unknown)"
+    for line in lines:
+        assert re.fullmatch(pattern, line), line
+    assert lines[-1].startswith("translating: 6/6 cutouts (100%)")
+    quiet = s2s_process("translate", src, "--to", "cfht", "--model", aecnn_model, "--out", tmp_path / "q",
+                        "--workers", "0", "-q", env=env)
+    assert quiet.code == 0 and quiet.err == "", quiet.text
+
+
+def test_t8_the_log_reporter_prints_at_most_once_per_interval(capsys):
+    from survey2survey.progress import _log_reporter
+
+    now = [0.0]
+    report = _log_reporter("doing", "items", 30.0, clock=lambda: now[0])
+    for done, t in ((0, 0.0), (10, 10.0), (40, 30.0), (50, 45.0), (100, 60.0), (100, 61.0)):
+        now[0] = t
+        report(done, 200)
+    assert capsys.readouterr().err.splitlines() == [
+        "doing: 40/200 items (20%), 1.33 items/s, elapsed 30s, ETA 2m00s",
+        "doing: 100/200 items (50%), 1.67 items/s, elapsed 1m00s, ETA 1m00s",
+    ]
+
+
+# --- T9: --workers capped at the usable CPUs ---------------------------------------------------------------------
+
+
+def test_t9_workers_are_capped_at_the_usable_cpus(aecnn_model, tmp_path, capsys):
+    src = tmp_path / "in"
+    write_inputs(src, SDSS, 2)
+    run = s2s(capsys, "translate", src, "--to", "cfht", "--model", aecnn_model, "--out", tmp_path / "out",
+              "--workers", "1000")
+    assert run.code == 0, run.text
+    cpus = usable_cpus()
+    assert cpus == len(os.sched_getaffinity(0))
+    assert f"s2s: note: --workers 1000 capped at {cpus} (the usable CPUs)" in run.err.splitlines()
+    assert f"{cpus} I/O worker(s)" in run.out
+
+
+# --- T10: --model given a file ----------------------------------------------------------------------------------
+
+
+def test_t10_model_given_a_file_says_so(aecnn_model, tmp_path, capsys):
+    weights = aecnn_model / "weights.safetensors"
+    run = s2s(capsys, "translate", tmp_path, "--to", "cfht", "--model", weights)
+    assert_usage_error(run, f"{weights}: is a file, not a model directory")
