@@ -78,19 +78,9 @@ class SurveyPhysicsTranslator(Translator):
         else:  # a survey without a PSF is refused per file, in prepare(), with the reason
             self.sources = {s.name: s for s in list_surveys() if s.name != self.target.name}
         self.noise = noise
-        self._cores: dict[str, PhysicsTranslator] = {}
-
-    def __getstate__(self) -> dict:
-        # the per-source cores keep kernel and variance caches: each worker builds its own
-        state = dict(self.__dict__)
-        state["_cores"] = {}
-        return state
 
     def _core(self, source: Survey) -> PhysicsTranslator:
-        core = self._cores.get(source.name)
-        if core is None:
-            core = self._cores[source.name] = PhysicsTranslator(source, self.target)
-        return core
+        return _core(source, self.target)
 
     def describe(self) -> str:
         return "physics (no training), cpu"
@@ -162,6 +152,20 @@ class SurveyPhysicsTranslator(Translator):
         cards = [c for c in provenance_cards(info) if c[0] != "S2SMETH"]
         cards.append(("S2SNSAMP", int(n_samples) if self.noise else 0, "noise realisations in this file"))
         return prov, history, cards
+
+
+#: One PhysicsTranslator per (source, target) in each process: its propagated-noise cache
+#: then lasts for the whole run (the translator itself is pickled afresh with every task).
+_CORES: dict[tuple[Survey, Survey], PhysicsTranslator] = {}
+
+
+def _core(source: Survey, target: Survey) -> PhysicsTranslator:
+    core = _CORES.get((source, target))
+    if core is None:
+        if len(_CORES) > 64:
+            _CORES.clear()
+        core = _CORES[(source, target)] = PhysicsTranslator(source, target)
+    return core
 
 
 def _need_psf(survey: Survey, role: str) -> None:
