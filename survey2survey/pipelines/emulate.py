@@ -81,8 +81,7 @@ def emulate_noise(
         Whose noise; default the target survey of the model's first direction that has a
         noise emulator (``cfht`` for the shipped SDSS <-> CFHT model).
     model_dir : path or "physics", optional
-        Default :func:`survey2survey.model.default_model_dir`; ``"physics"``: no model,
-        the survey's registry noise (:func:`emulate_physics_noise`).
+        Default :func:`~survey2survey.model.default_model_dir`; "physics": :func:`emulate_physics_noise`.
     size : (H, W), optional
         Map size in pixels; default the survey's cutout size.
     seed : int
@@ -128,10 +127,7 @@ def emulate_noise(
     survey = _noise_survey(model, survey)
     emulator = model.modules[find_noise_emulator(config, survey)]
     emulator.eval()
-    if band.lower() == "all":
-        band_idx = list(range(survey.n_bands))
-    else:
-        band_idx = [survey.band_index(band)]
+    band_idx = list(range(survey.n_bands)) if band.lower() == "all" else [survey.band_index(band)]
     if getattr(emulator, "bands", survey.n_bands) != survey.n_bands:
         raise ModelError(f"{model_dir}: noise emulator has {emulator.bands} bands, survey {survey.name} {survey.n_bands}")
     names = tuple(survey.bands[i] for i in band_idx)
