@@ -78,6 +78,7 @@ class SurveyPhysicsTranslator(Translator):
         else:  # a survey without a PSF is refused per file, in prepare(), with the reason
             self.sources = {s.name: s for s in list_surveys() if s.name != self.target.name}
         self.noise = noise
+        _preload()
 
     def _core(self, source: Survey) -> PhysicsTranslator:
         return _core(source, self.target)
@@ -166,6 +167,14 @@ def _core(source: Survey, target: Survey) -> PhysicsTranslator:
             _CORES.clear()
         core = _CORES[(source, target)] = PhysicsTranslator(source, target)
     return core
+
+
+def _preload() -> None:
+    """Import what the workers run, once, in the process that forks them (not once in each)."""
+    import astropy.wcs.utils  # noqa: F401
+    import galsim  # noqa: F401
+    import scipy.fft  # noqa: F401
+    import scipy.sparse  # noqa: F401
 
 
 def _need_psf(survey: Survey, role: str) -> None:
