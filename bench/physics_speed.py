@@ -8,6 +8,8 @@ FITS to FITS: ``--files`` copies of the bundled examples under new names are tra
 directory to directory by ``translate(..., model_dir="physics")`` (``s2s translate --model
 physics``) and, in the same run, by the shipped learned model (``translate()``, CPU), best
 of ``--repeats`` passes each into a fresh output directory; the ratio is physics / learned.
+A third row replaces the translation by a nearest resize in the workers: what reading and
+writing FITS alone sustain (the ceiling of any per-cutout translator).
 
 Each row translates ``--n`` cutouts (the bundled examples with fresh jitter; noisy, native
 units, with their WCS and header) one by one through ``PhysicsTranslator.translate``, or
@@ -26,6 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
@@ -90,8 +93,11 @@ def _fits_to_fits(args) -> None:
     import shutil
     import tempfile
 
+    from translate_speed import _PerCutoutResize  # bench/: the same resize as translate_speed's I/O row
+
     from survey2survey.data import example_dir
-    from survey2survey.pipelines.translate import translate
+    from survey2survey.pipelines.translate import translate, translate_with
+    from survey2survey.surveys import get_survey
 
     print(f"\nFITS dir -> FITS dir, {args.files} cutouts, {os.cpu_count()} CPU core(s) visible, best of {args.repeats}")
     print(f"{'direction':<12} {'translator':<26} {'workers':>7} {'cutouts/s':>10} {'physics/learned':>16}")
@@ -103,15 +109,19 @@ def _fits_to_fits(args) -> None:
             for i in range(args.files):  # copies under new names: new object ids, new noise
                 shutil.copyfile(files[i % len(files)], src / f"obj{i:06d}.fits")
             rates = {}
-            for name, model in (("physics", "physics"), ("learned (shipped, cpu)", None)):
+            for name, model in (("physics", "physics"), ("learned (shipped, cpu)", None), ("I/O alone (a resize)", "io")):
                 best, workers = 0.0, 0
                 for r in range(args.repeats):
-                    report = translate([src], target, model_dir=model, out_dir=Path(tmp) / f"out-{source}-{r}-{len(rates)}",
-                                       workers=args.workers, seed=r)
+                    out = Path(tmp) / f"out-{source}-{r}-{len(rates)}"
+                    if model == "io":  # the pipeline's reading and writing with a nearest resize in the workers
+                        report = translate_with(_PerCutoutResize(get_survey(source), get_survey(target)), [src],
+                                                out_dir=out, workers=args.workers, seed=r)
+                    else:
+                        report = translate([src], target, model_dir=model, out_dir=out, workers=args.workers, seed=r)
                     assert report.translated == args.files, report.failed[:3]
                     best, workers = max(best, report.rate), report.workers
                 rates[name] = best
-                ratio = "" if name == "physics" else f"{rates['physics'] / best:.1f}x"
+                ratio = "" if name == "physics" else f"{rates['physics'] / best:.2f}x"
                 print(f"{source + '->' + target:<12} {name:<26} {workers:>7} {best:>10.1f} {ratio:>16}")
 
 
