@@ -100,7 +100,7 @@ def _fits_to_fits(args) -> None:
     from survey2survey.surveys import get_survey
 
     print(f"\nFITS dir -> FITS dir, {args.files} cutouts, {os.cpu_count()} CPU core(s) visible, best of {args.repeats}")
-    print(f"{'direction':<12} {'translator':<26} {'workers':>7} {'cutouts/s':>10} {'physics/learned':>16}")
+    print(f"{'direction':<12} {'translator':<26} {'workers':>7} {'cutouts/s':>10} {'physics/this row':>16}")
     with tempfile.TemporaryDirectory(prefix="s2s-physics-bench-") as tmp:
         for source, target in (("sdss", "cfht"), ("cfht", "sdss")):
             src = Path(tmp) / source
