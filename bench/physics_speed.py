@@ -1,7 +1,15 @@
-"""Physics translator speed, model only: cutouts/s with the arrays already in memory.
+"""Physics translator speed: model only (arrays in memory) and FITS dir -> FITS dir, against the learned model.
 
     python bench/physics_speed.py                 # SDSS->CFHT and CFHT->SDSS, 5 bands, 200 cutouts
     python bench/physics_speed.py --n 1000 --repeats 5
+    python bench/physics_speed.py --files 400 --workers 2 --no-model-only
+
+FITS to FITS: ``--files`` copies of the bundled examples under new names are translated
+directory to directory by ``translate(..., model_dir="physics")`` (``s2s translate --model
+physics``) and, in the same run, by the shipped learned model (``translate()``, CPU), best
+of ``--repeats`` passes each into a fresh output directory; the ratio is physics / learned.
+A third row replaces the translation by a nearest resize in the workers: what reading and
+writing FITS alone sustain (the ceiling of any per-cutout translator).
 
 Each row translates ``--n`` cutouts (the bundled examples with fresh jitter; noisy, native
 units, with their WCS and header) one by one through ``PhysicsTranslator.translate``, or
@@ -20,6 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
@@ -69,7 +78,54 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=200, help="cutouts per pass")
     parser.add_argument("--repeats", type=int, default=3, help="passes; the best is reported")
     parser.add_argument("--batch", type=int, default=16, help="cutouts per translate_batch call")
+    parser.add_argument("--files", type=int, default=200, help="cutouts of the FITS-to-FITS rows (0: none)")
+    parser.add_argument("--workers", type=int, help="worker processes of the FITS-to-FITS rows (default: translate's)")
+    parser.add_argument("--no-model-only", action="store_true", help="skip the in-memory rows")
     args = parser.parse_args(argv)
+    if not args.no_model_only:
+        _model_only(args)
+    if args.files:
+        _fits_to_fits(args)
+    return 0
+
+
+def _fits_to_fits(args) -> None:
+    import shutil
+    import tempfile
+
+    from translate_speed import _PerCutoutResize  # bench/: the same resize as translate_speed's I/O row
+
+    from survey2survey.data import example_dir
+    from survey2survey.pipelines.translate import translate, translate_with
+    from survey2survey.surveys import get_survey
+
+    print(f"\nFITS dir -> FITS dir, {args.files} cutouts, {os.cpu_count()} CPU core(s) visible, best of {args.repeats}")
+    print(f"{'direction':<12} {'translator':<26} {'workers':>7} {'cutouts/s':>10} {'physics/this row':>16}")
+    with tempfile.TemporaryDirectory(prefix="s2s-physics-bench-") as tmp:
+        for source, target in (("sdss", "cfht"), ("cfht", "sdss")):
+            src = Path(tmp) / source
+            src.mkdir()
+            files = sorted((example_dir() / source).glob("*.fits"))
+            for i in range(args.files):  # copies under new names: new object ids, new noise
+                shutil.copyfile(files[i % len(files)], src / f"obj{i:06d}.fits")
+            rates = {}
+            for name, model in (("physics", "physics"), ("learned (shipped, cpu)", None), ("I/O alone (a resize)", "io")):
+                best, workers = 0.0, 0
+                for r in range(args.repeats):
+                    out = Path(tmp) / f"out-{source}-{r}-{len(rates)}"
+                    if model == "io":  # the pipeline's reading and writing with a nearest resize in the workers
+                        report = translate_with(_PerCutoutResize(get_survey(source), get_survey(target)), [src],
+                                                out_dir=out, workers=args.workers, seed=r)
+                    else:
+                        report = translate([src], target, model_dir=model, out_dir=out, workers=args.workers, seed=r)
+                    assert report.translated == args.files, report.failed[:3]
+                    best, workers = max(best, report.rate), report.workers
+                rates[name] = best
+                ratio = "" if name == "physics" else f"{rates['physics'] / best:.2f}x"
+                print(f"{source + '->' + target:<12} {name:<26} {workers:>7} {best:>10.1f} {ratio:>16}")
+
+
+def _model_only(args) -> None:
     from survey2survey.physics.translator import PhysicsTranslator
 
     print(f"physics translator, model only, 1 process, {os.cpu_count()} CPU core(s) visible, {args.n} cutouts x "
@@ -87,7 +143,6 @@ def main(argv=None) -> int:
                     seconds = _rate_batch(translator, inputs, noise, args.repeats, args.batch)
                 print(f"{source + '->' + target:<12} {call:<10} {'yes' if noise else 'no':<6} {seconds * 1e3:>10.2f} "
                       f"{1 / seconds:>10.0f}")
-    return 0
 
 
 if __name__ == "__main__":

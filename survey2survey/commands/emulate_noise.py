@@ -1,4 +1,4 @@
-"""Sample noise maps from a model's noise emulator into a FITS cube (native units)."""
+"""Sample noise maps from a model's noise emulator (or the survey's registry noise) into a FITS cube (native units)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ def main(
     survey: Optional[str] = typer.Option(
         None, "--survey", metavar="SURVEY", help="Whose noise; default the model's first noise-emulated survey."
     ),
-    model: Optional[Path] = typer.Option(
-        None, "--model", metavar="DIR", help="Model directory; default $S2S_MODEL, else the shipped models/sdss-cfht."
+    model: Optional[str] = typer.Option(
+        None, "--model", metavar="DIR|physics",
+        help="Model directory (default $S2S_MODEL, else the shipped models/sdss-cfht), or 'physics': the survey's "
+        "registry noise (sky sigma or its noise-model file), no training; needs --survey.",
     ),
     size: Optional[Tuple[int, int]] = typer.Option(
         None, "--size", metavar="H W", help="Map size in pixels; default the survey's cutout size."
@@ -40,6 +42,9 @@ def main(
     )
     for band_name in report.bands:
         a = report.amplitude[band_name]
+        if model is not None and model.strip().lower() == "physics":
+            typer.echo(f"  {band_name}: model sigma {a['mean']:.4g}; median pixel RMS {report.rms_native[band_name]:.4g} (native)")
+            continue
         typer.echo(
             f"  {band_name}: amplitude (model space) median {a['median']:.4g}, mean {a['mean']:.4g}, "
             f"std {a['std']:.3g}, range {a['min']:.4g}..{a['max']:.4g}; median pixel RMS {report.rms_native[band_name]:.4g} (native)"

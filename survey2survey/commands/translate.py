@@ -1,4 +1,4 @@
-"""Translate cutouts into another survey (generator + noise emulator), FITS in, FITS out."""
+"""Translate cutouts into another survey (a trained model, or the surveys' physics), FITS in, FITS out."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ def main(
     source: Optional[str] = typer.Option(
         None, "--from", metavar="SURVEY", help="Source survey; default: from each file's header."
     ),
-    model: Optional[Path] = typer.Option(
-        None, "--model", metavar="DIR", help="Model directory; default $S2S_MODEL, else the shipped models/sdss-cfht."
+    model: Optional[str] = typer.Option(
+        None, "--model", metavar="DIR|physics",
+        help="Model directory (default $S2S_MODEL, else the shipped models/sdss-cfht), or 'physics': "
+        "translate by the two surveys' PSFs, pixels, zero points and noise, any registry pair, no training.",
     ),
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Output directory; default ./<target survey>/."),
     backend: str = typer.Option("torch", "--backend", help="Inference backend: torch or onnx."),
@@ -38,7 +40,10 @@ def main(
     ),
     precision: str = typer.Option("auto", "--precision", help="auto (= fp32), fp32, tf32 (CUDA) or bf16: faster, but they bias summed fluxes (docs/translating.md)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the generator (long GPU runs)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (nor progress lines in a log)."),
+    preview: bool = typer.Option(
+        False, "--preview", help="Also write <object>.<survey>.png beside each output: input and output per band."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (nor progress lines in a log), no start line."),
 ) -> None:
     from survey2survey.pipelines.translate import translate
     from survey2survey.progress import progress_reporter
@@ -49,6 +54,7 @@ def main(
                 inputs, to, source=source, model_dir=model, out_dir=out, backend=backend.lower(), device=device,
                 batch_size=batch_size, seed=seed, samples=samples, noise=not no_noise, overwrite=overwrite,
                 shard=shard, workers=workers, precision=precision.lower(), compile=compile_, on_progress=on_progress,
+                preview=preview, announce=None if quiet else lambda line: typer.echo(f"s2s: {line}", err=True),
             )
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the pool is down, whole outputs are kept
         from survey2survey.errors import S2SError

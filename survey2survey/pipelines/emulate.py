@@ -22,7 +22,7 @@ from survey2survey.runtime.graph import sample_noise
 from survey2survey.runtime.seeds import object_seed
 from survey2survey.surveys import Survey, get_survey, to_native
 
-__all__ = ["MAX_OUTPUT_BYTES", "EmulateReport", "emulate_noise"]
+__all__ = ["MAX_OUTPUT_BYTES", "EmulateReport", "emulate_noise", "emulate_physics_noise"]
 
 #: Largest output of ``emulate-noise`` (the cubes are held in memory before writing).
 MAX_OUTPUT_BYTES = 8 << 30
@@ -80,8 +80,8 @@ def emulate_noise(
     survey : str or Survey, optional
         Whose noise; default the target survey of the model's first direction that has a
         noise emulator (``cfht`` for the shipped SDSS <-> CFHT model).
-    model_dir : path, optional
-        Default :func:`survey2survey.model.default_model_dir`.
+    model_dir : path or "physics", optional
+        Default :func:`~survey2survey.model.default_model_dir`; "physics": :func:`emulate_physics_noise`.
     size : (H, W), optional
         Map size in pixels; default the survey's cutout size.
     seed : int
@@ -114,6 +114,8 @@ def emulate_noise(
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise UsageError(f"--n must be a positive integer, got {n!r}")
+    if isinstance(model_dir, str) and model_dir.strip().lower() == "physics":
+        return emulate_physics_noise(band, n, survey=survey, size=size, seed=seed, out=out, overwrite=overwrite)
     if batch_size < 1:
         raise UsageError(f"batch size must be positive, got {batch_size}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -125,10 +127,7 @@ def emulate_noise(
     survey = _noise_survey(model, survey)
     emulator = model.modules[find_noise_emulator(config, survey)]
     emulator.eval()
-    if band.lower() == "all":
-        band_idx = list(range(survey.n_bands))
-    else:
-        band_idx = [survey.band_index(band)]
+    band_idx = list(range(survey.n_bands)) if band.lower() == "all" else [survey.band_index(band)]
     if getattr(emulator, "bands", survey.n_bands) != survey.n_bands:
         raise ModelError(f"{model_dir}: noise emulator has {emulator.bands} bands, survey {survey.name} {survey.n_bands}")
     names = tuple(survey.bands[i] for i in band_idx)
@@ -238,3 +237,92 @@ def _check_output(path: Path, overwrite: bool) -> None:
             pass
     except OSError as exc:
         raise UsageError(f"{path.parent}: cannot write output there ({exc.strerror or exc})") from None
+
+
+def emulate_physics_noise(
+    band: str,
+    n: int,
+    *,
+    survey: str | Survey | None,
+    size: tuple[int, int] | None = None,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> EmulateReport:
+    """``emulate-noise --model physics``: the survey's noise without a trained model, same file layout.
+
+    Maps come from :func:`survey2survey.physics.noise.sample_noise`: the survey's noise
+    model file (``noise_model`` in the registry) when it names one, else Gaussian noise of
+    the registry's sky sigma (``sky_sigma`` or from ``depth``), white or
+    ``noise_correlation``-correlated.  Map ``i`` of a band comes from
+    ``numpy.random.default_rng([seed, i])``.  The ``AMPLITUDE`` table's ``AMP_<band>``
+    holds the model's sigma (native units; the learned emulator's is in model space).
+    """
+    import warnings
+
+    from astropy.io import fits
+
+    from survey2survey.fits_io import write_hdul_atomic
+    from survey2survey.physics.noise import sample_noise, target_noise
+
+    if survey is None:
+        raise UsageError("--model physics: give --survey (whose registry noise to draw)")
+    survey = get_survey(survey)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {seed!r}")
+    if not (survey.sky_sigma or survey.depth or survey.noise_model):
+        raise UsageError(f"survey {survey.name!r} has no noise level in the registry (sky_sigma, depth or noise_model)")
+    names = tuple(survey.bands) if band.lower() == "all" else (survey.bands[survey.band_index(band)],)
+    height, width = size if size is not None else (survey.cutout_size, survey.cutout_size)
+    if height < 1 or width < 1:
+        raise UsageError(f"--size must be positive, got {height} {width}")
+    need = 4 * n * len(names) * height * width
+    if need > MAX_OUTPUT_BYTES:
+        raise UsageError(f"--n {n} maps of {height}x{width} px in {len(names)} band(s) would take "
+                         f"{need / 2**30:.1f} GiB (more than {MAX_OUTPUT_BYTES / 2**30:.0f} GiB): ask for fewer or smaller maps")
+    path = Path(out) if out is not None else Path(f"noise-{survey.name}-{band.lower() if band.lower() == 'all' else names[0]}.fits")
+    _check_output(path, overwrite)
+    start = time.perf_counter()
+    cubes = np.stack([sample_noise(survey, b, n, (height, width), seed) for b in names])  # (B, n, H, W) native
+    seconds = time.perf_counter() - start
+    rms = np.sqrt(np.mean(cubes.astype(np.float64) ** 2, axis=(2, 3)))  # (B, n)
+    source = f"noise model {survey.noise_model}" if survey.noise_model else "registry sky sigma"
+    report = EmulateReport(path, survey.name, names, n, (height, width), seconds)
+    hdus = []
+    for b, name in enumerate(names):
+        sigma = target_noise(survey, name, None, (height, width))[0]
+        report.amplitude[name] = _stats(np.full(n, sigma))
+        report.rms_native[name] = float(np.median(rms[b]))
+        hdu = (fits.PrimaryHDU if b == 0 else fits.ImageHDU)(data=cubes[b])
+        for key, value, comment in _physics_cards(survey, name, n, sigma, report.rms_native[name], rms[b], seed, source):
+            hdu.header[key] = (value, comment)
+        hdu.header.add_history(f"s2s emulate-noise --model physics: Gaussian noise from the {source}, native units")
+        hdus.append(hdu)
+    columns = [fits.Column(name="INDEX", format="J", array=np.arange(n, dtype=np.int32))]
+    for b, name in enumerate(names):
+        columns.append(fits.Column(name=f"AMP_{name}", format="E", unit=survey.flux_unit,
+                                   array=np.full(n, report.amplitude[name]["mean"], np.float32)))
+        columns.append(fits.Column(name=f"RMS_{name}", format="E", unit=survey.flux_unit, array=rms[b].astype(np.float32)))
+    hdus.append(fits.BinTableHDU.from_columns(columns, name="AMPLITUDE"))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Card is too long, comment will be truncated")
+        try:
+            write_hdul_atomic(fits.HDUList(hdus), path, overwrite)
+        except CutoutError as exc:
+            raise UsageError(str(exc)) from None
+    return report
+
+
+def _physics_cards(survey: Survey, band: str, n: int, sigma: float, rms_median: float, rms, seed: int, source: str):
+    """Header cards of one band's cube drawn by ``--model physics``."""
+    return [
+        ("EXTNAME", band, "band of this cube"), ("SURVEY", survey.name, "survey whose noise this is"),
+        ("BAND", band, "band"), ("BUNIT", survey.flux_unit or "unknown", "native pixel unit"),
+        ("MAGZP", survey.zero_point, "AB mag of one pixel unit"), ("FLUXFAC", survey.flux_factor, "x pixel value = nanomaggies"),
+        ("PIXSCALE", survey.pixel_scale, "nominal survey pixel scale (arcsec)"),
+        ("NMAPS", n, "noise maps in this cube (NAXIS3)"), ("NOISESIG", sigma, "model noise sigma per pixel (native)"),
+        ("RMSMED", rms_median, "median pixel RMS of a map (native units)"),
+        ("RMSMEAN", float(np.mean(rms)), "mean pixel RMS of a map (native units)"),
+        ("S2SMODEL", "physics", "registry noise, no trained model"), ("S2SMETH", "physics", "noise without training"),
+        ("S2SSEED", int(seed), "seed: map i uses numpy default_rng([seed, i])"), ("S2SNE", source[:60], "noise source"),
+    ]

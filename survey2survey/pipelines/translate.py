@@ -57,6 +57,7 @@ __all__ = [
     "TranslateReport",
     "translate",
     "translate_with",
+    "is_physics",
 ]
 
 #: Fewer inputs than this are read and written in this process (no pool start-up).
@@ -244,6 +245,8 @@ def translate(
     precision: str = "auto",
     compile: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    preview: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> TranslateReport:
     """Translate FITS cutouts into survey ``to`` and write one FITS file per input.
 
@@ -256,8 +259,11 @@ def translate(
     source : str or Survey, optional
         Source survey (``--from``); default from each file's header (``SURVEY``,
         ``TELESCOP``, pixel scale), or the model's only source for ``to``.
-    model_dir : path, optional
-        Default :func:`default_model_dir`.
+    model_dir : path or "physics", optional
+        A trained model's directory, default :func:`default_model_dir`; the string
+        ``"physics"`` translates by the two surveys' physics, no training
+        (:class:`~survey2survey.translators.physics.SurveyPhysicsTranslator`; a directory
+        named ``physics`` is ``./physics`` or a Path).
     out_dir : path, optional
         Default ``./<target survey>``.
     backend : {"torch", "onnx"}
@@ -286,6 +292,12 @@ def translate(
         ``torch.compile`` the generator (torch backend).
     on_progress : callable(done, total), optional
         Called as inputs finish (translated, skipped or failed).
+    preview : bool
+        Also write ``<object id>.<target>.png`` beside each output: input and output side
+        by side per band (:mod:`survey2survey.preview`).
+    announce : callable(str), optional
+        Called once, before any cutout is read, with one line naming the translator and
+        its directions (:meth:`Translator.summary`).
 
     Returns
     -------
@@ -308,15 +320,36 @@ def translate(
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     check_precision(precision, backend)
     # The model first: a missing or unsuitable model is misuse, before any file is read.
-    model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
-    translator = LearnedTranslator.load(
-        model_dir, to, source=source, backend=backend, device=device, precision=precision, compile=compile,
-        noise=noise, samples=samples,
-    )
+    if is_physics(model_dir):
+        translator = _physics(to, source, noise, backend, device, precision, compile, batch_size)
+    else:
+        model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+        translator = LearnedTranslator.load(
+            model_dir, to, source=source, backend=backend, device=device, precision=precision, compile=compile,
+            noise=noise, samples=samples,
+        )
     return translate_with(
         translator, inputs, source=source, out_dir=out_dir, batch_size=batch_size, seed=seed, samples=samples,
-        overwrite=overwrite, shard=shard, workers=workers, on_progress=on_progress, start=start,
+        overwrite=overwrite, shard=shard, workers=workers, on_progress=on_progress, start=start, preview=preview,
+        announce=announce,
     )
+
+
+def is_physics(model: object) -> bool:
+    """True when ``--model`` names the physics translator: the string ``physics`` (not a Path)."""
+    return isinstance(model, str) and model.strip().lower() == "physics"
+
+
+def _physics(to, source, noise, backend, device, precision, compile, batch_size) -> Translator:
+    """The physics translator; the options of a learned model's engine are misuse with it."""
+    from survey2survey.translators.physics import SurveyPhysicsTranslator
+
+    for given, flag in ((backend != "torch", "--backend"), (precision not in ("auto", "fp32"), "--precision"),
+                        (compile, "--compile"), (device.lower().startswith("cuda"), "--device"),
+                        (batch_size is not None, "--batch-size")):
+        if given:
+            raise UsageError(f"{flag} is an option of a trained model's engine: --model physics runs on the CPU workers")
+    return SurveyPhysicsTranslator(to, source=source, noise=noise)
 
 
 def translate_with(
@@ -333,6 +366,8 @@ def translate_with(
     workers: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     start: float | None = None,
+    preview: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> TranslateReport:
     """Translate cutouts with any :class:`~survey2survey.translators.base.Translator`.
 
@@ -347,6 +382,8 @@ def translate_with(
         Take inputs I, I+N, I+2N, ... of the sorted input list.
     start : float, optional
         ``time.perf_counter()`` when the run began (default: now).
+    preview, announce
+        As :func:`translate`.
 
     Returns
     -------
@@ -369,8 +406,10 @@ def translate_with(
         report.seconds = time.perf_counter() - start
         return report
     _check_out_dir(out_dir)
+    if announce:
+        announce(translator.summary())
     report.workers = workers = _default_workers(workers, len(jobs), translator, report.notes)
-    setup = Setup(translator, given, overwrite, int(seed), samples)
+    setup = Setup(translator, given, overwrite, int(seed), samples, preview)
     with sigterm_as_interrupt():
         _run(translator, jobs, setup, workers, batch_size, samples, report, on_progress, len(failed))
     report.outputs.sort()

@@ -52,6 +52,7 @@ class Setup:
     overwrite: bool
     seed: int = 0
     samples: int = 1
+    preview: bool = False  # a PNG beside each output (input | output per band)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Record:
     prepared: Prepared | None = None
     warnings: list[str] = field(default_factory=list)
     replace: bool = False  # an existing broken output is redone
+    preview: tuple | None = None  # (input cube native, its bands, its survey, arcsec/px) for the PNG
 
 
 @dataclass
@@ -130,12 +132,13 @@ def same_output(path: Path, object_id: str, seed: int, samples: int, model_sha: 
 def _read_source(job: Job, setup: Setup):
     """Read ``job``'s cutout and tell its source survey: (Cutout, Survey) or CutoutError."""
     sources, target = setup.translator.sources, setup.translator.target
+    partial = setup.translator.partial_bands
     if setup.given is not None:
         survey = setup.given
-        cut = read_cutout(job.source, survey)
+        cut = read_cutout(job.source, survey, partial=partial)
     else:
         try:
-            cut = read_cutout(job.source, None)
+            cut = read_cutout(job.source, None, partial=partial)
             detected = cut.survey
         except CutoutError:
             if len(sources) != 1:
@@ -148,7 +151,7 @@ def _read_source(job: Job, setup: Setup):
                     "cannot tell the source survey (no SURVEY/TELESCOP keyword, pixel scale not a known survey's): give --from",
                 )
             survey = next(iter(sources.values()))
-            cut = read_cutout(job.source, survey)  # a broken file fails here with its own reason
+            cut = read_cutout(job.source, survey, partial=partial)  # a broken file fails here with its own reason
             cut.warnings.append(f"source survey not in the header: taken as {survey.name}")
         else:
             survey = sources.get(cut.survey.name, cut.survey)
@@ -157,7 +160,11 @@ def _read_source(job: Job, setup: Setup):
         raise CutoutError(job.source.path, f"already a {name} cutout (nothing to translate to {target.name})")
     if name not in sources:
         have = ", ".join(f"{s}->{target.name}" for s in sources) or "nothing"
-        raise CutoutError(job.source.path, f"the model does not translate {name}->{target.name} (it translates {have})")
+        raise CutoutError(
+            job.source.path,
+            f"the model does not translate {name}->{target.name} (it translates {have}); "
+            "--model physics translates any pair of registry surveys",
+        )
     return cut, survey
 
 
@@ -170,6 +177,8 @@ def read_one(job: Job, setup: Setup) -> Record:
         cut, survey = _read_source(job, setup)
         rec.prepared = setup.translator.prepare(cut, survey)
         rec.warnings += rec.prepared.warnings
+        if setup.preview:
+            rec.preview = (cut.data, tuple(cut.bands), survey, cut.pixel_scale or survey.pixel_scale)
     except CutoutError as exc:
         rec.status, rec.message = "failed", str(exc)
     except S2SError as exc:
@@ -214,6 +223,8 @@ def write_one(job: WriteJob, setup: Setup) -> tuple[int, str | None]:
         hdu.header["S2SSAMP"] = (s + 1, "noise realisation number")
         extra.append(hdu)
     try:
+        if job.record.preview is not None:  # first: a failed preview leaves no output, a re-run redoes both
+            _write_preview(job, native[0], target, setup)
         write_cutout(
             job.out_path, native[0], target, wcs=wcs, provenance=prov, history=history,
             overwrite=setup.overwrite or job.record.replace, extra_hdus=extra, mask=prepared.mask, header_cards=cards,
@@ -225,6 +236,25 @@ def write_one(job: WriteJob, setup: Setup) -> tuple[int, str | None]:
     except S2SError as exc:
         return job.index, str(exc)
     return job.index, None
+
+
+def _write_preview(job: WriteJob, out: np.ndarray, target: Survey, setup: Setup) -> None:
+    """``<output>.png`` beside the output: the input and ``out`` (C, H, W) side by side per band."""
+    from survey2survey.fits_io import pixel_scale_arcsec
+    from survey2survey.preview import write_preview
+
+    data, bands, source, scale_in = job.record.preview
+    wcs = job.record.prepared.geometry.wcs
+    scale_out = target.pixel_scale
+    if wcs is not None:
+        from astropy.io import fits
+        from astropy.wcs import WCS
+
+        scale_out = pixel_scale_arcsec(WCS(fits.Header.fromstring(wcs)))
+    write_preview(
+        job.out_path.with_suffix(".png"), (data, bands, source, scale_in), (out, target.bands, target, scale_out),
+        title=f"{job.object_id}: {source.name} -> {target.name}", overwrite=True,
+    )
 
 
 def write_chunk(jobs: list[WriteJob], setup: Setup) -> list[tuple[int, str | None]]:

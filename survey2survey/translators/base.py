@@ -97,6 +97,9 @@ class Translator(abc.ABC):
     per_cutout : bool
         True: :meth:`run` is cheap and runs one cutout at a time in the worker
         processes; False: it runs in the main process on batches.
+    partial_bands : bool
+        True: a cutout is read with the bands its file has (a translator that works
+        band by band); False: every band of its survey is required.
     uses_gpu : bool
         A guess, before :meth:`start`, that :meth:`run` will use a GPU (more I/O
         workers then).
@@ -107,6 +110,7 @@ class Translator(abc.ABC):
     target: Survey
     sources: dict[str, Survey]
     per_cutout: bool = True
+    partial_bands: bool = False
     uses_gpu: bool = False
     device: str = "cpu"
     provider: str | None = None
@@ -122,6 +126,10 @@ class Translator(abc.ABC):
     @abc.abstractmethod
     def describe(self) -> str:
         """One line naming the translator and how it runs (``S2SBACK`` keyword, run report)."""
+
+    def summary(self) -> str:
+        """One line for the start of a run: which translator, which directions (default: :meth:`describe`)."""
+        return self.describe()
 
     @abc.abstractmethod
     def prepare(self, cutout, survey: Survey) -> Prepared:

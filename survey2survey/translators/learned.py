@@ -41,6 +41,9 @@ SCALE_TOLERANCE = 0.02
 
 __all__ = ["LearnedTranslator"]
 
+#: What to try when no trained model covers a pair.
+_PHYSICS_HINT = "--model physics translates any pair of registry surveys, no training"
+
 
 class LearnedTranslator(Translator):
     """The directions of a trained model that translate into one target survey.
@@ -95,6 +98,8 @@ class LearnedTranslator(Translator):
         self.model_name = str(model.config.get("name") or Path(model.path).name)
         self.method = model.config.get("method")
         self.weights_sha256 = model.weights_sha256
+        self.model_path = str(model.path)
+        self.validity = " ".join(str(model.config.get("validity") or "").split())
         self._model: LoadedModel | None = model
         self._engines: dict = {}
 
@@ -138,6 +143,12 @@ class LearnedTranslator(Translator):
     def describe(self) -> str:
         """The engine: ``torch/cpu/fp32``, ``onnx/cuda/CUDAExecutionProvider``, ..."""
         return self._description
+
+    def summary(self) -> str:
+        """Model, method, directions and the model card's one-line statement of validity."""
+        line = (f"translating with model {self.model_name} ({self.method or 'unknown method'}, {self.model_path}): "
+                f"{', '.join(d.name for d in self.into.values())}")
+        return f"{line}; {self.validity}" if self.validity else line
 
     def run(self, batch: Sequence[Prepared], keys: np.ndarray, samples: int) -> np.ndarray:
         engine = self._engines[batch[0].source.name]
@@ -264,14 +275,16 @@ def _directions_into(model: LoadedModel, target_name: str, given_name: str | Non
                 f"{model.path}: a one-way model ({model.config.get('method') or 'unknown method'}) that translates "
                 f"{have} only, not into {target_name} (train one with --direction {have.split('->')[1]}->{target_name})"
             )
-        raise ModelError(f"{model.path}: the model does not translate into {target_name} (its directions: {have})")
+        raise ModelError(
+            f"{model.path}: the model does not translate into {target_name} (its directions: {have}); {_PHYSICS_HINT}"
+        )
     if given_name is not None:
         if given_name == target_name:
             raise UsageError(f"--from and --to are both {target_name}")
         if given_name not in into:
             raise ModelError(
                 f"{model.path}: the model does not translate {given_name}->{target_name} "
-                f"(its directions: {', '.join(directions)})"
+                f"(its directions: {', '.join(directions)}); {_PHYSICS_HINT}"
             )
         into = {given_name: into[given_name]}
     return into
