@@ -11,6 +11,8 @@ Exit codes used across every command:
 from __future__ import annotations
 
 import errno
+import os
+import re
 from pathlib import Path
 
 __all__ = [
@@ -106,23 +108,30 @@ def os_error_in(exc: BaseException) -> OSError | None:
     raises an ``AttributeError`` while handling the ``OSError``; ``raise ... from None``
     keeps ``__context__``), so the cause is looked for along the whole chain.
     """
-    seen = set()
+    seen, bare = set(), None
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno is not None:
-            return exc
+        if isinstance(exc, OSError):
+            if exc.errno is not None:
+                return exc
+            if bare is None and re.fullmatch(r"\d+ requested and \d+ written", str(exc)):
+                # numpy's tofile (astropy writes arrays with it) reports a short write, which
+                # on a regular file means the disk or the quota is full, without an errno
+                bare = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         exc = exc.__cause__ or exc.__context__
-    return None
+    return bare
 
 
-def write_failure(path: str | Path, exc: BaseException) -> S2SError:
+def write_failure(path: str | Path, exc: BaseException, hint: str = "") -> S2SError:
     """The one-line error for an output that could not be written.
 
     ``PATH: cannot write output (No space left on device)``: a :class:`ResourceError`
     (exit 1) when the disk or quota is full, else a :class:`UsageError` (exit 2: a
-    read-only file system, no permission).
+    read-only file system, no permission).  ``hint``, what to do once space is freed,
+    ends the line of a full disk.
     """
     cause = os_error_in(exc)
     reason = (cause.strerror or str(cause)) if cause is not None else first_line(exc)
-    error = ResourceError if cause is not None and cause.errno in _NO_SPACE else UsageError
-    return error(f"{path}: cannot write output ({reason})")
+    if cause is not None and cause.errno in _NO_SPACE:
+        return ResourceError(f"{path}: cannot write output ({reason})" + (f": {hint}" if hint else ""))
+    return UsageError(f"{path}: cannot write output ({reason})")

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from survey2survey import __version__
-from survey2survey.errors import ModelError, ResourceError, S2SError, UsageError, first_line
+from survey2survey.errors import ModelError, ResourceError, S2SError, UsageError, first_line, write_failure
 from survey2survey.training import memory
 from survey2survey.training.device import Ranks, init_distributed, leave_distributed, select_device, setup_cuda_flags
 from survey2survey.training.checkpoints import (
@@ -189,6 +189,8 @@ def train(dataset: str | Path, out: str | Path, options: TrainOptions | None = N
                 result.config = _write_model(out, ds, method, history, opts)
             previous = method
         finished = True
+    except OSError as exc:  # the disk filled up (exit 1) or became unwritable (exit 2) during the run
+        raise write_failure(exc.filename or out, exc, "free space, then --resume") from None
     finally:
         leave_distributed(ranks, finished)
     return result

@@ -25,7 +25,7 @@ from astropy.wcs import WCS
 
 from survey2survey import __version__
 from survey2survey.atomic import atomic_write
-from survey2survey.errors import CutoutError, OutputExistsError, UsageError
+from survey2survey.errors import CutoutError, OutputExistsError, UsageError, os_error_in
 from survey2survey.fits_io.files import one_line
 from survey2survey.fits_io.wcs import wcs_cards
 from survey2survey.surveys import Survey, get_survey
@@ -116,6 +116,11 @@ def _write_atomic(path: Path, overwrite: bool, fsync: bool, write: Callable[[Bin
         raise OutputExistsError(path) from None
     except OSError as exc:
         raise CutoutError(path, f"cannot write output ({exc.strerror or exc})") from None
+    except (AttributeError, TypeError) as exc:  # astropy's free-space check fails on a full disk
+        cause = os_error_in(exc)
+        if cause is None:
+            raise
+        raise CutoutError(path, f"cannot write output ({cause.strerror or cause})") from None
 
 
 def write_hdul_atomic(hdul: fits.HDUList, path: Path, overwrite: bool = False, fsync: bool = True) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from survey2survey.atomic import remove_stale, write_bytes
-from survey2survey.errors import ModelError, OutputExistsError, UsageError, first_line
+from survey2survey.errors import ModelError, OutputExistsError, UsageError, first_line, write_failure
 
 __all__ = [
     "CONFIG_NAME",
@@ -141,8 +141,8 @@ def save_model(model_dir, modules: dict, config: dict, overwrite: bool = False) 
         remove_stale(model_dir)
         write_bytes(weights_path, blob)
         write_bytes(config_path, text.encode("utf-8"))
-    except OSError as exc:
-        raise ModelError(f"{model_dir}: cannot write the model ({exc.strerror or exc})") from None
+    except OSError as exc:  # a full disk: exit 1; read-only, no permission: exit 2
+        raise write_failure(exc.filename or model_dir, exc) from None
     return model_dir
 
 
