@@ -13,7 +13,27 @@ from __future__ import annotations
 import contextlib
 from typing import Callable, Iterator
 
-__all__ = ["progress_bar", "counting", "progress_reporter"]
+__all__ = ["progress_bar", "counting", "progress_reporter", "table_console"]
+
+#: Width of the tables printed where no terminal tells one (a log, a pipe): wide enough
+#: that no column is cut.  rich would use 80 columns there.
+_UNBOUNDED_WIDTH = 1000
+
+
+def table_console(stderr: bool = False):
+    """A :class:`rich.console.Console` for tables: a terminal's width, else (a log file,
+    a pipe) no limit, so that a table with many columns is never cut or wrapped.
+
+    ``$COLUMNS``, when set, still wins.
+    """
+    import os
+
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console = Console(stderr=stderr, highlight=False, width=_UNBOUNDED_WIDTH)
+    return console
 
 
 def progress_bar(*fields: str, transient: bool = False, elapsed: bool = True, unit: str | None = None):
