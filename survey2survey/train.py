@@ -260,6 +260,8 @@ def _run_step(ds, out, cls, step, run_dir: Path, opts: TrainOptions, device, amp
                        stream=(step or 0) * 1024 + ranks.rank)  # fmt: skip
     if ckpt is not None:
         _restore(s, ckpt, opts)
+    if ranks.main:
+        _warn_batch_over_dataset(s.loader, run)
 
     last_losses = _loop(s, opts)
     t_end = time.perf_counter()
@@ -330,6 +332,20 @@ def _loader(ds, cls, method, run: dict[str, Any], device, opts: TrainOptions, ch
         prefetch=opts.prefetch,
         channels_last=channels_last,
     )
+
+
+def _warn_batch_over_dataset(loader, run: dict[str, Any]) -> None:
+    """One line per batch larger than the array it draws from: allowed (images are drawn
+    with replacement), but then every batch repeats images, which is rarely what was meant."""
+    said = set()
+    for fld, name in loader.names.items():
+        key = "batch_paired" if fld.startswith("pair") else "batch_unpaired"
+        n = len(loader.dataset.arrays[name])
+        if run[key] > n and key not in said:
+            said.add(key)
+            what = "pairs" if key == "batch_paired" else "images"
+            warn(f"a batch of {run[key]} {what} is larger than the dataset's {n} ({name}.npy): "
+                 "every batch repeats images")
 
 
 def _restore(s: _Step, ckpt: dict[str, Any], opts: TrainOptions) -> None:

@@ -308,7 +308,7 @@ def _kind(value) -> str:
 def _check_schema(config: dict[str, Any], config_path: Path) -> None:
     """Refuse a config.json whose entries the commands read have the wrong shape.
 
-    Checked: ``surveys`` (side -> survey definition, each valid as in the registry),
+    Checked: ``surveys`` (side -> survey name, or definition valid as in the registry),
     ``directions`` ("src->dst" -> generator and noise emulator naming modules of the
     model, positive ``latent_dim``), ``regridded``, ``sizes``; other keys are free.
     """
@@ -322,8 +322,10 @@ def _check_schema(config: dict[str, Any], config_path: Path) -> None:
     if not isinstance(surveys, dict):
         fail(f"'surveys' must be an object (side -> survey definition), not {_kind(surveys)}")
     for side, spec in surveys.items():
+        if isinstance(spec, str) and spec.strip():  # a survey's name: the registry's definition is used
+            continue
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            fail(f"surveys.{side} must be a survey definition with a 'name', not {_kind(spec)}")
+            fail(f"surveys.{side} must be a survey name or a definition with a 'name', not {_kind(spec)}")
         try:
             Survey.from_dict(spec["name"], spec, f"surveys.{side}")
         except S2SError as exc:
