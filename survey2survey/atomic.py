@@ -78,7 +78,7 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True, fsync: bool
                 os.fsync(fh.fileno())
         _publish(tmp, path, overwrite)
     except OSError as exc:
-        if exc.filename not in (None, str(tmp)):
+        if exc.errno is None or exc.filename not in (None, str(tmp)):
             raise
         # a write, flush or fsync that failed (disk full: ENOSPC) says which file
         raise OSError(exc.errno, exc.strerror, str(path)) from exc

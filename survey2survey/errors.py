@@ -73,6 +73,17 @@ class CutoutError(S2SError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        # raised in a worker process, it crosses to the parent pickled: rebuild it from
+        # (path, reason), whatever the subclass's own constructor takes
+        return _rebuild_cutout_error, (type(self), self.path, self.reason)
+
+
+def _rebuild_cutout_error(cls: type, path: Path, reason: str) -> CutoutError:
+    error = cls.__new__(cls)
+    CutoutError.__init__(error, path, reason)
+    return error
+
 
 class OutputExistsError(CutoutError):
     """The output file exists and ``overwrite`` was not asked for."""
@@ -114,7 +125,7 @@ def os_error_in(exc: BaseException) -> OSError | None:
         if isinstance(exc, OSError):
             if exc.errno is not None:
                 return exc
-            if bare is None and re.fullmatch(r"\d+ requested and \d+ written", str(exc)):
+            if bare is None and re.search(r"\d+ requested and \d+ written", str(exc)):
                 # numpy's tofile (astropy writes arrays with it) reports a short write, which
                 # on a regular file means the disk or the quota is full, without an errno
                 bare = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

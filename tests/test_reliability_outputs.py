@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from _models import make_tiny_model
 from _tiny_dataset import make_tiny_dataset
 from test_reliability import EX, Run, assert_usage_error, s2s, s2s_process
 
-from survey2survey.errors import ModelError
+from survey2survey.errors import ModelError, OutputExistsError
 from survey2survey.model import load_model
 
 REAL = ["--a", EX / "sdss", "--b", EX / "cfht", "-q", "-j", "1"]
@@ -170,6 +171,16 @@ def test_prepare_on_a_real_full_file_system(tmp_path):  # O8
         assert list(mnt.iterdir()) == []
     finally:
         subprocess.run(["umount", str(mnt)])
+
+
+def test_prepare_simulate_on_a_full_disk_with_workers(tmp_path, capsys, full_disk):  # O24
+    # the workers' CutoutError crosses the process pool pickled (it used to break the pool)
+    out = tmp_path / "sim"
+    run = s2s(capsys, "prepare", "--simulate", "2", "--out", out, "-q", "-j", "2")
+    assert_one_error(run, 1, f"{out}/", ".fits: cannot write output (No space left on device)")
+    assert ".partial" not in run.err and list(tmp_path.iterdir()) == []
+    error = pickle.loads(pickle.dumps(OutputExistsError(out / "a.fits")))
+    assert type(error) is OutputExistsError and error.path == out / "a.fits" and "output exists" in str(error)
 
 
 def test_prepare_with_every_input_refused_writes_nothing(tmp_path, capsys):  # O9

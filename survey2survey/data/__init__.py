@@ -232,7 +232,7 @@ def staged_directory(
     ResourceError
         The file system filled up while building (the temporary directory is removed).
     """
-    from survey2survey.errors import UsageError, write_failure
+    from survey2survey.errors import CutoutError, UsageError, write_failure
 
     out = Path(out)
     owned = owned or (lambda directory: [])
@@ -273,6 +273,11 @@ def staged_directory(
         if where.is_relative_to(tmp):  # name the output, not the hidden temporary directory
             where = out / where.relative_to(tmp)
         raise write_failure(where, exc) from None
+    except CutoutError as exc:  # a file the build writes (a worker's FITS file) could not be written
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not exc.path.is_relative_to(tmp):
+            raise
+        raise CutoutError(out / exc.path.relative_to(tmp), exc.reason) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

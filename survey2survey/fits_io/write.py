@@ -114,13 +114,11 @@ def _write_atomic(path: Path, overwrite: bool, fsync: bool, write: Callable[[Bin
             write(fh)
     except FileExistsError:
         raise OutputExistsError(path) from None
-    except OSError as exc:
-        raise CutoutError(path, f"cannot write output ({exc.strerror or exc})") from None
-    except (AttributeError, TypeError) as exc:  # astropy's free-space check fails on a full disk
+    except (OSError, AttributeError, TypeError) as exc:  # astropy's free-space check may fail in turn
         cause = os_error_in(exc)
-        if cause is None:
+        if cause is None and not isinstance(exc, OSError):
             raise
-        raise CutoutError(path, f"cannot write output ({cause.strerror or cause})") from None
+        raise CutoutError(path, f"cannot write output ({(cause or exc).strerror or exc})") from None
 
 
 def write_hdul_atomic(hdul: fits.HDUList, path: Path, overwrite: bool = False, fsync: bool = True) -> None:

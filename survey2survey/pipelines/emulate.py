@@ -173,10 +173,8 @@ def emulate_noise(
         warnings.filterwarnings("ignore", message="Card is too long, comment will be truncated")
         try:
             write_hdul_atomic(fits.HDUList(hdus), path, overwrite)
-        except OutputExistsError as exc:  # appeared since the check: a bad --out (exit 2)
-            raise UsageError(str(exc)) from None
-        except CutoutError as exc:  # read-only, no permission: exit 2; disk full: exit 1
-            raise write_failure(path, exc) from None
+        except CutoutError as exc:  # appeared since the check, read-only: a bad --out (2); disk full: 1
+            raise (UsageError(str(exc)) if isinstance(exc, OutputExistsError) else write_failure(path, exc)) from None
     return report
 
 
