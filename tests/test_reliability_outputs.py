@@ -95,9 +95,11 @@ def read_only(monkeypatch):
 # --- prepare: never over an input, --overwrite removes only its own files ----------------------------
 
 
-@pytest.mark.parametrize("where", ["an_input_dir", "holds_inputs"])
+@pytest.mark.parametrize("where", ["an_input_dir", "holds_inputs", "a_link_to_an_input_dir"])
 def test_prepare_refuses_an_output_that_is_or_holds_an_input(inputs, capsys, where):
-    out = inputs / "sdss" if where == "an_input_dir" else inputs  # O1, O2
+    out = {"an_input_dir": inputs / "sdss", "holds_inputs": inputs, "a_link_to_an_input_dir": inputs / "link"}[where]
+    if where == "a_link_to_an_input_dir":  # O1, O2
+        out.symlink_to(inputs / "sdss")
     before = _tree(inputs)
     run = s2s(capsys, "prepare", "--a", inputs / "sdss", "--b", inputs / "cfht", "--out", out, "--overwrite", "-q",
               "-j", "1")

@@ -76,7 +76,7 @@ def refuse_output_over_inputs(out: Path, sources: dict[str, list], catalog_paths
     An ``out`` inside an input directory is fine: a dataset holds no FITS file, so a later
     scan of that directory finds the same cutouts.
     """
-    home = out.parent.resolve() / out.name
+    home = out.resolve()  # a link to an input directory is that directory
     seen: set[Path] = set()
     files = [Path(f) for f in catalog_paths.values() if f]
     files += [p for d in "ab" for source in sources[d] for p in source.paths]
