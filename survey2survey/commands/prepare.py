@@ -53,7 +53,9 @@ def main(
         0.05, "--max-nan-fraction", metavar="F", help="Skip a cutout with a band with more NaN pixels than this."
     ),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", metavar="N", help="Processes (default: all cores)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output directory."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace the dataset (or simulation) prepare wrote in --out; other files there stay."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     simulate: Optional[int] = typer.Option(
         None, "--simulate", metavar="N", help="Simulate N paired galaxies with GalSim instead of reading --a/--b."
