@@ -538,7 +538,7 @@ def prepare_dataset(
     workers : int, optional
         Ingest processes (default: CPU cores available); 1 = this process.
     overwrite : bool
-        Replace an existing ``out``.
+        Replace the dataset in an existing ``out`` (only its files: other files stay).
     progress : bool
         Progress bar on stderr.
 
@@ -549,8 +549,13 @@ def prepare_dataset(
     Raises
     ------
     UsageError
-        Bad options, unreadable catalog, no inputs found, ``out`` exists, more test pairs
-        asked for than found.  A bad cutout is not an error: it is skipped and reported.
+        Bad options, unreadable catalog, no inputs found, ``out`` exists, is or holds an
+        input, or has too little free space, more test pairs asked for than found.  A bad
+        cutout is not an error: it is skipped and reported.
+    EmptyDatasetError
+        Every input was refused (exit code 1): nothing is written.
+    ResourceError
+        The disk filled up (exit code 1): nothing is left behind.
     """
     from survey2survey.data import default_workers, staged_directory
 

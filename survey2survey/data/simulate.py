@@ -628,7 +628,7 @@ def simulate_survey_pair(
     workers : int, optional
         Worker processes (default: the CPU cores available); 1 renders in this process.
     overwrite : bool
-        Replace an existing ``out``.
+        Replace the simulation in an existing ``out`` (only its files: other files stay).
     progress : bool
         Show a progress bar on stderr.
     chunk_size : int, optional
