@@ -550,12 +550,9 @@ def prepare_dataset(
     ------
     UsageError
         Bad options, unreadable catalog, no inputs found, ``out`` exists, is or holds an
-        input, or has too little free space, more test pairs asked for than found.  A bad
-        cutout is not an error: it is skipped and reported.
-    EmptyDatasetError
-        Every input was refused (exit code 1): nothing is written.
-    ResourceError
-        The disk filled up (exit code 1): nothing is left behind.
+        input, or has too little free space, more test pairs asked for than found.
+    EmptyDatasetError, ResourceError
+        Every input was refused, or the disk filled up (exit code 1); nothing is left.
     """
     from survey2survey.data import default_workers, staged_directory
 
