@@ -549,8 +549,7 @@ def prepare_dataset(
     Raises
     ------
     UsageError
-        Bad options, unreadable catalog, no inputs found, ``out`` exists, is or holds an
-        input, or has too little free space, more test pairs asked for than found.
+        Bad options or catalog, no inputs, an ``out`` that exists, holds an input or lacks space.
     EmptyDatasetError, ResourceError
         Every input was refused, or the disk filled up (exit code 1); nothing is left.
     """
