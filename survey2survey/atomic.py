@@ -58,14 +58,18 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True, fsync: bool
     FileExistsError
         ``path`` exists and ``overwrite`` is false; nothing is written.
     OSError
-        Whatever the file system says (missing or read-only directory, disk full, ...).
-        The temporary file is removed; ``path`` is untouched.
+        Whatever the file system says (missing or read-only directory, disk full, ...),
+        with ``filename`` set to ``path``.  The temporary file is removed; ``path`` is
+        untouched.
     """
     path = Path(path)
     if not overwrite and os.path.lexists(path):
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
     tmp = _temp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None  # name the file, not the temporary one
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
@@ -73,6 +77,11 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True, fsync: bool
             if fsync:
                 os.fsync(fh.fileno())
         _publish(tmp, path, overwrite)
+    except OSError as exc:
+        if exc.errno is None or exc.filename not in (None, str(tmp)):
+            raise
+        # a write, flush or fsync that failed (disk full: ENOSPC) says which file
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)  # gone after os.replace; a second name after os.link

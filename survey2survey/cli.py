@@ -12,6 +12,7 @@ traceback.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 from typing import Optional
@@ -19,7 +20,7 @@ from typing import Optional
 import typer
 
 from survey2survey import __version__
-from survey2survey.errors import EXIT_USAGE, S2SError
+from survey2survey.errors import EXIT_USAGE, S2SError, write_failure
 
 __all__ = ["app", "main"]
 
@@ -35,6 +36,9 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "evaluate": "evaluate",
 }
+
+#: errno values of an output that cannot be written (disk or quota full, read-only, refused).
+_FILE_SYSTEM_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 app = typer.Typer(
     name="s2s",
@@ -97,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         code = 130
+    except OSError as exc:
+        if not (exc.filename and exc.errno in _FILE_SYSTEM_ERRORS):
+            raise
+        # a file-system failure no command turned into its own line: still one line
+        error(f"{exc.filename}: {exc.strerror or exc}")
+        code = write_failure(exc.filename, exc).exit_code  # a full disk 1, else 2
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
     except Exception as exc:

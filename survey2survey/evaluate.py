@@ -44,6 +44,7 @@ from survey2survey.evaluation.matching import (
 from survey2survey.evaluation.report import (
     EVALUATE_FORMAT,
     aggregate,
+    check_report_dir,
     draw_plots,
     per_image_csv,
     table_rows,
@@ -126,6 +127,9 @@ class Evaluation:
     parameters : dict
     report : dict
         The content of metrics.json.
+    warnings : list of str
+        What could not be done without stopping the evaluation (a plot that could not be
+        drawn), one line each.
     files : dict
         Written files (name -> path), empty without ``out``.
     """
@@ -143,6 +147,7 @@ class Evaluation:
     inputs: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -437,6 +442,7 @@ def evaluate(
     band: str | Sequence[str] | None = "all",
     survey=None,
     out: str | os.PathLike | None = None,
+    overwrite: bool = False,
     plots: bool = True,
     match_radius: float = MATCH_RADIUS_ARCSEC,
     r_max: float | None = None,
@@ -465,6 +471,9 @@ def evaluate(
         Survey of the images; default from the headers (``SURVEY``, ``S2STGTSV``, ...).
     out : path, optional
         Report directory: metrics.json, per_image.csv, arrays.npz and plots.
+    overwrite : bool
+        Replace the report already in ``out`` (only the files an evaluation writes);
+        otherwise an earlier report there is refused before any work.
     plots : bool
         Draw the PNG plots (with ``out``).
     match_radius : float
@@ -489,14 +498,31 @@ def evaluate(
     UsageError
         No input found, unknown metric or band, metrics needing ``truth`` without it,
         survey unknown, option values out of range (match_radius, r_max, aperture_radius,
-        jobs), an unwritable ``out``, or no prediction matched any reference (exit code 2).
+        jobs), an unwritable ``out``, an earlier report in ``out`` without ``overwrite``,
+        or no prediction matched any reference (exit code 2).
     """
+    import warnings
+
+    # numpy's floating-point warnings (a constant image, an empty aperture) would reach
+    # the user as noise: every such case is a NaN in the results, reported as such
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _evaluate(pred, ref, truth, metrics=metrics, band=band, survey=survey, out=out, overwrite=overwrite,
+                         plots=plots, match_radius=match_radius, r_max=r_max, aperture_radius=aperture_radius,
+                         jobs=jobs, chunk_size=chunk_size, progress=progress)  # fmt: skip
+
+
+def _evaluate(pred, ref, truth, *, metrics, band, survey, out, overwrite, plots, match_radius, r_max,
+              aperture_radius, jobs, chunk_size, progress) -> Evaluation:  # fmt: skip
+    """:func:`evaluate`, its warnings filtered."""
     import time
 
     from survey2survey.metrics import get_metric_class, parse_metrics
 
     t_start = time.perf_counter()
     _check_options(match_radius, r_max, aperture_radius, jobs)
+    if out is not None:
+        check_report_dir(out, overwrite)
     pred_inputs, ref_inputs, truth_inputs = _inputs(pred, ref, truth)
     have_truth = truth_inputs is not None
     metric_text = metrics if (metrics is None or isinstance(metrics, str)) else ",".join(metrics)

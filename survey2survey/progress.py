@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Callable, Iterator
 
-__all__ = ["progress_bar", "counting", "progress_reporter", "log_interval", "LOG_INTERVAL_ENV"]
+__all__ = ["progress_bar", "counting", "progress_reporter", "table_console", "log_interval", "LOG_INTERVAL_ENV"]
 
 #: Environment variable: seconds between progress lines when stderr is not a terminal.
 LOG_INTERVAL_ENV = "S2S_PROGRESS_INTERVAL"
@@ -64,6 +64,24 @@ def _log_reporter(label: str, unit: str, interval: float, clock=time.monotonic) 
               f"elapsed {_duration(elapsed)}, ETA {eta}", file=sys.stderr, flush=True)
 
     return report
+
+#: Width of the tables printed where no terminal tells one (a log, a pipe): wide enough
+#: that no column is cut.  rich would use 80 columns there.
+_UNBOUNDED_WIDTH = 1000
+
+
+def table_console(stderr: bool = False):
+    """A :class:`rich.console.Console` for tables: a terminal's width, else (a log file,
+    a pipe) no limit, so that a table with many columns is never cut or wrapped.
+
+    ``$COLUMNS``, when set, still wins.
+    """
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console = Console(stderr=stderr, highlight=False, width=_UNBOUNDED_WIDTH)
+    return console
 
 
 def progress_bar(*fields: str, transient: bool = False, elapsed: bool = True, unit: str | None = None):

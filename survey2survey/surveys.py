@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from importlib import resources
@@ -426,6 +427,7 @@ def _number(spec: dict[str, Any], key: str, where: str) -> float:
 # --- the registry -------------------------------------------------------------------
 
 _registry: dict[str, Survey] = {}
+_builtin: dict[str, Survey] = {}
 _loaded_defaults = False
 
 
@@ -442,7 +444,10 @@ def _parse_toml(text: str, source: str) -> dict[str, Survey]:
 def load_survey_file(path: str | Path) -> list[Survey]:
     """Read a user TOML file of survey tables and add them to the registry.
 
-    A survey with the name of an existing one replaces it.  Returns the surveys read.
+    A survey with the name of an existing one replaces it; one that changes a built-in
+    survey, or whose name or alias is already another survey's alias, is also reported
+    on one ``s2s: warning:`` line on stderr (a typo there silently changes what a name
+    means).  Returns the surveys read.
     """
     path = Path(path)
     try:
@@ -458,8 +463,27 @@ def load_survey_file(path: str | Path) -> list[Survey]:
             surveys[key] = replace(survey, noise_model=str(path.parent / survey.noise_model))
     _ensure_defaults()
     for survey in surveys.values():
+        for problem in _clashes(survey):
+            print(f"s2s: warning: {path}: survey {survey.name!r} {problem}", file=sys.stderr, flush=True)
         register_survey(survey)
     return list(surveys.values())
+
+
+def _clashes(survey: Survey) -> list[str]:
+    """What registering ``survey`` would change about names already known."""
+    problems = []
+    builtin = _builtin.get(survey.name)
+    if builtin is not None and builtin != survey:
+        problems.append("redefines the built-in survey of that name (this file's definition is used)")
+    for other in _registry.values():
+        if other.name == survey.name:
+            continue
+        if survey.name in other.aliases:
+            problems.append(f"takes the name of an alias of survey {other.name!r} (the name now means this survey)")
+        for alias in survey.aliases:
+            if alias == other.name or alias in other.aliases:
+                problems.append(f"alias {alias!r} already names survey {other.name!r} (it still means {other.name!r})")
+    return problems
 
 
 def register_survey(survey: Survey) -> None:
@@ -474,7 +498,8 @@ def _ensure_defaults() -> None:
         return
     _loaded_defaults = True
     text = resources.files("survey2survey").joinpath("surveys.toml").read_text(encoding="utf-8")
-    _registry.update(_parse_toml(text, "built-in surveys.toml"))
+    _builtin.update(_parse_toml(text, "built-in surveys.toml"))
+    _registry.update(_builtin)
     user_files = []
     env = os.environ.get("S2S_SURVEYS")
     if env:

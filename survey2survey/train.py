@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from survey2survey import __version__
-from survey2survey.errors import ModelError, ResourceError, S2SError, UsageError, first_line
+from survey2survey.errors import ModelError, ResourceError, S2SError, UsageError, first_line, write_failure
 from survey2survey.training import memory
 from survey2survey.training.device import Ranks, init_distributed, leave_distributed, select_device, setup_cuda_flags
 from survey2survey.training.checkpoints import (
@@ -189,6 +189,8 @@ def train(dataset: str | Path, out: str | Path, options: TrainOptions | None = N
                 result.config = _write_model(out, ds, method, history, opts)
             previous = method
         finished = True
+    except OSError as exc:  # the disk filled up (exit 1) or became unwritable (exit 2) during the run
+        raise write_failure(exc.filename or out, exc, "free space, then --resume") from None
     finally:
         leave_distributed(ranks, finished)
     return result
@@ -258,6 +260,8 @@ def _run_step(ds, out, cls, step, run_dir: Path, opts: TrainOptions, device, amp
                        stream=(step or 0) * 1024 + ranks.rank)  # fmt: skip
     if ckpt is not None:
         _restore(s, ckpt, opts)
+    if ranks.main:
+        _warn_batch_over_dataset(s.loader, run)
 
     last_losses = _loop(s, opts)
     t_end = time.perf_counter()
@@ -328,6 +332,20 @@ def _loader(ds, cls, method, run: dict[str, Any], device, opts: TrainOptions, ch
         prefetch=opts.prefetch,
         channels_last=channels_last,
     )
+
+
+def _warn_batch_over_dataset(loader, run: dict[str, Any]) -> None:
+    """One line per batch larger than the array it draws from: allowed (images are drawn
+    with replacement), but then every batch repeats images, which is rarely what was meant."""
+    said = set()
+    for fld, name in loader.names.items():
+        key = "batch_paired" if fld.startswith("pair") else "batch_unpaired"
+        n = len(loader.dataset.arrays[name])
+        if run[key] > n and key not in said:
+            said.add(key)
+            what = "pairs" if key == "batch_paired" else "images"
+            warn(f"a batch of {run[key]} {what} is larger than the dataset's {n} ({name}.npy): "
+                 "every batch repeats images")
 
 
 def _restore(s: _Step, ckpt: dict[str, Any], opts: TrainOptions) -> None:

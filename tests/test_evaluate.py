@@ -255,7 +255,9 @@ def test_measure_arrays_same_answer_whatever_the_chunks_and_threads():
 def test_pred_option_names_methods():
     from survey2survey.commands.evaluate import _parse_pred
 
-    got = _parse_pred(["runs/a/out", "runs/b/out/", "cyclegan=runs/cg", "cyclegan=runs/cg2"])
-    assert got == {"out": ["runs/a/out"], "out-2": ["runs/b/out/"], "cyclegan": ["runs/cg", "runs/cg2"]}
+    got = _parse_pred(["runs/a/out", "runs/b/out/", "cyclegan=runs/cg"])
+    assert got == {"out": ["runs/a/out"], "out-2": ["runs/b/out/"], "cyclegan": ["runs/cg"]}
+    with pytest.raises(UsageError, match="--pred name 'cyclegan' is given twice"):  # issue 15: never merged
+        _parse_pred(["cyclegan=runs/cg", "cyclegan=runs/cg2"])
     with pytest.raises(UsageError, match="after '='"):
         _parse_pred(["ours="])

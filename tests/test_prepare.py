@@ -457,7 +457,13 @@ def test_existing_output_needs_overwrite(sim, tmp_path):
         prepare_dataset([sim / "sdss"], [sim / "cfht"], out, workers=1)
     assert (out / "mine.txt").read_text() == "keep"
     prepare_dataset([sim / "sdss"], [sim / "cfht"], out, workers=1, overwrite=True)
-    assert not (out / "mine.txt").exists() and (out / "dataset.json").is_file()
+    # --overwrite replaces only what prepare writes (issue 15, item 2): the user's file stays
+    assert (out / "mine.txt").read_text() == "keep" and (out / "dataset.json").is_file()
+    first = json.loads((out / "dataset.json").read_text())["fingerprint"]
+    again = prepare_dataset([sim / "sdss"], [sim / "cfht"], out, workers=1, overwrite=True, n_test=1)
+    assert json.loads((out / "dataset.json").read_text())["fingerprint"] == again.fingerprint != first
+    assert (out / "mine.txt").read_text() == "keep"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="no FITS cutouts found"):
         prepare_dataset([tmp_path / "empty"], [sim / "cfht"], tmp_path / "x", workers=1)

@@ -45,7 +45,10 @@ def _parse_pred(values: list[str]) -> dict[str, list[str]]:
             name, path = m.group(1), m.group(2)
             if not path:
                 raise UsageError(f"--pred {value!r}: give a directory, file or glob after '='")
-            out.setdefault(name, []).append(path)
+            if name in out:  # two sets under one name would be measured as one
+                raise UsageError(f"--pred name {name!r} is given twice ({name}={out[name][0]}, {value}): "
+                                 "give each set of predictions its own name")
+            out[name] = [path]
             continue
         # unnamed: called after its directory, made unique ("out", "out-2")
         base = Path(value.rstrip("/\\")).name or "pred"
@@ -81,6 +84,9 @@ def main(
     out: str = typer.Option(
         "evaluation", "--out", "-o", metavar="REPORT_DIR", help="Report directory (metrics.json, per_image.csv, plots)."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier report in REPORT_DIR (only the files a report consists of)."
+    ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the PNG plots."),
     r_max: Optional[float] = typer.Option(
         None, "--r-max", metavar="PX", help="Radius for magnitude, S/N and profile (default: half the cutout)."
@@ -98,10 +104,11 @@ def main(
 
     from survey2survey.errors import EXIT_PARTIAL
     from survey2survey.evaluate import evaluate
+    from survey2survey.progress import table_console
 
     pred_sets = _parse_pred(list(pred))
     err = Console(stderr=True, highlight=False)
-    console = Console(highlight=False)
+    console = table_console()  # a log keeps every column of a wide table
 
     progress_cb = None
     bar = None
@@ -121,7 +128,7 @@ def main(
     try:
         result = evaluate(
             pred_sets, list(ref), list(truth) if truth else None, metrics=metrics, band=band, survey=survey,
-            out=out, plots=plots, match_radius=match_radius, r_max=r_max, aperture_radius=aperture, jobs=jobs,
+            out=out, overwrite=overwrite, plots=plots, match_radius=match_radius, r_max=r_max, aperture_radius=aperture, jobs=jobs,
             progress=progress_cb,
         )
     finally:
@@ -176,6 +183,8 @@ def _print_problems(err, result) -> None:
 
     for path, reason in result.failures:
         warn(f"{path}: {reason}")
+    for line in result.warnings:
+        warn(line)
     groups = [
         ([f"{path}: [{m}] no reference matched (by id or within "
           f"{result.parameters.get('match_radius_arcsec', 1.0):g} arcsec)" for m, path in result.unmatched]),

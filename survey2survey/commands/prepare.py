@@ -53,7 +53,9 @@ def main(
         0.05, "--max-nan-fraction", metavar="F", help="Skip a cutout with a band with more NaN pixels than this."
     ),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", metavar="N", help="Processes (default: all cores)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output directory."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace the dataset (or simulation) prepare wrote in --out; other files there stay."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     simulate: Optional[int] = typer.Option(
         None, "--simulate", metavar="N", help="Simulate N paired galaxies with GalSim instead of reading --a/--b."
@@ -73,6 +75,7 @@ def main(
     ),
 ) -> None:
     from survey2survey.data.build import prepare
+    from survey2survey.data.prepare import EmptyDatasetError
     from survey2survey.errors import EXIT_PARTIAL, UsageError
 
     mags = (16.0, 21.0)
@@ -83,13 +86,18 @@ def main(
             mags = ()
         if len(mags) != 2:
             raise UsageError(f"--mag-range must be MIN,MAX (e.g. 16,21), got {mag_range!r}")
-    outcome = prepare(
-        out, a, b, simulate=simulate, unpaired_a=unpaired_a, unpaired_b=unpaired_b, psf=psf, mag_range=mags,
-        fits_only=fits_only, a_survey=a_survey, b_survey=b_survey, catalog=catalog, a_catalog=a_catalog,
-        b_catalog=b_catalog, match_radius=match_radius, n_test=n_test, test_fraction=test_fraction, seed=seed,
-        regrid=regrid, max_nan_fraction=max_nan_fraction, workers=workers, overwrite=overwrite, progress=not quiet,
-        echo=typer.echo,
-    )  # fmt: skip
+    try:
+        outcome = prepare(
+            out, a, b, simulate=simulate, unpaired_a=unpaired_a, unpaired_b=unpaired_b, psf=psf, mag_range=mags,
+            fits_only=fits_only, a_survey=a_survey, b_survey=b_survey, catalog=catalog, a_catalog=a_catalog,
+            b_catalog=b_catalog, match_radius=match_radius, n_test=n_test, test_fraction=test_fraction, seed=seed,
+            regrid=regrid, max_nan_fraction=max_nan_fraction, workers=workers, overwrite=overwrite,
+            progress=not quiet, echo=typer.echo,
+        )  # fmt: skip
+    except EmptyDatasetError as exc:  # every input refused: one line each, then why nothing was written
+        for file, reason in exc.skipped:
+            typer.echo(f"  {file}: {reason}")
+        raise
     if outcome.dataset is not None:
         for line in outcome.dataset.summary_lines(max_skipped=len(outcome.dataset.skipped)):  # one line per refused input
             typer.echo(line)

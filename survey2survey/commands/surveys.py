@@ -16,8 +16,9 @@ def main(
 
         typer.echo(json.dumps({s.name: s.to_dict() for s in surveys}, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from survey2survey.progress import table_console
 
     table = Table(title="Surveys")
     for col in ("name", "bands", "arcsec/px", "cutout px", "FoV arcsec", "zero point", "x to nanomaggies", "unit"):
@@ -27,4 +28,4 @@ def main(
             s.name, "".join(s.bands), f"{s.pixel_scale:g}", str(s.cutout_size), f"{s.field_of_view:.2f}",
             f"{s.zero_point:g}", f"{s.flux_factor:.4g}", s.flux_unit,
         )
-    Console().print(table)
+    table_console().print(table)

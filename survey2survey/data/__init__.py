@@ -26,7 +26,7 @@ import shutil
 import socket
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Collection, Iterator, Sequence
 
 from survey2survey.atomic import pid_alive
 from survey2survey.progress import counting
@@ -154,30 +154,98 @@ def _remove_stale_partials(out: Path, host: str) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def _entries(directory: Path) -> set[str]:
+    try:
+        return {p.name for p in directory.iterdir()}
+    except OSError:
+        return set()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _publish(tmp: Path, out: Path, owned: Callable[[Path], list[str]]) -> None:
+    """Move the finished ``tmp`` into place as ``out``, replacing only ``owned(out)``.
+
+    An ``out`` that holds only what the command wrote is swapped whole (two renames).
+    One that also holds other files keeps them: the command's old entries are removed
+    (its marker, first in the list, before the rest, so that a run killed in between
+    leaves no directory that looks complete) and the new ones moved in, marker last.
+    """
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    ours = owned(out)
+    if not (_entries(out) - set(ours)):
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    for name in ours:
+        _remove(out / name)
+    marker = owned(tmp)[:1]
+    for name in sorted(_entries(tmp), key=lambda n: n in marker):  # the marker last
+        os.replace(tmp / name, out / name)
+    tmp.rmdir()
+
+
 @contextlib.contextmanager
-def staged_directory(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def staged_directory(
+    out: str | os.PathLike,
+    overwrite: bool = False,
+    *,
+    owned: Callable[[Path], list[str]] | None = None,
+    produces: Collection[str] = (),
+) -> Iterator[Path]:
     """Build a directory under a temporary name and move it into place when done.
 
     The temporary directory ``.<name>.partial-<host>-<pid>`` is a sibling of ``out`` (same
     file system, so the final move is a rename).  On error it is removed and ``out`` is
     left as it was; on success an existing ``out`` is replaced only when ``overwrite`` is
-    true.  A run killed outright (SIGKILL, node failure) leaves its temporary directory;
-    the next run for the same ``out`` on the same host removes it.
+    true, and then only what the command wrote there before: ``owned(out)`` lists those
+    entries (its marker file first; ``[]`` when ``out`` is not the command's output).
+    Anything else in ``out`` stays.  A run killed outright (SIGKILL, node failure) leaves
+    its temporary directory; the next run for the same ``out`` on the same host removes it.
+
+    Parameters
+    ----------
+    out : path
+    overwrite : bool
+    owned : callable, optional
+        ``owned(directory) -> list of entry names`` the command wrote in ``directory``.
+        Default: nothing is known to be the command's (nothing in ``out`` is removed).
+    produces : collection of str
+        Entry names the build may create: one that ``out`` holds and the command did not
+        write is refused before any work.
 
     Raises
     ------
     UsageError
-        ``out`` exists (and is not an empty directory) and ``overwrite`` is false, or the
-        directory cannot be created.
+        ``out`` exists (and is not an empty directory) and ``overwrite`` is false, holds
+        a file of another origin under a name the command writes, or the directory cannot
+        be created.
+    ResourceError
+        The file system filled up while building (the temporary directory is removed).
     """
-    from survey2survey.errors import UsageError
+    from survey2survey.errors import CutoutError, UsageError, write_failure
 
     out = Path(out)
+    owned = owned or (lambda directory: [])
     if out.exists() and not overwrite:
         if not out.is_dir() or any(out.iterdir()):
             raise UsageError(f"{out}: output exists (use --overwrite to replace it)")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")
+    if out.is_dir() and overwrite:
+        clash = sorted((_entries(out) - set(owned(out))) & set(produces))
+        if clash:
+            raise UsageError(f"{out / clash[0]}: exists and was not written by s2s (--overwrite replaces only "
+                             "what s2s wrote): move it or choose another output")
     for parent in (out.parent, *out.parent.parents):
         if parent.exists():
             if not parent.is_dir():
@@ -198,15 +266,18 @@ def staged_directory(out: str | os.PathLike, overwrite: bool = False) -> Iterato
         raise UsageError(f"{out.parent}: cannot create {out.name} there ({exc.strerror or exc})") from None
     try:
         yield tmp
+        _publish(tmp, out, owned)
+    except OSError as exc:  # disk full, read-only: one line; the partial directory goes
+        shutil.rmtree(tmp, ignore_errors=True)
+        where = Path(exc.filename) if isinstance(exc.filename, str) else out
+        if where.is_relative_to(tmp):  # name the output, not the hidden temporary directory
+            where = out / where.relative_to(tmp)
+        raise write_failure(where, exc) from None
+    except CutoutError as exc:  # a file the build writes (a worker's FITS file) could not be written
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not exc.path.is_relative_to(tmp):
+            raise
+        raise CutoutError(out / exc.path.relative_to(tmp), exc.reason) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-

@@ -63,11 +63,12 @@ import numpy as np
 
 from survey2survey import __version__
 from survey2survey.data.loader import DATASET_FORMAT
+from survey2survey.data.output import DATASET_ENTRIES, check_free_space, dataset_entries, refuse_output_over_inputs
 from survey2survey.data.rows import allocate as _allocate
 from survey2survey.data.rows import compact as _compact
 from survey2survey.data.rows import gather as _gather
 from survey2survey.data.rows import move_rows as _move_rows
-from survey2survey.errors import CutoutError, UsageError
+from survey2survey.errors import EXIT_PARTIAL, CutoutError, S2SError, UsageError
 from survey2survey.surveys import Survey, get_survey, to_model_space
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "TRANSFORM",
     "DEFAULT_TEST_FRACTION",
     "PrepareResult",
+    "EmptyDatasetError",
     "check_options",
     "prepare_dataset",
 ]
@@ -82,6 +84,20 @@ __all__ = [
 TRANSFORM = "lin2021-stretch"
 #: The paper kept 2,500 of its 5,057 pairs for testing.
 DEFAULT_TEST_FRACTION = 0.5
+
+
+class EmptyDatasetError(S2SError):
+    """Every input cutout was refused: no dataset is written (exit code 1).
+
+    ``skipped`` holds (file, reason) of each input, for the command to print.
+    """
+
+    exit_code = EXIT_PARTIAL
+
+    def __init__(self, out: Path, skipped: list[tuple[str, str]]):
+        self.skipped = skipped
+        super().__init__(f"{out}: no dataset written: none of the {len(skipped)} input cutout(s) is usable "
+                         "(each is listed above)")
 
 
 # --- worker side --------------------------------------------------------------------------
@@ -522,7 +538,7 @@ def prepare_dataset(
     workers : int, optional
         Ingest processes (default: CPU cores available); 1 = this process.
     overwrite : bool
-        Replace an existing ``out``.
+        Replace the dataset in an existing ``out`` (only its files: other files stay).
     progress : bool
         Progress bar on stderr.
 
@@ -533,8 +549,9 @@ def prepare_dataset(
     Raises
     ------
     UsageError
-        Bad options, unreadable catalog, no inputs found, ``out`` exists, more test pairs
-        asked for than found.  A bad cutout is not an error: it is skipped and reported.
+        Bad options or catalog, no inputs, an ``out`` that exists, holds an input or lacks space.
+    EmptyDatasetError, ResourceError
+        Every input was refused, or the disk filled up (exit code 1); nothing is left.
     """
     from survey2survey.data import default_workers, staged_directory
 
@@ -546,13 +563,17 @@ def prepare_dataset(
     catalog_paths = {"a": a_catalog or catalog, "b": b_catalog or catalog}
     catalogs, sources = _read_inputs(surveys, catalog_paths, {"a": list(a_inputs), "b": list(b_inputs)})
     out = Path(out)
+    refuse_output_over_inputs(out, sources, catalog_paths)
+    check_free_space(out, surveys, sources, regrid)
     warnings_out: list[str] = []
 
-    with staged_directory(out, overwrite) as tmp:
+    with staged_directory(out, overwrite, owned=dataset_entries, produces=DATASET_ENTRIES) as tmp:
         # 1. ingest: every cutout into its row of unpaired_<domain>.npy
         t_ingest = time.perf_counter()
         recs = _ingest(tmp, surveys, sources, regrid, max_nan_fraction, workers, progress)
         ingest_seconds = time.perf_counter() - t_ingest
+        if not any(r.ok for d in "ab" for r in recs[d]):
+            raise EmptyDatasetError(out, [(r.problem_file, r.reason) for d in "ab" for r in recs[d]])
         # 2. pairing: positions, cross-match, train/test split
         for d in "ab":
             _resolve_positions(recs[d], catalogs[d], str(catalog_paths[d]) if catalog_paths[d] else None)

@@ -8,6 +8,8 @@ they leave are filled from the end and the file is cut to length (:func:`compact
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -21,9 +23,35 @@ _COPY_ROWS = 64
 
 
 def allocate(path: Path, n: int, shape: tuple[int, ...]) -> None:
-    """Create ``path`` as an ``(n, *shape)`` float32 ``.npy`` file (sparse: the workers fill it)."""
+    """Create ``path`` as an ``(n, *shape)`` float32 ``.npy`` file, its disk space reserved.
+
+    ``open_memmap`` makes a sparse file: a row written through the map into a hole that
+    the full disk cannot back kills the process with SIGBUS.  The blocks are therefore
+    reserved here, where a full disk is an ``OSError`` (ENOSPC).
+    """
     arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n,) + tuple(shape))
-    del arr  # sparse file: the workers fill it
+    del arr
+    _reserve(path)
+
+
+def _reserve(path: Path) -> None:
+    """Give every byte of ``path`` its disk block now (``posix_fallocate``, else zeros written)."""
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, size)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
+        chunk = bytes(1 << 22)  # a file system without fallocate: write the zeros ourselves
+        try:
+            for start in range(0, size, len(chunk)):
+                fh.write(chunk[: min(len(chunk), size - start)])
+            fh.flush()
+            os.fsync(fh.fileno())  # delayed allocation reports a full disk here at the latest
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def truncate_npy(path: Path, n_rows: int) -> None:
@@ -94,7 +122,10 @@ def move_rows(path: Path, moves: list[tuple[int, int]], n_keep: int) -> None:
 def gather(src_path: Path, rows: Sequence[int], dst_path: Path) -> None:
     """Write rows ``rows`` of ``src_path`` (in that order) as a new array ``dst_path``."""
     src = np.load(src_path, mmap_mode="r")
-    dst = np.lib.format.open_memmap(dst_path, mode="w+", dtype=np.float32, shape=(len(rows),) + src.shape[1:])
+    allocate(dst_path, len(rows), src.shape[1:])
+    if not len(rows):
+        return
+    dst = np.load(dst_path, mmap_mode="r+")
     for k in range(0, len(rows), _COPY_ROWS):
         dst[k : k + _COPY_ROWS] = src[list(rows[k : k + _COPY_ROWS])]
     dst.flush()

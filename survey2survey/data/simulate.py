@@ -628,7 +628,7 @@ def simulate_survey_pair(
     workers : int, optional
         Worker processes (default: the CPU cores available); 1 renders in this process.
     overwrite : bool
-        Replace an existing ``out``.
+        Replace the simulation in an existing ``out`` (only its files: other files stay).
     progress : bool
         Show a progress bar on stderr.
     chunk_size : int, optional
@@ -646,6 +646,7 @@ def simulate_survey_pair(
         A survey the simulator has no conditions or bands for.
     """
     from survey2survey.data import default_workers, run_tasks, staged_directory
+    from survey2survey.data.output import simulation_entries
 
     survey_a, survey_b = config.surveys()  # validate before creating anything
     workers = default_workers() if workers is None else int(workers)
@@ -658,7 +659,8 @@ def simulate_survey_pair(
     chunks = [list(range(i, min(n, i + chunk_size))) for i in range(0, n, chunk_size)]
     out = Path(out)
     start = time.perf_counter()
-    with staged_directory(out, overwrite) as tmp:
+    produces = {"simulation.json", "catalog.ecsv", "truth", "dataset", survey_a.name, survey_b.name}
+    with staged_directory(out, overwrite, owned=simulation_entries, produces=produces) as tmp:
         tasks = [(config, str(tmp), chunk) for chunk in chunks]
         results = list(
             run_tasks(_simulate_chunk, tasks, [len(c) for c in chunks], workers,

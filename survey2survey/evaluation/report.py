@@ -21,12 +21,24 @@ import numpy as np
 
 from survey2survey import __version__
 from survey2survey.atomic import write_bytes
-from survey2survey.errors import UsageError
+from survey2survey.errors import UsageError, write_failure
 
-__all__ = ["EVALUATE_FORMAT", "aggregate", "per_image_csv", "write_report", "draw_plots", "table_rows"]
+__all__ = [
+    "EVALUATE_FORMAT",
+    "REPORT_FILES",
+    "aggregate",
+    "per_image_csv",
+    "check_report_dir",
+    "write_report",
+    "draw_plots",
+    "table_rows",
+]
 
 #: ``format`` field of metrics.json.
 EVALUATE_FORMAT = "s2s-evaluate/1"
+
+#: The files of every report; the plots written are listed in its metrics.json ("files").
+REPORT_FILES = ("metrics.json", "per_image.csv", "arrays.npz")
 
 
 def _quantities(metric_classes) -> dict[str, Any]:
@@ -106,8 +118,8 @@ def aggregate(evaluation: Evaluation, classes) -> None:
 def _atomic_bytes(path: Path, data: bytes) -> None:
     try:
         write_bytes(path, data)
-    except OSError as exc:  # the report cannot be written at all: a bad --out, not a bad input
-        raise UsageError(f"{path}: cannot write output ({exc.strerror or exc})") from None
+    except OSError as exc:  # the report cannot be written at all: a bad --out (2) or a full disk (1)
+        raise write_failure(path, exc) from None
 
 
 def _fmt(x: float) -> str:
@@ -147,10 +159,35 @@ def _arrays(evaluation: Evaluation) -> dict[str, np.ndarray]:
     return out
 
 
+def check_report_dir(out: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse (``UsageError``) an ``out`` that holds an earlier report, unless ``overwrite``.
+
+    A report is recognised by its files (:data:`REPORT_FILES`); other files in the
+    directory do not count and are never touched.
+    """
+    out = Path(out)
+    found = [name for name in REPORT_FILES if (out / name).exists()]
+    if found and not overwrite:
+        raise UsageError(f"{out}: holds an earlier report ({', '.join(found)}): use --overwrite to replace it "
+                         "or choose another --out")
+
+
+def _earlier_report_files(out: Path) -> set[str]:
+    """Plain file names (in ``out``) of the report there before, from its metrics.json."""
+    try:
+        report = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        names = set(report.get("files", {}).values()) if report.get("format") == EVALUATE_FORMAT else set()
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {n for n in names if isinstance(n, str) and n == Path(n).name and n not in (".", "..")}
+
+
 def write_report(evaluation: Evaluation, out: str | os.PathLike, plots: bool = True) -> dict[str, str]:
     """Write metrics.json, per_image.csv, arrays.npz and the plots into ``out``.
 
-    Every file is written to a temporary name in ``out`` and renamed into place.
+    Every file is written to a temporary name in ``out`` and renamed into place.  The
+    files of an earlier report there (listed in its metrics.json) that this one does not
+    write again are removed; nothing else in ``out`` is touched.
 
     Returns
     -------
@@ -162,6 +199,7 @@ def write_report(evaluation: Evaluation, out: str | os.PathLike, plots: bool = T
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{out}: cannot create the report directory ({exc.strerror or exc})") from None
+    earlier = _earlier_report_files(out)
     files: dict[str, str] = {}
     csv_path = out / "per_image.csv"
     _atomic_bytes(csv_path, per_image_csv(evaluation).encode("utf-8"))
@@ -180,6 +218,8 @@ def write_report(evaluation: Evaluation, out: str | os.PathLike, plots: bool = T
     text = json.dumps(evaluation.report, indent=2, allow_nan=False, default=_json_default)
     _atomic_bytes(json_path, (text + "\n").encode("utf-8"))
     files["metrics_json"] = str(json_path)
+    for name in earlier - {Path(p).name for p in files.values()}:  # a plot of the earlier report only
+        (out / name).unlink(missing_ok=True)
     return files
 
 
@@ -191,11 +231,18 @@ def draw_plots(evaluation: Evaluation, out: str | os.PathLike) -> dict[str, Path
     dict
         Plot kind (``flux``, ``fourier_r``, ...) -> path written.
     """
+    from survey2survey.errors import first_line
     from survey2survey.metrics import get_metric_class
 
     done: dict[str, Path] = {}
     for name in evaluation.metrics:
-        done.update(get_metric_class(name).plot(evaluation, Path(out)))
+        try:
+            done.update(get_metric_class(name).plot(evaluation, Path(out)))
+        except OSError as exc:  # the report directory cannot be written: the whole report fails
+            raise write_failure(exc.filename or out, exc) from None
+        except Exception as exc:  # data a plot cannot show (all values <= 0 on a log axis, ...)
+            evaluation.warnings.append(f"{name} plot not drawn ({first_line(exc, with_type=True)}); "
+                                       "the measurements are in the report")
     return done
 
 

@@ -25,7 +25,7 @@ from astropy.wcs import WCS
 
 from survey2survey import __version__
 from survey2survey.atomic import atomic_write
-from survey2survey.errors import CutoutError, OutputExistsError, UsageError
+from survey2survey.errors import CutoutError, OutputExistsError, UsageError, os_error_in
 from survey2survey.fits_io.files import one_line
 from survey2survey.fits_io.wcs import wcs_cards
 from survey2survey.surveys import Survey, get_survey
@@ -114,8 +114,11 @@ def _write_atomic(path: Path, overwrite: bool, fsync: bool, write: Callable[[Bin
             write(fh)
     except FileExistsError:
         raise OutputExistsError(path) from None
-    except OSError as exc:
-        raise CutoutError(path, f"cannot write output ({exc.strerror or exc})") from None
+    except (OSError, AttributeError, TypeError) as exc:  # astropy's free-space check may fail in turn
+        cause = os_error_in(exc)
+        if cause is None and not isinstance(exc, OSError):
+            raise
+        raise CutoutError(path, f"cannot write output ({(cause or exc).strerror or exc})") from None
 
 
 def write_hdul_atomic(hdul: fits.HDUList, path: Path, overwrite: bool = False, fsync: bool = True) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from survey2survey.atomic import remove_stale, write_bytes
-from survey2survey.errors import ModelError, OutputExistsError, UsageError, first_line
+from survey2survey.errors import ModelError, OutputExistsError, UsageError, first_line, write_failure
 
 __all__ = [
     "CONFIG_NAME",
@@ -141,8 +141,8 @@ def save_model(model_dir, modules: dict, config: dict, overwrite: bool = False) 
         remove_stale(model_dir)
         write_bytes(weights_path, blob)
         write_bytes(config_path, text.encode("utf-8"))
-    except OSError as exc:
-        raise ModelError(f"{model_dir}: cannot write the model ({exc.strerror or exc})") from None
+    except OSError as exc:  # a full disk: exit 1; read-only, no permission: exit 2
+        raise write_failure(exc.filename or model_dir, exc) from None
     return model_dir
 
 
@@ -298,7 +298,63 @@ def _read_config(config_path: Path) -> dict[str, Any]:
         raise ModelError(f"{config_path}: no 'modules' entry describing the networks")
     if "weights_sha256" in config and not isinstance(config["weights_sha256"], str):
         raise ModelError(f"{config_path}: 'weights_sha256' must be a string")
+    _check_schema(config, config_path)
     return config
+
+
+def _kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), type(value).__name__)
+
+
+def _check_schema(config: dict[str, Any], config_path: Path) -> None:
+    """Refuse a config.json whose entries the commands read have the wrong shape.
+
+    Checked: ``surveys`` (side -> survey name, or definition valid as in the registry),
+    ``directions`` ("src->dst" -> generator and noise emulator naming modules of the
+    model, positive ``latent_dim``), ``regridded``, ``sizes``; other keys are free.
+    """
+    from survey2survey.errors import S2SError
+    from survey2survey.surveys import Survey
+
+    def fail(problem: str):
+        raise ModelError(f"{config_path}: {problem}")
+
+    surveys = config.get("surveys", {})
+    if not isinstance(surveys, dict):
+        fail(f"'surveys' must be an object (side -> survey definition), not {_kind(surveys)}")
+    for side, spec in surveys.items():
+        if isinstance(spec, str) and spec.strip():  # a survey's name: the registry's definition is used
+            continue
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            fail(f"surveys.{side} must be a survey name or a definition with a 'name', not {_kind(spec)}")
+        try:
+            Survey.from_dict(spec["name"], spec, f"surveys.{side}")
+        except S2SError as exc:
+            fail(str(exc))
+    directions = config.get("directions", {})
+    if not isinstance(directions, dict):
+        fail(f"'directions' must be an object (\"src->dst\" -> its networks), not {_kind(directions)}")
+    modules = config["modules"]
+    for name, parts in directions.items():
+        if "->" not in name or not all(side.strip() for side in name.split("->", 1)):
+            fail(f"direction {name!r} must be named 'src->dst'")
+        if not isinstance(parts, dict):
+            fail(f"direction {name!r} must be an object, not {_kind(parts)}")
+        for key, role in (("generator", "generator"), ("noise_emulator", "noise emulator")):
+            module = parts.get(key)
+            if module is None and key == "noise_emulator":
+                continue
+            if not isinstance(module, str) or module not in modules:
+                fail(f"direction {name!r} names {role} {module!r}, not a module of the model "
+                     f"(modules: {', '.join(sorted(modules))})")
+        latent = parts.get("latent_dim")
+        if latent is not None and (isinstance(latent, bool) or not isinstance(latent, int) or latent < 1):
+            fail(f"direction {name!r}: latent_dim must be a positive integer, not {latent!r}")
+    if not isinstance(config.get("regridded", False), bool):
+        fail(f"'regridded' must be true or false, not {config['regridded']!r}")
+    sizes = config.get("sizes", {})
+    if not isinstance(sizes, dict):
+        fail(f"'sizes' must be an object (side -> [bands, H, W]), not {_kind(sizes)}")
 
 
 def _build(name: str, spec, config_path: Path):

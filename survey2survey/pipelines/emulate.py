@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from survey2survey.errors import CutoutError, ModelError, UsageError
+from survey2survey.errors import CutoutError, ModelError, OutputExistsError, UsageError, write_failure
 from survey2survey.model import default_model_dir, find_noise_emulator, load_model, model_directions
 from survey2survey.runtime.device import resolve_device
 from survey2survey.runtime.graph import sample_noise
@@ -172,8 +172,8 @@ def emulate_noise(
         warnings.filterwarnings("ignore", message="Card is too long, comment will be truncated")
         try:
             write_hdul_atomic(fits.HDUList(hdus), path, overwrite)
-        except CutoutError as exc:  # the one output cannot be written: a bad --out (exit 2)
-            raise UsageError(str(exc)) from None
+        except CutoutError as exc:  # appeared since the check, read-only: a bad --out (2); disk full: 1
+            raise (UsageError(str(exc)) if isinstance(exc, OutputExistsError) else write_failure(path, exc)) from None
     return report
 
 

@@ -30,6 +30,7 @@ import contextlib
 import io
 import logging
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 
 from survey2survey.atomic import write_bytes
-from survey2survey.errors import ModelError, UsageError, first_line
+from survey2survey.errors import ModelError, UsageError, first_line, write_failure
 from survey2survey.model.directions import default_model_dir, direction_shapes, model_directions
 from survey2survey.model.store import load_model
 from survey2survey.runtime.device import cuda_device_id
@@ -200,7 +201,10 @@ def export_direction(model, direction: str, path: str | os.PathLike, *, verify: 
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    write_bytes(path, proto.SerializeToString())
+    try:
+        write_bytes(path, proto.SerializeToString())
+    except OSError as exc:  # a full disk: exit 1; read-only, no permission: exit 2
+        raise write_failure(path, exc) from None
     return ExportResult(direction, path, max_diff, ne is not None, bool(d.latent_dim))
 
 
@@ -267,8 +271,10 @@ def export_model(
                 raise UsageError(f"{path}: exists (use --overwrite to replace it)")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):  # unwritable: misuse, found before any work
+            pass
     except OSError as exc:
-        raise UsageError(f"{out_dir}: cannot create ({exc.strerror or exc})") from None
+        raise UsageError(f"{out_dir}: cannot write output there ({exc.strerror or exc})") from None
     return [export_direction(model, name, path, verify=verify) for name, path in targets]
 
 

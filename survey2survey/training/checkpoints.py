@@ -8,11 +8,12 @@ previous checkpoint with a warning.
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from survey2survey.atomic import atomic_write, remove_stale
+from survey2survey.atomic import remove_stale, write_bytes
 from survey2survey.errors import ModelError, first_line
 
 __all__ = [
@@ -51,8 +52,11 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int = 2) -> Path
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / f"ckpt-{int(state['iteration']):08d}.pt"
     remove_stale(run_dir)
-    with atomic_write(path) as fh:
-        torch.save(state, fh)
+    # torch.save straight into a full file reports a confusing RuntimeError ("unexpected
+    # pos"); serialised in memory first, a full disk is an OSError naming the checkpoint
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getbuffer())
     for old in list_checkpoints(run_dir)[keep:]:
         old.unlink(missing_ok=True)
     return path
