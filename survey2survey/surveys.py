@@ -198,7 +198,9 @@ class Survey:
 
         ``sky_sigma`` when listed, else from the 5-sigma point-source ``depth``:
         ``sigma = F5 / (5 sqrt(NEA))`` with NEA the noise-equivalent area (pixels) of the
-        typical PSF drawn on the survey's pixels.
+        typical PSF drawn on the survey's pixels, for noise correlated as
+        ``noise_correlation`` says (correlated noise adds more variance to a PSF-weighted
+        flux, so the same depth means less noise per pixel).
         """
         j = self.band_index(band)
         if self.sky_sigma:
@@ -207,7 +209,8 @@ class Survey:
         from survey2survey.physics.psf import noise_equivalent_area
 
         f5 = 10.0 ** (-0.4 * (self.depth[j] - self.zero_point))  # native units
-        nea = noise_equivalent_area(self.psf_profile, self.typical_fwhm(band), self.pixel_scale, self.psf_beta)
+        nea = noise_equivalent_area(self.psf_profile, self.typical_fwhm(band), self.pixel_scale, self.psf_beta,
+                                    self.noise_correlation or 0.0)
         return f5 / (5.0 * math.sqrt(nea))
 
     def seeing_keyword_names(self, band: str, plane: int | None = None) -> list[str]:

@@ -242,3 +242,16 @@ def test_a_batch_gives_what_one_by_one_gives():
         np.testing.assert_allclose(out[i], one, rtol=1e-6, atol=1e-6 * np.abs(one).max())
         assert infos[i]["per_band"]["r"] == info["per_band"]["r"]
         assert w1.wcs.compare(wcs_out[i].wcs)
+
+
+@pytest.mark.parametrize("source, target", [("sdss", "lsst"), ("hsc", "sdss"), ("cfht", "sdss"), ("sdss", "cfht")])
+def test_a_flat_sky_stays_flat_to_the_border(source, target):
+    """No dark frame: a uniform sky maps to a uniform sky in every output pixel, the border
+    ones included (the footprint is rounded to whole target pixels; the image is mirrored)."""
+    src, tgt = get_survey(source), get_survey(target)
+    size = src.cutout_size
+    sky = np.full((len(src.bands), size, size), 2.0, np.float32)
+    t = PhysicsTranslator(src, tgt)
+    out, _, _ = t.translate(sky, src.bands, make_wcs(150.0, 2.0, src.pixel_scale, (size, size)), noise=False)
+    expected = 2.0 * t.flux_scale * (tgt.pixel_scale / src.pixel_scale) ** 2  # same surface brightness
+    assert np.allclose(out, expected, rtol=1e-5)

@@ -172,3 +172,20 @@ def test_noise_model_file_is_relative_to_its_toml(tmp_path, monkeypatch):
     monkeypatch.setattr(surveys, "_registry", dict(surveys._registry))
     (deep,) = surveys.load_survey_file(f)
     assert deep.noise_model == str(tmp_path / "models" / "deep-noise.npz")
+
+
+@pytest.mark.parametrize("name, band", [("hsc", "r"), ("lsst", "i")])
+def test_depth_is_met_by_the_sampled_correlated_noise(name, band):
+    """A survey whose noise comes from its 5-sigma depth: PSF-weighted fluxes measured on the
+    noise it samples (correlated as ``noise_correlation`` says) scatter by F5 / 5."""
+    from survey2survey.physics.noise import sample_noise
+    from survey2survey.physics.psf import make_psf
+
+    s = get_survey(name)
+    assert s.noise_correlation > 0 and not s.sky_sigma  # the case this test is about
+    n = 41
+    p = make_psf(s.psf_profile, s.typical_fwhm(band), s.psf_beta).drawImage(nx=n, ny=n, scale=s.pixel_scale).array
+    maps = sample_noise(s, band, 1500, shape=(n, n), seed=3).astype(np.float64)
+    fluxes = (maps * p).sum(axis=(1, 2)) / (p * p).sum()  # PSF-weighted flux of a point source at the centre
+    f5 = 10 ** (-0.4 * (s.depth[s.band_index(band)] - s.zero_point))
+    assert np.std(fluxes) == pytest.approx(f5 / 5, rel=0.06)

@@ -108,12 +108,13 @@ def _box(image, half):
 
 
 def test_samples_seed_workers_and_shard(capsys, tmp_path):
-    args = ["--to", "cfht", "--model", "physics", "--seed", 5, "-q"]
-    assert run(capsys, "translate", EX / "sdss", *args, "--out", tmp_path / "one")[0] == 0
-    assert run(capsys, "translate", EX / "sdss", *args, "--samples", 3, "--workers", 2, "--out", tmp_path / "three")[0] == 0
+    # CFHT -> SDSS: the target is noisier, so noise is added and realisations differ
+    args = ["--to", "sdss", "--model", "physics", "--seed", 5, "-q"]
+    assert run(capsys, "translate", EX / "cfht", *args, "--out", tmp_path / "one")[0] == 0
+    assert run(capsys, "translate", EX / "cfht", *args, "--samples", 3, "--workers", 2, "--out", tmp_path / "three")[0] == 0
     for i in (0, 1):
-        assert run(capsys, "translate", EX / "sdss", *args, "--shard", f"{i}/2", "--out", tmp_path / "shards")[0] == 0
-    name = "sim0000003.cfht.fits"
+        assert run(capsys, "translate", EX / "cfht", *args, "--shard", f"{i}/2", "--out", tmp_path / "shards")[0] == 0
+    name = "sim0000003.sdss.fits"
     with fits.open(tmp_path / "one" / name) as a, fits.open(tmp_path / "three" / name) as b, \
             fits.open(tmp_path / "shards" / name) as c:
         assert [x.name for x in b] == ["PRIMARY", "SAMPLE2", "SAMPLE3"] and b[0].header["S2SNSAMP"] == 3
@@ -121,10 +122,22 @@ def test_samples_seed_workers_and_shard(capsys, tmp_path):
         assert not np.array_equal(b[0].data, b[1].data) and not np.array_equal(b[1].data, b[2].data)
         signal = a[0].data - b[1].data  # two realisations differ by noise only: same mean image
         assert abs(float(np.mean(signal))) < 0.1 * float(np.std(signal))
-    other = run(capsys, "translate", EX / "sdss", "--to", "cfht", "--model", "physics", "--seed", 6, "-q",
+    other = run(capsys, "translate", EX / "cfht", "--to", "sdss", "--model", "physics", "--seed", 6, "-q",
                 "--out", tmp_path / "seed6")
     assert other[0] == 0
     assert not np.array_equal(fits.getdata(tmp_path / "seed6" / name), fits.getdata(tmp_path / "one" / name))
+
+
+def test_no_noise_is_added_where_the_input_is_already_noisier(capsys, tmp_path):
+    """SDSS -> CFHT: SDSS's noise, carried over, exceeds CFHT's in every pixel, so nothing is
+    added (no denoising either): every realisation is the same image, and the headers say so."""
+    args = ["--to", "cfht", "--model", "physics", "-q"]
+    assert run(capsys, "translate", EX / "sdss", *args, "--samples", 2, "--out", tmp_path / "two")[0] == 0
+    with fits.open(tmp_path / "two" / "sim0000003.cfht.fits") as b:
+        assert np.array_equal(b[0].data, b[1].data)
+        h = b[0].header
+        for n in range(1, 6):
+            assert h[f"NOISAD{n}"] == 0 and h[f"NOISCR{n}"] > h[f"NOISTG{n}"]
 
 
 def test_a_single_band_file_translates_its_band(capsys, tmp_path):

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from survey2survey.errors import S2SError, SurveyError
+from survey2survey.physics.spectra import kernel_spectrum
 from survey2survey.surveys import Survey, get_survey
 
 __all__ = [
@@ -43,15 +44,6 @@ __all__ = [
 
 NOISE_MODEL_FORMAT = "s2s-noise-model/1"
 _MAD_TO_SIGMA = 1.482602218505602
-
-
-def kernel_spectrum(shape: tuple[int, int], correlation: float) -> np.ndarray:
-    """Unit power spectrum (H, W) of white noise smoothed by the separable ``[c, 1, c]`` kernel."""
-    c = float(correlation)
-    fy, fx = np.fft.fftfreq(shape[0]), np.fft.fftfreq(shape[1])
-    ky = (1.0 + 2.0 * c * np.cos(2 * np.pi * fy)) ** 2 / (1.0 + 2.0 * c * c)
-    kx = (1.0 + 2.0 * c * np.cos(2 * np.pi * fx)) ** 2 / (1.0 + 2.0 * c * c)
-    return ky[:, None] * kx[None, :]
 
 
 def source_mask(images: np.ndarray, clip: float = 3.0, grow: int = 2, iterations: int = 2) -> np.ndarray:

@@ -11,6 +11,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from survey2survey.physics.spectra import kernel_spectrum
+
 __all__ = ["make_psf", "noise_equivalent_area", "effective_fwhm", "header_fwhm", "fwhm_of_image"]
 
 #: FWHMs are rounded to this many decimals (arcsec) before a cached computation.
@@ -29,20 +31,31 @@ def make_psf(profile: str, fwhm: float, beta: float = 3.0):
 
 
 @lru_cache(maxsize=256)
-def _nea(profile: str, fwhm: float, pixel_scale: float, beta: float) -> float:
+def _nea(profile: str, fwhm: float, pixel_scale: float, beta: float, correlation: float) -> float:
     psf = make_psf(profile, fwhm, beta)
     n = int(np.ceil(12 * fwhm / pixel_scale)) | 1
     image = psf.drawImage(nx=n, ny=n, scale=pixel_scale).array.astype(np.float64)  # pixel-integrated
-    return float(1.0 / np.sum(image**2))
+    nea = 1.0 / np.sum(image**2)
+    if correlation:
+        # p^T rho p / p^T p by Parseval: the PSF's power weighted by the noise spectrum (mean 1)
+        power = np.abs(np.fft.fft2(image)) ** 2
+        nea *= float(np.sum(power * kernel_spectrum(image.shape, correlation)) / np.sum(power))
+    return float(nea)
 
 
-def noise_equivalent_area(profile: str, fwhm: float, pixel_scale: float, beta: float = 3.0) -> float:
-    """Noise-equivalent area ``1 / sum p_i**2`` (pixels) of the PSF drawn on the pixel grid.
+def noise_equivalent_area(profile: str, fwhm: float, pixel_scale: float, beta: float = 3.0,
+                          correlation: float = 0.0) -> float:
+    """Noise-equivalent area (pixels) of the PSF drawn on the pixel grid.
 
-    A point source of flux F measured with the optimal (PSF-weighted) filter on white noise
-    of per-pixel sigma s has S/N ``F / (s sqrt(NEA))``; a 5-sigma depth gives s.
+    ``1 / sum p_i**2`` for white noise: a point source of flux F measured with the
+    PSF-weighted filter on noise of per-pixel sigma s has S/N ``F / (s sqrt(NEA))``, so a
+    5-sigma depth gives s.  With correlated noise (the registry's ``noise_correlation``
+    c, correlation matrix rho) the flux variance is ``s**2 p^T rho p / (p^T p)**2``: the
+    returned area is ``p^T rho p / (p^T p)**2``, larger than the white one (about
+    ``(1 + 2c)**4 / (1 + 2c**2)**2`` times for a PSF much wider than a pixel), so the same
+    depth gives a smaller per-pixel sigma.
     """
-    return _nea(profile, round(float(fwhm), _FWHM_DECIMALS), float(pixel_scale), float(beta))
+    return _nea(profile, round(float(fwhm), _FWHM_DECIMALS), float(pixel_scale), float(beta), float(correlation))
 
 
 @lru_cache(maxsize=256)

@@ -54,15 +54,29 @@ def axis_weights(n_in: int, n_out: int, ratio: float, basis: str = "box") -> np.
     Returns
     -------
     ndarray, float64, read-only
-        Column i sums to the fraction of input pixel i's flux that lands in the output.
+        Row sums are 1 wherever the output pixel lies within the input (an output pixel
+        over the border reads the mirrored image); column i sums to the fraction of input
+        pixel i's flux that lands in the output: 1 when the two footprints agree.
     """
     cdf = {"box": _box_cdf, "linear": _tent_cdf}[basis]
     c_in, c_out = (n_in - 1) / 2.0, (n_out - 1) / 2.0
     m = np.arange(n_out)
     lo = c_in + (m - c_out - 0.5) * ratio  # output pixel edges in input pixel coordinates
     hi = lo + ratio
-    i = np.arange(n_in)
-    w = cdf(hi[:, None] - i[None, :]) - cdf(lo[:, None] - i[None, :])
+    # The image is mirrored about its edges (virtual pixels -k-1 = k and n_in+k = n_in-1-k):
+    # the part of an edge pixel's interpolant that falls outside the image comes back
+    # inside, and an output pixel over the border (the footprint is rounded to whole
+    # target pixels) sees the edge's surface brightness: a flat sky stays flat to the
+    # last pixel instead of darkening into a frame.
+    pad = int(np.ceil(max(0.0, -lo[0], hi[-1] - (n_in - 1)))) + 1
+    i = np.arange(-pad, n_in + pad)
+    w_ext = cdf(hi[:, None] - i[None, :]) - cdf(lo[:, None] - i[None, :])
+    source = np.abs(i + 0.5) - 0.5  # reflect about -0.5 ...
+    period = 2 * n_in
+    source = np.mod(source, period)
+    source = np.where(source >= n_in, period - 1 - source, source).astype(int)  # ... and about n_in - 0.5
+    w = np.zeros((n_out, n_in))
+    np.add.at(w.T, source, w_ext.T)
     w.setflags(write=False)
     return w
 

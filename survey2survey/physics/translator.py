@@ -382,7 +382,7 @@ def provenance_cards(info: dict) -> list[tuple[str, Any, str]]:
         if "sigma_added" in b:
             cards += [
                 (f"NOISCR{n}", float(f"{b['sigma_carried']:.5g}"), f"{band} input noise carried (sigma, native)"),
-                (f"NOISAD{n}", float(f"{b['sigma_added']:.5g}"), f"{band} noise added (median sigma, native)"),
+                (f"NOISAD{n}", float(f"{b['sigma_added']:.5g}"), f"{band} noise added (rms sigma, native)"),
                 (f"NOISTG{n}", float(f"{b['sigma_target']:.5g}"), f"{band} target noise sigma ({b['noise_from']})"[:47]),
             ]
     return cards
