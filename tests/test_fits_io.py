@@ -61,6 +61,25 @@ def test_cube_round_trip_with_provenance_and_checksums(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_header_cards_keep_their_types_and_later_duplicates_win(tmp_path):
+    """Card images are cached by value: 1, 1.0 and True must stay an int, a float and a bool;
+    a long HISTORY line and a key given twice come out as assignment would give them."""
+    cards = [("XINT", 1, "an int"), ("XFLT", 1.0, "a float"), ("XBOOL", True, "a bool"), ("XFLT2", 1.0, None),
+             ("XINT", 2, "given twice: the last wins"), ("COMMENT", "a comment card", None)]
+    long = "a history line longer than one card " * 4
+    for i, same in enumerate((1, 1.0, True)):  # later files are made from cached card images
+        out = write_cutout(tmp_path / f"t{i}.fits", _cube(), "sdss", wcs=make_wcs(150.1, 2.2, 0.396, (64, 64)),
+                           header_cards=cards + [("XSAME", same, "one value, three types")], history=[long])
+        verify_fits(out)
+        h = fits.getheader(out)
+        assert type(h["XFLT"]) is float and type(h["XBOOL"]) is bool and type(h["XFLT2"]) is float
+        assert h["XINT"] == 2 and type(h["XINT"]) is int and list(h.keys()).count("XINT") == 1
+        assert "a comment card" in str(h["COMMENT"])
+        assert "".join(str(v) for v in h["HISTORY"]).replace(" ", "") == long.replace(" ", "")
+        assert h["WCSAXES"] == 2 and h["CTYPE1"].startswith("RA---TAN")
+        assert type(h["XSAME"]) is type(same)
+
+
 def test_cube_in_file_order_is_reordered_to_survey_order(tmp_path):
     data = _cube()
     order = [3, 0, 4, 1, 2]  # i u z g r

@@ -15,6 +15,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Callable, Sequence
 
@@ -151,29 +152,47 @@ def _survey_cards(survey: Survey, mask: np.ndarray | None) -> list[tuple[str, ob
     return cards
 
 
+@lru_cache(maxsize=8192, typed=True)  # typed: 1, 1.0 and True are three cards
+def _card_image(key: str, value: object, comment: str | None) -> str:
+    """astropy's card image (80-character cards; CONTINUE cards for long strings) of one card.
+
+    Cached: most cards of a batch of outputs repeat (survey, provenance, PSF keywords), and
+    formatting a card is most of what writing a small cutout costs.  Checked as it is made
+    (ASCII, finite numbers, key length): a bad card raises here.
+    """
+    return fits.Card(key, value, comment).image
+
+
+def _image(key: str, value: object, comment: str | None = None) -> str:
+    try:
+        return _card_image(key, value, comment)
+    except TypeError:  # an unhashable value: formatted without the cache
+        return fits.Card(key, value, comment).image
+
+
 def _primary_header(wcs: WCS | str | None, cards, history: Sequence[str]) -> fits.Header:
     """The primary header: WCS cards, then ``cards``, then HISTORY.
 
-    Built as one list of :class:`~astropy.io.fits.Card` (each checked as it is made: ASCII,
-    finite numbers, key length), not key by key: a header of ~80 cards assigned one at a
-    time costs astropy a search of the header per card.  Later duplicates of a key win, as
-    assignment would give.
+    Built as one string of card images parsed once, not key by key (a header of ~80 cards
+    assigned one at a time costs astropy a search of the header per card).  Later
+    duplicates of a key win, as assignment would give.
     """
-    listed: dict[str, fits.Card] = {}
+    listed: dict[str, str] = {}
     if wcs is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AstropyWarning)
-            for card in fits.Header.fromstring(wcs if isinstance(wcs, str) else wcs_cards(wcs)).cards:
-                listed[card.keyword] = card
-        listed["WCSAXES"] = fits.Card("WCSAXES", 2)
-    commentary: list[fits.Card] = []
+        text = wcs if isinstance(wcs, str) else wcs_cards(wcs)
+        for at in range(0, len(text), 80):
+            listed[text[at : at + 8].strip()] = text[at : at + 80]
+        listed["WCSAXES"] = _image("WCSAXES", 2)
+    commentary: list[str] = []
     for key, value, comment in cards:
         if key.upper() in ("COMMENT", "HISTORY", ""):
-            commentary.append(fits.Card(key, header_text(str(value))))
+            commentary.append(_image(key.upper(), header_text(str(value))))
         else:
-            listed[key.upper()] = fits.Card(key, _safe(value), header_text(comment) if comment else comment)
-    commentary += [fits.Card("HISTORY", header_text(str(line))) for line in history]
-    return fits.Header(list(listed.values()) + commentary)
+            listed[key.upper()] = _image(key, _safe(value), header_text(comment) if comment else comment)
+    commentary += [_image("HISTORY", header_text(str(line))) for line in history]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)
+        return fits.Header.fromstring("".join(listed.values()) + "".join(commentary))
 
 
 def write_cutout(

@@ -290,5 +290,9 @@ def translate_chunk(jobs: list[Job], setup: Setup) -> list[tuple[Record, tuple[i
             result = write_chunk([write_job(job, rec, data)], setup)[0]
         except Exception as exc:  # one input's failure, never the batch's
             result = (job.index, f"{job.source.path}: translation failed ({type(exc).__name__}: {first_line(exc)})")
+        # what goes back to the parent is only what it accounts (source survey, warnings): the
+        # translator's state (an input header, a WCS) and the mask would cost more to pickle
+        # and unpickle than the translation itself
+        rec.prepared.x = rec.prepared.state = rec.prepared.mask = rec.preview = None
         out.append((rec, result))
     return out
