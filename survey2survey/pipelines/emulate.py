@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,11 +107,8 @@ def emulate_noise(
     the band, and a binary table ``AMPLITUDE`` holds each map's amplitude (model space)
     and pixel RMS (native units) per band.
     """
-    import warnings
 
     from astropy.io import fits
-
-    from survey2survey.fits_io import write_hdul_atomic
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise UsageError(f"--n must be a positive integer, got {n!r}")
@@ -163,9 +161,19 @@ def emulate_noise(
         report.rms_native[name] = float(np.median(rms[b]))
     hdus = [_cube_hdu(fits, b, cubes[b], rms[b], report, survey, model, find_noise_emulator(config, survey), seed)
             for b in range(len(names))]  # fmt: skip
-    columns = [fits.Column(name="INDEX", format="J", array=np.arange(n, dtype=np.int32))]
+    _write_noise_file(hdus, path, overwrite, survey, names, amps, rms, amp_unit=None)
+    return report
+
+
+def _write_noise_file(hdus, path, overwrite, survey, names, amps, rms, amp_unit) -> None:
+    """The noise cubes ``hdus`` plus the AMPLITUDE table (per map: amplitude, rms), written atomically."""
+    from astropy.io import fits
+
+    from survey2survey.fits_io import write_hdul_atomic
+
+    columns = [fits.Column(name="INDEX", format="J", array=np.arange(len(amps[0]), dtype=np.int32))]
     for b, name in enumerate(names):
-        columns.append(fits.Column(name=f"AMP_{name}", format="E", array=amps[b]))
+        columns.append(fits.Column(name=f"AMP_{name}", format="E", unit=amp_unit, array=np.asarray(amps[b], np.float32)))
         columns.append(fits.Column(name=f"RMS_{name}", format="E", unit=survey.flux_unit, array=rms[b].astype(np.float32)))
     hdus.append(fits.BinTableHDU.from_columns(columns, name="AMPLITUDE"))
     with warnings.catch_warnings():
@@ -174,7 +182,6 @@ def emulate_noise(
             write_hdul_atomic(fits.HDUList(hdus), path, overwrite)
         except CutoutError as exc:  # appeared since the check, read-only: a bad --out (2); disk full: 1
             raise (UsageError(str(exc)) if isinstance(exc, OutputExistsError) else write_failure(path, exc)) from None
-    return report
 
 
 def _noise_survey(model, survey) -> Survey:
@@ -258,11 +265,9 @@ def emulate_physics_noise(
     ``numpy.random.default_rng([seed, i])``.  The ``AMPLITUDE`` table's ``AMP_<band>``
     holds the model's sigma (native units; the learned emulator's is in model space).
     """
-    import warnings
 
     from astropy.io import fits
 
-    from survey2survey.fits_io import write_hdul_atomic
     from survey2survey.physics.noise import sample_noise, target_noise
 
     if survey is None:
@@ -298,18 +303,8 @@ def emulate_physics_noise(
             hdu.header[key] = (value, comment)
         hdu.header.add_history(f"s2s emulate-noise --model physics: Gaussian noise from the {source}, native units")
         hdus.append(hdu)
-    columns = [fits.Column(name="INDEX", format="J", array=np.arange(n, dtype=np.int32))]
-    for b, name in enumerate(names):
-        columns.append(fits.Column(name=f"AMP_{name}", format="E", unit=survey.flux_unit,
-                                   array=np.full(n, report.amplitude[name]["mean"], np.float32)))
-        columns.append(fits.Column(name=f"RMS_{name}", format="E", unit=survey.flux_unit, array=rms[b].astype(np.float32)))
-    hdus.append(fits.BinTableHDU.from_columns(columns, name="AMPLITUDE"))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Card is too long, comment will be truncated")
-        try:
-            write_hdul_atomic(fits.HDUList(hdus), path, overwrite)
-        except CutoutError as exc:
-            raise UsageError(str(exc)) from None
+    amps = [np.full(n, report.amplitude[name]["mean"], np.float32) for name in names]
+    _write_noise_file(hdus, path, overwrite, survey, names, amps, rms, amp_unit=survey.flux_unit)
     return report
 
 
