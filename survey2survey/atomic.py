@@ -27,6 +27,8 @@ import socket
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from survey2survey.errors import UsageError
+
 __all__ = ["atomic_write", "write_bytes", "remove_stale"]
 
 _HOST = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname()) or "host"
@@ -153,3 +155,16 @@ def remove_stale(directory: str | os.PathLike, recursive: bool = False) -> int:
                 os.unlink(os.path.join(root, name))
                 removed += 1
     return removed
+
+
+def check_parents(path: Path, shown: object) -> None:
+    """Refuse, before any work, an output whose nearest existing parent is a file.
+
+    Raises :class:`~survey2survey.errors.UsageError` naming that parent and ``shown``
+    (how the message names the output).
+    """
+    for parent in Path(path).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{parent}: is a file, not a directory (cannot create {shown} in it)")
+            return

@@ -28,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Collection, Iterator, Sequence
 
-from survey2survey.atomic import pid_alive
+from survey2survey.atomic import check_parents, pid_alive
 from survey2survey.progress import counting
 
 __all__ = ["example_dir", "default_workers", "process_pool", "run_tasks", "staged_directory"]
@@ -246,11 +246,7 @@ def staged_directory(
         if clash:
             raise UsageError(f"{out / clash[0]}: exists and was not written by s2s (--overwrite replaces only "
                              "what s2s wrote): move it or choose another output")
-    for parent in (out.parent, *out.parent.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"{parent}: is a file, not a directory (cannot create {out} in it)")
-            break
+    check_parents(out, out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from survey2survey.atomic import check_parents
 from survey2survey.errors import CutoutError, ModelError, OutputExistsError, UsageError, write_failure
 from survey2survey.model import default_model_dir, find_noise_emulator, load_model, model_directions
 from survey2survey.runtime.device import resolve_device
@@ -233,11 +234,7 @@ def _check_output(path: Path, overwrite: bool) -> None:
         raise UsageError(f"{path}: is a directory (give --out FILE)")
     if path.exists() and not overwrite:
         raise UsageError(f"{path}: output exists (use --overwrite to replace it)")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"{parent}: is a file, not a directory (cannot create {path.name} in it)")
-            break
+    check_parents(path, path.name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path.parent):

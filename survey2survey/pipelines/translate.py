@@ -40,7 +40,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from survey2survey.atomic import remove_stale
+from survey2survey.atomic import check_parents, remove_stale
 from survey2survey.errors import UsageError
 from survey2survey.fits_io import find_cutouts
 from survey2survey.model import default_model_dir
@@ -212,11 +212,9 @@ def _check_out_dir(out_dir: Path) -> None:
     """
     import tempfile
 
-    for parent in (out_dir, *out_dir.parents):
-        if parent.exists() and not parent.is_dir():
-            if parent == out_dir:
-                raise UsageError(f"{out_dir}: exists and is not a directory")
-            raise UsageError(f"{parent}: is a file, not a directory (cannot create {out_dir} in it)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: exists and is not a directory")
+    check_parents(out_dir, out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out_dir):

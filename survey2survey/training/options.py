@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from survey2survey.atomic import check_parents
 from survey2survey.errors import UsageError
 from survey2survey.training.checkpoints import list_checkpoints
 
@@ -185,11 +186,7 @@ def check_output(out: Path, cls, steps: tuple, run_dirs: dict, opts: TrainOption
     """Refuse to clobber an earlier run unless asked (``--resume`` / ``--overwrite``)."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"{parent}: is a file, not a directory (cannot create {out} in it)")
-            break
+    check_parents(out, out)
     if opts.resume:
         if not list_checkpoints(run_dirs[steps[0]]):
             raise UsageError(f"{run_dirs[steps[0]]}: no checkpoint to resume from (drop --resume to start a new run)")
