@@ -47,7 +47,8 @@ from typing import Sequence
 import numpy as np
 
 from survey2survey import __version__
-from survey2survey.errors import SurveyError, UsageError
+from survey2survey.errors import UsageError
+from survey2survey.data.conditions import SurveyConditions, conditions_of, survey_conditions
 from survey2survey.data.galaxies import (
     BAND_WAVELENGTH,
     CANONICAL_BANDS,
@@ -58,7 +59,7 @@ from survey2survey.data.galaxies import (
     galaxy_components,
 )
 from survey2survey.physics.noise import correlated_noise
-from survey2survey.surveys import SimulationSpread, Survey, get_survey
+from survey2survey.surveys import Survey, get_survey
 
 __all__ = [
     "BAND_WAVELENGTH",
@@ -87,93 +88,6 @@ _CELL_JITTER = 10.0
 _COLUMNS = 1000
 
 
-@dataclass(frozen=True)
-class SurveyConditions:
-    """How one survey observes: seeing, sky noise and astrometry, as distributions.
-
-    Parameters
-    ----------
-    seeing : float
-        Median PSF FWHM in r (arcsec); other bands scale as ``(lambda / lambda_r)**-0.2``.
-    seeing_scatter : float
-        Log-normal scatter (natural log) of an image's seeing.
-    band_seeing_scatter : float
-        Extra log-normal scatter per band (small when all bands are taken at once).
-    seeing_limits : (float, float)
-        The r-band FWHM is clipped to this range (arcsec).
-    sky_sigma : dict
-        Band -> median per-pixel sky-noise sigma in native units.
-    sky_scatter_image : float
-        Log-normal scatter of the noise level shared by all bands of an image.
-    sky_scatter_band : float
-        Further log-normal scatter per band.
-    noise_correlation : float
-        Weight ``c`` of the nearest pixels in the separable 3x3 kernel ``[c, 1, c]`` applied
-        to white noise (renormalised so that the per-pixel sigma is unchanged); 0 = white.
-    astrometric_jitter : float
-        Sigma (arcsec, per axis) of the offset between a cutout's centre and the galaxy.
-    psf_beta : float
-        Moffat index of the PSF.
-    psf_shear : float
-        Largest reduced shear |g| of the PSF (drawn uniformly in the disc per band).
-    """
-
-    seeing: float
-    seeing_scatter: float
-    band_seeing_scatter: float
-    seeing_limits: tuple[float, float]
-    sky_sigma: dict[str, float]
-    sky_scatter_image: float
-    sky_scatter_band: float
-    noise_correlation: float = 0.0
-    astrometric_jitter: float = 0.1
-    psf_beta: float = 3.0
-    psf_shear: float = 0.03
-
-
-def survey_conditions(survey: Survey) -> SurveyConditions:
-    """The simulator's conditions for ``survey``, from its registry entry (``surveys.toml``).
-
-    Typical seeing (``psf_fwhm``), sky sigma (``sky_sigma`` or from ``depth``), noise
-    correlation and the ``[name.simulation]`` spread; a survey without a PSF or a noise
-    level in the registry cannot be simulated.
-    """
-    if not (survey.psf_fwhm and (survey.sky_sigma or survey.depth)):
-        raise SurveyError(
-            f"no simulation conditions for survey {survey.name!r}: its registry entry needs psf_profile, "
-            "psf_fwhm and sky_sigma or depth (see docs/physics.md), or pass SurveyConditions for it in "
-            "SimulationConfig.conditions"
-        )
-    for band in survey.bands:
-        band_key(band)
-    spread = survey.simulation or SimulationSpread()
-    seeing = survey.reference_fwhm()
-    limits = spread.seeing_limits or (round(0.6 * seeing, 3), round(1.9 * seeing, 3))
-    return SurveyConditions(
-        seeing=seeing,
-        seeing_scatter=spread.seeing_scatter,
-        band_seeing_scatter=spread.band_seeing_scatter,
-        seeing_limits=tuple(limits),
-        sky_sigma={band: survey.typical_sky_sigma(band) for band in survey.bands},
-        sky_scatter_image=spread.sky_scatter_image,
-        sky_scatter_band=spread.sky_scatter_band,
-        noise_correlation=survey.noise_correlation,
-        astrometric_jitter=spread.astrometric_jitter,
-        psf_beta=survey.psf_beta,
-        psf_shear=spread.psf_shear,
-    )
-
-
-def _conditions(survey: Survey, conditions: dict[str, SurveyConditions] | None) -> SurveyConditions:
-    if conditions is None or survey.name not in conditions:
-        return survey_conditions(survey)  # the registry's (or a clear error naming what is missing)
-    cond = conditions[survey.name]
-    missing = [b for b in survey.bands if b not in cond.sky_sigma]
-    if missing:
-        raise SurveyError(f"simulation conditions of {survey.name!r} have no sky sigma for band(s) {','.join(missing)}")
-    for band in survey.bands:
-        band_key(band)
-    return cond
 
 
 @dataclass(frozen=True)
@@ -245,8 +159,8 @@ class SimulationConfig:
         a, b = get_survey(self.survey_a), get_survey(self.survey_b)
         if a.name == b.name:
             raise UsageError(f"simulation: the two surveys must differ (both are {a.name!r})")
-        _conditions(a, self.conditions)
-        _conditions(b, self.conditions)
+        conditions_of(a, self.conditions)
+        conditions_of(b, self.conditions)
         return a, b
 
     def to_dict(self) -> dict:
@@ -471,7 +385,7 @@ def simulate_object(config: SimulationConfig, index: int) -> SimulatedObject:
     for slot, survey in ((1, survey_a), (2, survey_b)):
         if (role == "a" and slot == 2) or (role == "b" and slot == 1):
             continue
-        cond = _conditions(survey, config.conditions)
+        cond = conditions_of(survey, config.conditions)
         obs = draw_observation(np.random.default_rng([config.seed, index, slot, 1]), survey, cond, galaxy)
         truth = render_galaxy(galaxy, survey, obs, config.psf, cond.psf_beta, _parts=parts)
         noise = draw_noise(
@@ -686,7 +600,7 @@ def simulate_survey_pair(
             "version": __version__,
             "config": config.to_dict(),
             "surveys": {"a": survey_a.to_dict(), "b": survey_b.to_dict()},
-            "conditions": {s.name: asdict(_conditions(s, config.conditions)) for s in (survey_a, survey_b)},
+            "conditions": {s.name: asdict(conditions_of(s, config.conditions)) for s in (survey_a, survey_b)},
             "counts": {"paired": config.n_paired, "unpaired_a": config.n_unpaired_a,
                        "unpaired_b": config.n_unpaired_b, "fits_files": n_files},
             "noise_model": "Gaussian sky noise (sigma per image and band in truth/noise.ecsv); "
