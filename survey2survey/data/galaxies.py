@@ -2,11 +2,14 @@
 
 One galaxy (identical for every survey that sees it):
 
-* a truncated de Vaucouleurs bulge (Sersic n = 4, ``trunc`` = 6 half-light radii), an
-  exponential disk and, in about half of the galaxies, star-forming knots
-  (:class:`galsim.RandomKnots`) spread like the disk;
+* a truncated Sersic bulge (de Vaucouleurs n = 4 by default, or n drawn from a few fixed
+  values such as 2, 3, 4; ``trunc`` = 6 half-light radii), an exponential disk and, in
+  about half of the galaxies, star-forming knots (:class:`galsim.RandomKnots`) spread like
+  the disk;
 * r magnitude uniform in a range, disk half-light radius log-normal around
-  ``2.8" x 10**(-0.1 (r - 16))``, bulge radius a fraction of it;
+  ``2.8" x 10**(-0.1 (r - 16))`` (clipped to 0.3" - ``max_hlr``, 6" by default: at r = 14
+  the median is 4.4" and a 25" cutout holds only about 2 radii of a 6" disk), bulge radius
+  a fraction of it; disk axis ratio uniform in [0.2, 1], bulge in [``bulge_q_min``, 1];
 * a "redness" ``t`` in [0, 1] sets the bulge-to-total ratio and the colours: the bulge has
   an early-type ugriz SED, the disk one between a star-forming and an early-type SED, the
   knots a blue one; the band images of a galaxy therefore differ in shape, not just flux.
@@ -35,9 +38,10 @@ _SED_EARLY = np.array([2.53, 0.78, 0.0, -0.40, -0.75, -0.90])
 _SED_LATE = np.array([1.45, 0.40, 0.0, -0.22, -0.34, -0.40])
 _SED_KNOTS = np.array([0.90, 0.15, 0.0, -0.05, -0.05, -0.05])
 
-#: Sersic truncation of the bulge in half-light radii.  A fixed ratio lets GalSim reuse
-#: one cached Sersic table; truncation keeps a bulge convolved with a PSF at a few ms per
-#: draw instead of ~100 ms for an untruncated de Vaucouleurs profile.
+#: Sersic truncation of the bulge in half-light radii.  A fixed ratio (and a few fixed
+#: indices n) lets GalSim reuse one cached Sersic table per n; truncation keeps a bulge
+#: convolved with a PSF at a few ms per draw instead of ~100 ms for an untruncated
+#: de Vaucouleurs profile.
 _BULGE_TRUNC = 6.0
 
 
@@ -78,6 +82,8 @@ class Galaxy:
     sed_knots: np.ndarray
     neighbour: "Galaxy | None" = None
     neighbour_offset: tuple[float, float] = (0.0, 0.0)  # (east, north) arcsec from the galaxy
+    bulge_n: float = 4.0  # Sersic index of the bulge
+    stars: tuple = ()  # field stars (survey2survey.data.stars.Star) in the cutout around it
 
     def magnitude(self, band: str) -> float:
         """Total AB magnitude of the galaxy (without neighbour) in ``band``."""
@@ -90,8 +96,14 @@ class Galaxy:
         return float(self.mag_r - 2.5 * math.log10(flux))
 
 
-def draw_galaxy(rng: np.random.Generator, mag_range: tuple[float, float], knot_fraction: float) -> Galaxy:
-    """Draw the intrinsic parameters of one galaxy (position 0, 0; no neighbour).
+def draw_galaxy(
+    rng: np.random.Generator,
+    mag_range: tuple[float, float],
+    knot_fraction: float,
+    max_hlr: float = 6.0,
+    bulge_q_min: float = 0.6,
+) -> Galaxy:
+    """Draw the intrinsic parameters of one galaxy (position 0, 0; no neighbour, bulge n = 4).
 
     Parameters
     ----------
@@ -100,19 +112,23 @@ def draw_galaxy(rng: np.random.Generator, mag_range: tuple[float, float], knot_f
         r-band AB magnitude range.
     knot_fraction : float
         Mean fraction of galaxies with star-forming knots.
+    max_hlr : float
+        Largest disk half-light radius (arcsec).
+    bulge_q_min : float
+        Smallest bulge axis ratio (the bulge's q is uniform in [bulge_q_min, 1]).
     """
     mag_r = float(rng.uniform(*mag_range))
     redness = float(rng.beta(1.2, 1.2))
     bulge_fraction = float(np.clip(0.85 * redness + rng.normal(0.0, 0.12), 0.0, 1.0))
     # brighter galaxies are bigger: ~3" disks at r = 16, ~0.9" at r = 21
-    disk_hlr = float(np.clip(2.8 * 10 ** (-0.1 * (mag_r - 16.0)) * math.exp(rng.normal(0.0, 0.3)), 0.3, 6.0))
+    disk_hlr = float(np.clip(2.8 * 10 ** (-0.1 * (mag_r - 16.0)) * math.exp(rng.normal(0.0, 0.3)), 0.3, max_hlr))
     if bulge_fraction > 0.7:  # elliptical: the "bulge" is the galaxy
         bulge_hlr = disk_hlr * float(rng.uniform(0.5, 0.9))
     else:
         bulge_hlr = disk_hlr * float(rng.uniform(0.2, 0.5))
     bulge_hlr = max(bulge_hlr, 0.15)
     disk_q = float(rng.uniform(0.2, 1.0))
-    bulge_q = float(rng.uniform(0.6, 1.0))
+    bulge_q = float(rng.uniform(bulge_q_min, 1.0))
     beta = float(rng.uniform(0.0, 180.0))
     # knots are star formation: mostly in blue disks
     has_knots = rng.uniform() < min(1.0, 2.0 * knot_fraction * (1.0 - redness))
@@ -150,7 +166,7 @@ def galaxy_components(galaxy: Galaxy):
     import galsim
 
     beta = galaxy.beta * galsim.degrees
-    bulge = galsim.Sersic(n=4, half_light_radius=galaxy.bulge_hlr, trunc=_BULGE_TRUNC * galaxy.bulge_hlr)
+    bulge = galsim.Sersic(n=galaxy.bulge_n, half_light_radius=galaxy.bulge_hlr, trunc=_BULGE_TRUNC * galaxy.bulge_hlr)
     bulge = bulge.shear(q=galaxy.bulge_q, beta=beta)
     disk = galsim.Exponential(half_light_radius=galaxy.disk_hlr).shear(q=galaxy.disk_q, beta=beta)
     knots = None

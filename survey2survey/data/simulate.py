@@ -16,7 +16,12 @@ WCS in each survey's native units and a catalog -- plus the truth that no user h
 The galaxy model (one per object, identical for both surveys of a pair) is
 :mod:`survey2survey.data.galaxies`: bulge, disk and star-forming knots with their own
 colours, r magnitude uniform in ``mag_range``, and with probability ``neighbour_fraction`` a
-fainter companion 3.5-10" away (not in the catalog, as real neighbours are not).
+fainter companion 3.5-10" away (not in the catalog, as real neighbours are not).  With
+``star_fraction`` > 0, field stars (:mod:`survey2survey.data.stars`, a Poisson number per
+cutout, r 15-22, stellar-locus colours, not within 3" of the galaxy) are part of the same sky:
+at the same position in both surveys, in the noise-free truth too, never in the catalog;
+``truth/galaxies.ecsv`` then records ``n_stars`` and the brightest star's ``star_mag_r``.
+:data:`POPULATIONS` names presets (``realistic``: r 14-21 with stars and varied bulges).
 
 Each image is drawn on its survey's own grid (pixel scale, cutout size, bands) through a
 per-image, per-band PSF (Kolmogorov by default, or Moffat with beta 3; Kolmogorov draws
@@ -58,6 +63,7 @@ from survey2survey.data.galaxies import (
     draw_galaxy,
     galaxy_components,
 )
+from survey2survey.data.stars import draw_stars
 from survey2survey.physics.noise import correlated_noise
 from survey2survey.surveys import Survey, get_survey
 
@@ -87,7 +93,26 @@ _CELL = 40.0
 _CELL_JITTER = 10.0
 _COLUMNS = 1000
 
+#: Named galaxy populations: :class:`SimulationConfig` fields each one sets (``default``
+#: is the dataclass's own defaults).  ``realistic`` is the r = 14-21 training population of
+#: issue 14: field stars (0.5 a cutout), bulge Sersic n in {2, 3, 4}, rounder-to-flatter
+#: bulges (q from 0.4) and disks capped at 4" so that an r = 14 galaxy still fits a 25" cutout
+#: (about 3 half-light radii each side, ~96 % of an exponential disk's light).
+POPULATIONS: dict[str, dict] = {
+    "default": {},
+    "realistic": {
+        "mag_range": (14.0, 21.0),
+        "star_fraction": 0.5,
+        "bulge_n": (2.0, 3.0, 4.0),
+        "bulge_q_min": 0.4,
+        "max_hlr": 4.0,
+    },
+}
 
+#: The fields added after simulations were first recorded, with their defaults: left out of
+#: :meth:`SimulationConfig.to_dict` at those values, so that a default simulation's record
+#: (``simulation.json``) is what it always was.
+_LATER_FIELDS = {"star_fraction": 0.0, "bulge_n": (4.0,), "bulge_q_min": 0.6, "max_hlr": 6.0}
 
 
 @dataclass(frozen=True)
@@ -118,6 +143,14 @@ class SimulationConfig:
     conditions : dict, optional
         Survey name -> :class:`SurveyConditions`; default :func:`survey_conditions` of
         each survey (its registry entry).
+    star_fraction : float
+        Mean number of field stars per cutout (Poisson; :mod:`survey2survey.data.stars`).
+    bulge_n : tuple of float
+        Sersic indices a bulge draws from (uniformly); ``(4.0,)`` = de Vaucouleurs for all.
+    bulge_q_min : float
+        Smallest bulge axis ratio.
+    max_hlr : float
+        Largest disk half-light radius (arcsec).
     """
 
     n_paired: int
@@ -132,8 +165,13 @@ class SimulationConfig:
     knot_fraction: float = 0.5
     field_center: tuple[float, float] = (34.5, -7.0)
     conditions: dict[str, SurveyConditions] | None = None
+    star_fraction: float = 0.0
+    bulge_n: tuple[float, ...] = (4.0,)
+    bulge_q_min: float = 0.6
+    max_hlr: float = 6.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "bulge_n", tuple(float(n) for n in self.bulge_n))
         for name in ("n_paired", "n_unpaired_a", "n_unpaired_b", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
@@ -148,6 +186,13 @@ class SimulationConfig:
         for name in ("neighbour_fraction", "knot_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UsageError(f"simulation: {name} must be within [0, 1]")
+        if not 0.0 <= self.star_fraction <= 50.0:
+            raise UsageError(f"simulation: star_fraction (stars per cutout) must be within [0, 50], "
+                             f"got {self.star_fraction}")
+        if not self.bulge_n or not all(0.5 <= n <= 6.0 for n in self.bulge_n):
+            raise UsageError(f"simulation: bulge_n must be Sersic indices within [0.5, 6], got {self.bulge_n}")
+        if not 0.1 <= self.bulge_q_min <= 1.0 or not 0.3 <= self.max_hlr <= 20.0:
+            raise UsageError("simulation: bulge_q_min must be within [0.1, 1] and max_hlr within [0.3, 20] arcsec")
         if abs(self.field_center[1]) > 60:
             raise UsageError("simulation: field_center dec must be within +-60 deg (the sky grid is flat in RA)")
 
@@ -163,8 +208,18 @@ class SimulationConfig:
         conditions_of(b, self.conditions)
         return a, b
 
+    @classmethod
+    def for_population(cls, population: str, **fields) -> "SimulationConfig":
+        """A configuration of the named :data:`POPULATIONS` preset; ``fields`` override it."""
+        if population not in POPULATIONS:
+            raise UsageError(f"simulation: unknown population {population!r} (known: {', '.join(POPULATIONS)})")
+        return cls(**(POPULATIONS[population] | fields))
+
     def to_dict(self) -> dict:
         d = asdict(self)
+        for name, default in _LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
         d["conditions"] = None if self.conditions is None else {k: asdict(v) for k, v in self.conditions.items()}
         return d
 
@@ -200,14 +255,28 @@ def _sky_position(config: SimulationConfig, index: int, rng: np.random.Generator
 def _make_galaxy(config: SimulationConfig, index: int) -> Galaxy:
     rng = np.random.default_rng([config.seed, index, 0])
     ra, dec = _sky_position(config, index, rng)
-    galaxy = draw_galaxy(rng, config.mag_range, config.knot_fraction)
+    shape = dict(max_hlr=config.max_hlr, bulge_q_min=config.bulge_q_min)
+    galaxy = draw_galaxy(rng, config.mag_range, config.knot_fraction, **shape)
     galaxy.ra, galaxy.dec = ra, dec
     if rng.uniform() < config.neighbour_fraction:
         # fainter than the target (0.5-3 mag), with the size that goes with its magnitude
-        neighbour = draw_galaxy(rng, (galaxy.mag_r + 0.5, galaxy.mag_r + 3.0), config.knot_fraction)
+        neighbour = draw_galaxy(rng, (galaxy.mag_r + 0.5, galaxy.mag_r + 3.0), config.knot_fraction, **shape)
         radius, angle = float(rng.uniform(3.5, 10.0)), float(rng.uniform(0.0, 2 * math.pi))
         galaxy.neighbour = neighbour
         galaxy.neighbour_offset = (radius * math.cos(angle), radius * math.sin(angle))
+    # drawn last, so that stars and bulge indices leave the galaxy and neighbour above unchanged
+    # (and draw nothing at their defaults: a default simulation is bit-identical)
+    if config.star_fraction > 0:
+        half_width = min(s.cutout_size * s.pixel_scale for s in config.surveys()) / 2  # the smaller footprint
+        galaxy.stars = draw_stars(rng, config.star_fraction, half_width)
+    if len(config.bulge_n) > 1:
+        for g in (galaxy, galaxy.neighbour):
+            if g is not None:
+                g.bulge_n = float(rng.choice(config.bulge_n))
+    elif config.bulge_n != (4.0,):
+        galaxy.bulge_n = config.bulge_n[0]
+        if galaxy.neighbour is not None:
+            galaxy.neighbour.bulge_n = config.bulge_n[0]
     return galaxy
 
 
@@ -278,7 +347,7 @@ def draw_observation(rng: np.random.Generator, survey: Survey, cond: SurveyCondi
 def render_galaxy(
     galaxy: Galaxy, survey: Survey, obs: Observation, psf: str = "kolmogorov", beta_psf: float = 3.0, _parts=None
 ) -> np.ndarray:
-    """Noise-free image of a galaxy (and its neighbour) as ``survey`` sees it.
+    """Noise-free image of a galaxy (with its neighbour and field stars) as ``survey`` sees it.
 
     Parameters
     ----------
@@ -318,6 +387,9 @@ def render_galaxy(
             ne, nn = galaxy.neighbour_offset
             nb_flux_r = 10 ** (-0.4 * (nb.mag_r - 22.5)) * to_native
             terms += [t.shift(gx - ne, gy + nn) for t in band_profile(nb, nb_parts, k, nb_flux_r)]
+        for star in galaxy.stars:  # a point source: the PSF alone once convolved
+            star_flux = 10 ** (-0.4 * (star.magnitude(band) - 22.5)) * to_native
+            terms.append(galsim.DeltaFunction(flux=star_flux).shift(gx - star.east, gy + star.north))
         g1, g2 = obs.psf_g[j]
         if psf == "moffat":
             psf_obj = galsim.Moffat(beta=beta_psf, fwhm=obs.fwhm[j])
@@ -400,7 +472,7 @@ def simulate_object(config: SimulationConfig, index: int) -> SimulatedObject:
 # --- writing a simulated survey pair ----------------------------------------------------------
 
 
-def _galaxy_row(obj: SimulatedObject, bands: Sequence[str]) -> dict:
+def _galaxy_row(obj: SimulatedObject, bands: Sequence[str], config: SimulationConfig) -> dict:
     g = obj.galaxy
     row = {
         "id": obj.id,
@@ -426,6 +498,11 @@ def _galaxy_row(obj: SimulatedObject, bands: Sequence[str]) -> dict:
         neighbour_east=g.neighbour_offset[0],
         neighbour_north=g.neighbour_offset[1],
     )
+    if config.bulge_n != (4.0,):  # columns of the options in use only: a default table is unchanged
+        row["bulge_n"] = g.bulge_n
+    if config.star_fraction > 0:
+        row["n_stars"] = len(g.stars)
+        row["star_mag_r"] = min((s.mag_r for s in g.stars), default=float("nan"))  # the brightest
     return row
 
 
@@ -472,7 +549,7 @@ def _simulate_chunk(config: SimulationConfig, out_dir: str, indices: Sequence[in
             {"id": obj.id, "ra": obj.galaxy.ra, "dec": obj.galaxy.dec, "paired": obj.role == "pair",
              "surveys": ",".join(seen_by)}
         )
-        galaxy_rows.append(_galaxy_row(obj, mag_bands))
+        galaxy_rows.append(_galaxy_row(obj, mag_bands, config))
     return {"catalog": catalog, "noise": noise_rows, "galaxies": galaxy_rows}
 
 
