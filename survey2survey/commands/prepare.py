@@ -12,7 +12,8 @@ Simulated pair: s2s prepare --simulate 1000 --out SIMDIR
 GalSim renders the same galaxies as both surveys see them: SIMDIR/<a>/ and
 SIMDIR/<b>/ (FITS cutouts), SIMDIR/catalog.ecsv and SIMDIR/truth/ (noise-free
 cubes, noise sigma per image and band).  The dataset is then built from those
-files, as from real ones, in SIMDIR/dataset/.
+files, as from real ones, in SIMDIR/dataset/.  --population realistic draws
+r 14-21 galaxies with varied bulges and field stars (--stars MEAN sets how many).
 
 Both build under a temporary name and rename when complete: a killed run
 leaves no partial output, and running the same command again finishes it.
@@ -67,8 +68,18 @@ def main(
         None, "--unpaired-b", metavar="N", help="With --simulate: galaxies seen by survey b only (default: N)."
     ),
     psf: str = typer.Option("kolmogorov", "--psf", help="With --simulate: PSF profile, kolmogorov or moffat."),
-    mag_range: str = typer.Option(
-        "16,21", "--mag-range", metavar="MIN,MAX", help="With --simulate: r-band AB magnitude range of the galaxies."
+    mag_range: Optional[str] = typer.Option(
+        None, "--mag-range", metavar="MIN,MAX",
+        help="With --simulate: r-band AB magnitude range of the galaxies (default: the population's, 16,21 or 14,21).",
+    ),
+    population: str = typer.Option(
+        "default", "--population", metavar="NAME",
+        help="With --simulate: galaxy population, default or realistic (r 14-21, 0.5 field stars per cutout, "
+        "bulge Sersic n in 2,3,4, bulge axis ratio from 0.4, disks up to 4\").",
+    ),
+    stars: Optional[float] = typer.Option(
+        None, "--stars", metavar="MEAN",
+        help="With --simulate: mean number of field stars per cutout (Poisson; default: the population's, 0 or 0.5).",
     ),
     fits_only: bool = typer.Option(
         False, "--fits-only", help="With --simulate: write the FITS cutouts, catalog and truth, no dataset."
@@ -78,8 +89,8 @@ def main(
     from survey2survey.data.prepare import EmptyDatasetError
     from survey2survey.errors import EXIT_PARTIAL, UsageError
 
-    mags = (16.0, 21.0)
-    if simulate is not None:
+    mags = None
+    if mag_range is not None:
         try:
             mags = tuple(float(v) for v in mag_range.split(","))
         except ValueError:
@@ -89,6 +100,7 @@ def main(
     try:
         outcome = prepare(
             out, a, b, simulate=simulate, unpaired_a=unpaired_a, unpaired_b=unpaired_b, psf=psf, mag_range=mags,
+            population=population, stars=stars,
             fits_only=fits_only, a_survey=a_survey, b_survey=b_survey, catalog=catalog, a_catalog=a_catalog,
             b_catalog=b_catalog, match_radius=match_radius, n_test=n_test, test_fraction=test_fraction, seed=seed,
             regrid=regrid, max_nan_fraction=max_nan_fraction, workers=workers, overwrite=overwrite,

@@ -50,7 +50,9 @@ def prepare(
     unpaired_a: int | None = None,
     unpaired_b: int | None = None,
     psf: str = "kolmogorov",
-    mag_range: tuple[float, float] = (16.0, 21.0),
+    mag_range: tuple[float, float] | None = None,
+    population: str = "default",
+    stars: float | None = None,
     fits_only: bool = False,
     a_survey: str = "sdss",
     b_survey: str = "cfht",
@@ -77,7 +79,13 @@ def prepare(
     unpaired_a, unpaired_b : int, optional
         With ``simulate``: galaxies seen by one survey only (default: ``simulate``).
     psf, mag_range : optional
-        With ``simulate``: PSF profile and r-band AB magnitude range.
+        With ``simulate``: PSF profile and r-band AB magnitude range (default: the
+        population's, 16-21 for ``default``).
+    population : str
+        With ``simulate``: galaxy population preset, a key of
+        :data:`survey2survey.data.simulate.POPULATIONS` (``default`` or ``realistic``).
+    stars : float, optional
+        With ``simulate``: mean number of field stars per cutout (default: the population's).
     fits_only : bool
         With ``simulate``: write the FITS cutouts, catalog and truth, no dataset.
     a_survey, b_survey, catalog, a_catalog, b_catalog, seed, overwrite, progress
@@ -103,8 +111,10 @@ def prepare(
     outcome = PrepareOutcome()
     common = dict(a_survey=a_survey, b_survey=b_survey, seed=seed, progress=progress, **dataset_options)
     if simulate is None:
-        if unpaired_a is not None or unpaired_b is not None or fits_only:
-            raise UsageError("--unpaired-a, --unpaired-b and --fits-only go with --simulate")
+        if unpaired_a is not None or unpaired_b is not None or fits_only or stars is not None \
+                or population != "default" or mag_range is not None:
+            raise UsageError("--unpaired-a, --unpaired-b, --fits-only, --mag-range, --stars and --population "
+                             "go with --simulate")
         if not a or not b:
             raise UsageError("give the cutouts of both surveys (--a and --b), or --simulate N")
         outcome.dataset = prepare_dataset(list(a), list(b), Path(out), catalog=catalog, a_catalog=a_catalog,
@@ -116,7 +126,11 @@ def prepare(
         raise UsageError("--simulate uses the cutouts' WCS for positions: leave out --catalog")
     from survey2survey.data.simulate import SimulationConfig, simulate_survey_pair
 
-    config = SimulationConfig(
+    chosen = {"mag_range": tuple(mag_range)} if mag_range is not None else {}
+    if stars is not None:
+        chosen["star_fraction"] = stars
+    config = SimulationConfig.for_population(
+        population,
         n_paired=simulate,
         n_unpaired_a=simulate if unpaired_a is None else unpaired_a,
         n_unpaired_b=simulate if unpaired_b is None else unpaired_b,
@@ -124,7 +138,7 @@ def prepare(
         survey_b=b_survey,
         seed=seed,
         psf=psf,
-        mag_range=tuple(mag_range),
+        **chosen,
     )
     sa, sb = config.surveys()
     sim_dir = Path(out)
