@@ -1,6 +1,7 @@
 """Field stars and the realistic population of the GalSim survey pair."""
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -128,3 +129,23 @@ def test_realistic_population_varies_bulges_and_fits_bright_galaxies():
     for bad in (dict(star_fraction=-1.0), dict(bulge_n=(9.0,)), dict(bulge_n=()), dict(max_hlr=0.0)):
         with pytest.raises(UsageError):
             SimulationConfig(n_paired=1, **bad)
+
+
+def test_prepare_simulate_with_stars_and_the_realistic_population(tmp_path):
+    from survey2survey.cli import main
+
+    out = tmp_path / "sim"
+    assert main(["prepare", "--simulate", "4", "--stars", "2", "--out", str(out), "-j", "1", "-q"]) == 0
+    meta = json.loads((out / "simulation.json").read_text())
+    assert meta["config"]["star_fraction"] == 2.0 and meta["config"]["mag_range"] == [16.0, 21.0]
+    assert (out / "dataset" / "dataset.json").is_file()
+    assert "n_stars" in Table.read(out / "truth" / "galaxies.ecsv").colnames
+    real = tmp_path / "real"
+    assert main(["prepare", "--simulate", "2", "--population", "realistic", "--unpaired-a", "0", "--unpaired-b", "0",
+                 "--out", str(real), "-j", "1", "-q", "--fits-only"]) == 0
+    config = json.loads((real / "simulation.json").read_text())["config"]
+    assert config["mag_range"] == [14.0, 21.0] and config["star_fraction"] == 0.5
+    assert config["bulge_n"] == [2.0, 3.0, 4.0] and config["max_hlr"] == 4.0
+    assert main(["prepare", "--simulate", "1", "--population", "bogus", "--out", str(tmp_path / "x")]) == 2
+    assert main(["prepare", "--a", "x", "--b", "y", "--stars", "1", "--out", str(tmp_path / "y")]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
