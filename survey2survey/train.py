@@ -184,6 +184,9 @@ def train(dataset: str | Path, out: str | Path, options: TrainOptions | None = N
                     raise
                 raise _out_of_memory(exc, run_dirs[step], cls, step, None, opts, device) from None
             key = f"step{step}" if step is not None else "train"
+            finalized = method.finalize(ds)
+            if finalized:
+                summary["finalized"] = finalized
             history[key] = result.steps[key] = summary
             if ranks.main:
                 result.config = _write_model(out, ds, method, history, opts)
@@ -586,6 +589,8 @@ def _build_method(cls, ds, step, run: dict[str, Any], build=None):
 def _init_from_earlier(method, out: Path, opts: TrainOptions, previous) -> None:
     """Load the modules a step needs from an earlier step (``ours`` step 2: NE)."""
     need = method.init_modules()
+    optional = not need
+    need = need or method.optional_init_modules()
     if not need:
         return
     if previous is not None and all(n in previous.nets for n in need):
@@ -595,6 +600,8 @@ def _init_from_earlier(method, out: Path, opts: TrainOptions, previous) -> None:
     from survey2survey.model import load_model
 
     src = Path(opts.init) if opts.init else out
+    if optional and not (src / "config.json").exists():
+        return  # no earlier step: the modules stay as the method built them
     if not (src / "config.json").exists():
         raise UsageError(
             f"{src}: no step-1 model to take {', '.join(need)} from "

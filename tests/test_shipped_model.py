@@ -1,5 +1,10 @@
-"""The model shipped in models/sdss-cfht: intact, documented, and the default of translate."""
+"""The shipped models: the default (models/sdss-cfht) and the faithful `ours` (models/sdss-cfht-ours).
 
+Both intact and documented; the default is translate's, and per direction it is the network
+or the physics as its selection.json (experiments/ship_default.py) measured.
+"""
+
+import json
 import re
 from pathlib import Path
 
@@ -9,36 +14,59 @@ from astropy.io import fits
 from survey2survey.cli import main
 from survey2survey.data import example_dir
 from survey2survey.fits_io import verify_fits
-from survey2survey.model import default_model_dir, load_model
+from survey2survey.model import default_model_dir, load_model, physics_directions
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "sdss-cfht"
+OURS = ROOT / "models" / "sdss-cfht-ours"
 
 
-def test_shipped_model_loads_and_matches_its_model_card():
-    model = load_model(SHIPPED)
-    assert model.config["method"] == "ours"
+def test_faithful_model_loads_and_matches_its_model_card():
+    model = load_model(OURS)
+    assert model.config["method"] == "ours" and model.config["name"] == "sdss-cfht-ours"
     assert set(model.config["directions"]) == {"sdss->cfht", "cfht->sdss"}
     n = sum(p.numel() for m in model.modules.values() for p in m.parameters())
     assert n == 1_425_093 + 1_019_269 + 2 * 22_010  # both generators and noise emulators
-    card = (ROOT / "docs" / "model-card.md").read_text()
+    card = (ROOT / "docs" / "model-card-ours.md").read_text()
     assert model.weights_sha256 in card
     assert f"{n:,}" in card
     iterations = sum(s["iterations"] for s in model.config["steps"].values())
     assert f"{iterations:,} iterations" in card
 
 
-def test_translate_uses_the_shipped_model_by_default(tmp_path, monkeypatch):
+def test_default_model_is_the_measured_winner_per_direction_and_documented():
+    model = load_model(SHIPPED)
+    assert model.config["method"] == "ours-phys"
+    selection = json.loads((SHIPPED / "selection.json").read_text())
+    physics = physics_directions(model.config)
+    for direction, choice in selection["choice"].items():
+        assert (direction in physics) == (choice == "physics"), direction
+    assert model.config["training_range"]["mag"] == [14.0, 21.0]
+    card = (ROOT / "docs" / "model-card.md").read_text()
+    assert model.weights_sha256 in card
+
+
+def test_translate_uses_the_default_model_and_says_which_translator(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("S2S_MODEL", raising=False)
     assert default_model_dir().resolve() == SHIPPED.resolve()
-    src = sorted((example_dir() / "sdss").glob("*.fits"))[0]
-    code = main(["translate", str(src), "--to", "cfht", "--out", str(tmp_path), "--seed", "1", "--workers", "0"])
-    assert code == 0
-    (out,) = tmp_path.glob("*.fits")
-    verify_fits(out)
-    with fits.open(out) as hdul:
-        h = hdul[0].header
-        assert hdul[0].data.shape == (5, 136, 136) and np.isfinite(hdul[0].data).all()
-        assert h["S2SHASH"] == load_model(SHIPPED).weights_sha256
-        assert h["S2SDIR"] == "sdss->cfht" and h["SURVEY"] == "cfht"
-    assert re.match(rf"{src.stem}\.cfht\.fits$", out.name)
+    config = load_model(SHIPPED).config
+    physics = physics_directions(config)
+    for source, target in (("sdss", "cfht"), ("cfht", "sdss")):
+        src = sorted((example_dir() / source).glob("*.fits"))[0]
+        out = tmp_path / target
+        code = main(["translate", str(src), "--to", target, "--out", str(out), "--seed", "1", "--workers", "0"])
+        assert code == 0
+        said = capsys.readouterr().err
+        (written,) = out.glob("*.fits")
+        verify_fits(written)
+        assert re.match(rf"{src.stem}\.{target}\.fits$", written.name)
+        with fits.open(written) as hdul:
+            h = hdul[0].header
+            assert np.isfinite(hdul[0].data).all() and h["SURVEY"] == target
+            if f"{source}->{target}" in physics:
+                assert h["S2SMETH"] == "physics"
+                assert "translating by survey physics" in said and f"uses the physics for {source}->{target}" in said
+            else:
+                assert h["S2SMETH"] == "ours-phys" and h["S2SHASH"] == load_model(SHIPPED).weights_sha256
+                assert h["S2SDIR"] == f"{source}->{target}"
+                assert "translating with model sdss-cfht (ours-phys" in said

@@ -184,7 +184,7 @@ def test_every_method_trains_and_writes_a_loadable_model(name, real_dataset, sma
         x = torch.zeros(1, 5, side[src], side[src])
         y = gen(x, torch.zeros(1, parts["latent_dim"])) if "latent_dim" in parts else gen(x)
         assert y.shape == (1, 5, side[dst], side[dst])
-    if name in ("ours", "ours-noauto"):
+    if name in ("ours", "ours-noauto", "ours-phys"):
         assert cfg["directions"]["sdss->cfht"]["noise_emulator"] == "noise_emulator_cfht"
         assert cfg["directions"]["cfht->sdss"]["noise_emulator"] == "noise_emulator_sdss"
         assert model.modules["noise_emulator_cfht"].sample(1, 136, 136).shape == (1, 5, 136, 136)

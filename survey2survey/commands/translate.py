@@ -65,8 +65,15 @@ def main(
 
     for note in report.notes:
         typer.echo(f"s2s: note: {note}", err=True)
+    from survey2survey.translators.learned import OUT_OF_RANGE
+
+    unlike = [message for _path, message in report.warned if OUT_OF_RANGE in message]
     for _path, message in report.warned:
-        typer.echo(f"s2s: warning: {message}", err=True)
+        if OUT_OF_RANGE not in message:
+            typer.echo(f"s2s: warning: {message}", err=True)
+    if unlike:  # once: a directory of bright galaxies would print a line per file
+        typer.echo(f"s2s: warning: {len(unlike)} input(s) {OUT_OF_RANGE}, the translation may be poor there; "
+                   f"e.g. {unlike[0]}", err=True)
     for _path, message in report.failed:
         typer.echo(f"s2s: failed: {message}", err=True)
     shard_text = f" (shard {report.shard[0]}/{report.shard[1]})" if report.shard else ""

@@ -17,6 +17,7 @@ ours-noauto                (f) ours in one step, without autoencoders           
 cyclegan                   (g) Zhu et al. CycleGAN, regridded set                cyclegan.py
 augcgan                    (h) Augmented CycleGAN, regridded set                 augcgan.py
 aecnn                      Survey2Survey's paired autoencoder (Buncher 2021)     aecnn.py
+ours-phys                  ours with generators on the physics, G = P + R         ours_phys.py
 =========================  ====================================================  ==============
 
 Importing this package is cheap (no torch); :func:`get_method` imports the method's file.
@@ -69,6 +70,7 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("cyclegan", "cyclegan:CycleGAN", "g"),
         MethodInfo("augcgan", "augcgan:AugCGAN", "h"),
         MethodInfo("aecnn", "aecnn:AECNNMethod"),
+        MethodInfo("ours-phys", "ours_phys:OursPhys", note="ours on the physics translation, G = P + R; --step 1|2"),
     )
 }
 

@@ -195,6 +195,19 @@ class TrainingMethod(abc.ABC):
         """Modules that must come from an earlier model (``--init``); ``ours`` step 2: NE."""
         return []
 
+    def finalize(self, dataset) -> dict[str, Any]:
+        """After a step's last iteration, before the model is written: adjustments measured on
+        ``dataset`` (a ``PreparedDataset``), recorded in config.json (``steps.<step>.finalized``).
+
+        Default: none.  Must depend only on the weights and the data, so that a resumed run
+        that finishes again gives the same model.
+        """
+        return {}
+
+    def optional_init_modules(self) -> list[str]:
+        """Modules taken from an earlier step when there is one, else kept as built (``ours-phys`` step 2: NE)."""
+        return []
+
     # -- names from the paper ---------------------------------------------------------------
 
     def two_way_directions(self, noise: bool, **extra: Any) -> dict[str, dict[str, Any]]:

@@ -118,6 +118,10 @@ class Ours(TrainingMethod):
 
     # -- step 2 ----------------------------------------------------------------------------
 
+    def content(self, pred: torch.Tensor, target: torch.Tensor, domain: str) -> torch.Tensor:
+        """A content loss against an image of ``domain``: the paper's mean squared error."""
+        return mse(pred, target)
+
     def _step2(self, batch) -> dict[str, torch.Tensor]:
         a, b = self.a, self.b
         G_ab, G_ba = self.G(a, b), self.G(b, a)
@@ -125,12 +129,13 @@ class Ours(TrainingMethod):
             # One generator call on pairs + unpaired images together: (Np + Nu, C, H, W).
             id_b, cyc_b = self.cat_forward(G_ab, batch.pair_a, batch.a)  # on b's grid
             id_a, cyc_a = self.cat_forward(G_ba, batch.pair_b, batch.b)  # on a's grid
-            L_id = mse(id_b, batch.pair_b) + mse(id_a, batch.pair_a)  # Eq. 4
+            L_id = self.content(id_b, batch.pair_b, b) + self.content(id_a, batch.pair_a, a)  # Eq. 4
             with torch.no_grad():
                 noise_b = self.noise(b, batch.a.shape[0])
                 noise_a = self.noise(a, batch.b.shape[0])
             # F_ab(a) = G_ab(a) + NE_b; back with G_ba; Eq. 5
-            L_cyc = mse(self.fn[G_ba](cyc_b + noise_b), batch.a) + mse(self.fn[G_ab](cyc_a + noise_a), batch.b)
+            L_cyc = (self.content(self.fn[G_ba](cyc_b + noise_b), batch.a, a)
+                     + self.content(self.fn[G_ab](cyc_a + noise_a), batch.b, b))
             loss = L_id + L_cyc
         self.update("generators", loss)
         return {"L_id": L_id.detach(), "L_cyc": L_cyc.detach()}

@@ -16,18 +16,22 @@ from survey2survey.model.directions import (
     direction_shapes,
     find_noise_emulator,
     model_directions,
+    physics_directions,
 )
 from survey2survey.model.store import (
     CONFIG_NAME,
     MODEL_FORMAT,
     WEIGHTS_NAME,
     LoadedModel,
+    leave_to_physics,
     load_model,
     save_model,
     weights_sha256,
 )
 
 __all__ = [
+    "leave_to_physics",
+    "physics_directions",
     "CONFIG_NAME",
     "WEIGHTS_NAME",
     "MODEL_FORMAT",

@@ -21,6 +21,7 @@ __all__ = [
     "model_directions",
     "direction_shapes",
     "find_noise_emulator",
+    "physics_directions",
 ]
 
 
@@ -95,6 +96,8 @@ def model_directions(config: dict) -> dict[str, Direction]:
             raise ModelError("config.json: a regridded model must describe survey 'a' (whose grid it works on)")
     out: dict[str, Direction] = {}
     for name, parts in (config.get("directions") or {}).items():
+        if isinstance(parts, dict) and parts.get("translator") == "physics":
+            continue  # translated by the physics translator (physics_directions)
         if "->" not in name or not isinstance(parts, dict) or not parts.get("generator"):
             raise ModelError(f"config.json: direction {name!r} must be 'a->b' with a 'generator'")
         a, b = (s.strip().lower() for s in name.split("->", 1))
@@ -108,6 +111,22 @@ def model_directions(config: dict) -> dict[str, Direction]:
             source_grid=grid if grid is not None and src.name != grid.name else None,
             target_grid=grid if grid is not None and tgt.name != grid.name else None,
         )
+    return out
+
+
+def physics_directions(config: dict) -> dict[str, str]:
+    """Directions a model leaves to the physics translator: ``{"cfht->sdss": reason}``.
+
+    A model's ``config.json`` may say, per direction, ``{"translator": "physics",
+    "reason": "..."}``: its default for that direction is the survey physics (it did not
+    beat it on the held-out set), not a network.
+    """
+    out = {}
+    for name, parts in (config.get("directions") or {}).items():
+        if isinstance(parts, dict) and parts.get("translator") == "physics":
+            if "->" not in name:
+                raise ModelError(f"config.json: direction {name!r} must be 'a->b'")
+            out[name.strip().lower()] = str(parts.get("reason") or "")
     return out
 
 

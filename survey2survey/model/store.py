@@ -37,6 +37,7 @@ __all__ = [
     "save_model",
     "load_model",
     "weights_sha256",
+    "leave_to_physics",
 ]
 
 CONFIG_NAME = "config.json"
@@ -311,7 +312,8 @@ def _check_schema(config: dict[str, Any], config_path: Path) -> None:
 
     Checked: ``surveys`` (side -> survey name, or definition valid as in the registry),
     ``directions`` ("src->dst" -> generator and noise emulator naming modules of the
-    model, positive ``latent_dim``), ``regridded``, ``sizes``; other keys are free.
+    model, positive ``latent_dim``; or ``"translator": "physics"`` and no generator),
+    ``regridded``, ``sizes``; other keys are free.
     """
     from survey2survey.errors import S2SError
     from survey2survey.surveys import Survey
@@ -340,9 +342,12 @@ def _check_schema(config: dict[str, Any], config_path: Path) -> None:
             fail(f"direction {name!r} must be named 'src->dst'")
         if not isinstance(parts, dict):
             fail(f"direction {name!r} must be an object, not {_kind(parts)}")
+        physics = parts.get("translator") == "physics"  # left to the physics translator: no generator
+        if "translator" in parts and not physics:
+            fail(f"direction {name!r}: 'translator' can only be \"physics\", not {parts['translator']!r}")
         for key, role in (("generator", "generator"), ("noise_emulator", "noise emulator")):
             module = parts.get(key)
-            if module is None and key == "noise_emulator":
+            if module is None and (key == "noise_emulator" or physics):
                 continue
             if not isinstance(module, str) or module not in modules:
                 fail(f"direction {name!r} names {role} {module!r}, not a module of the model "
@@ -399,3 +404,25 @@ def _device(device):
         return torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise UsageError(f"invalid device {str(device)!r} ({first_line(exc, 10_000)})") from None
+
+
+def leave_to_physics(model_dir, out_dir, reasons: dict[str, str], overwrite: bool = False,
+                     extra: dict | None = None) -> Path:
+    """Copy a model, with the directions of ``reasons`` left to the physics translator.
+
+    Those directions' generators are dropped; their noise emulators stay (``s2s
+    emulate-noise`` still samples them).  ``reasons``: ``{"cfht->sdss": "why"}``, said by
+    ``s2s translate`` when it uses the physics for that direction.  ``extra``: config.json
+    entries to set (``name``, ``validity``, ``training_range``).
+    """
+    loaded = load_model(model_dir, device="cpu")
+    config = copy.deepcopy(loaded.config) | dict(extra or {})
+    for name, reason in reasons.items():
+        spec = config["directions"].get(name)
+        if spec is None:
+            raise ModelError(f"{model_dir}: no direction {name!r} (it has {', '.join(config['directions'])})")
+        config["directions"][name] = {"translator": "physics", "reason": str(reason),
+                                      "noise_emulator": spec.get("noise_emulator")}
+    used = {spec.get(k) for spec in config["directions"].values() for k in ("generator", "noise_emulator")}
+    modules = {n: m for n, m in loaded.modules.items() if n in used}
+    return save_model(out_dir, modules, config, overwrite=overwrite)

@@ -13,6 +13,9 @@ Benchmarks of the paper's ablation and of Survey2Survey (Buncher et al. 2021):
 ``ResnetGenerator``, ``PatchGANDiscriminator`` (CycleGAN), ``AugCGANGenerator``,
 ``LatentEncoder``, ``LatentDiscriminator`` (Augmented CycleGAN), ``AECNN``.
 
+Generators on the physics translation (G = P + R, ``ours-phys``):
+``PhysicsResidualGenerator`` (:mod:`survey2survey.nets.residual`).
+
 Every network stores its constructor keywords in ``init_kwargs`` (JSON-able) and is
 listed in ``NETWORKS``, so ``NETWORKS[name](**init_kwargs)`` rebuilds it; this is how
 ``survey2survey.model`` saves and loads models.
@@ -35,6 +38,7 @@ from survey2survey.nets.generators import (
     generator_sdss_to_cfht,
 )
 from survey2survey.nets.noise_emulator import NoiseEmulator
+from survey2survey.nets.residual import PhysicsResidualGenerator
 
 __all__ = [
     "NETWORKS",
@@ -53,6 +57,7 @@ __all__ = [
     "LatentEncoder",
     "LatentDiscriminator",
     "AECNN",
+    "PhysicsResidualGenerator",
 ]
 
 #: Class name -> class, for every network that can be saved and rebuilt.
@@ -70,6 +75,7 @@ NETWORKS: dict[str, type[nn.Module]] = {
         LatentEncoder,
         LatentDiscriminator,
         AECNN,
+        PhysicsResidualGenerator,
     )
 }
 

@@ -202,6 +202,35 @@ class PhysicsTranslator:
         wx = axis_weights(geo.in_shape[1], geo.out_shape[1], p / geo.scale_in[1], geo.basis)
         return wy, wx
 
+    def linear_operator(self, shape: tuple[int, int], bands: Sequence[str] | None = None, wcs=None,
+                        out_shape: tuple[int, int] | None = None) -> list[dict]:
+        """The noise-free translation of one band as a linear map, per target band.
+
+        Band k of the output is ``Wy @ (K * image) @ Wx.T`` (times ``flux_scale``), with
+        ``K`` the PSF matching kernel (None: no convolution) applied with mirrored edges
+        and ``Wy``, ``Wx`` the resampling weights, for the registry's typical seeing of
+        both surveys, onto the footprint's grid or ``out_shape`` (same centre).  Learned
+        translators built on the physics
+        (:class:`survey2survey.nets.residual.PhysicsOperator`) take it from here.
+
+        Returns
+        -------
+        list of dict
+            ``{"band_in", "band_out", "kernel" (ndarray or None), "wy", "wx", "info"}``.
+        """
+        bands = list(bands) if bands is not None else list(self.source.bands)
+        geo = self._geometry(tuple(shape), wcs)
+        if out_shape is not None:  # a fixed output grid, same centre (e.g. a model's cutout size)
+            geo = _Geometry(geo.in_shape, (int(out_shape[0]), int(out_shape[1])), geo.scale_in, geo.basis)
+        n_boxes = 1 + BASIS_BOXES[geo.basis]
+        scale_in = float(np.sqrt(geo.scale_in[0] * geo.scale_in[1]))
+        wy, wx = self._weights(geo)
+        out = []
+        for j, band_in, band_out in self.band_pairs(bands):
+            kernel, info = self._psf_plan(j, band_in, band_out, None, n_boxes, scale_in, None)
+            out.append({"band_in": band_in, "band_out": band_out, "kernel": kernel, "wy": wy, "wx": wx, "info": info})
+        return out
+
     # --- translation --------------------------------------------------------------------
 
     def translate(

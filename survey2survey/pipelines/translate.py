@@ -41,7 +41,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from survey2survey.atomic import check_parents, remove_stale
-from survey2survey.errors import UsageError
+from survey2survey.errors import S2SError, UsageError
 from survey2survey.fits_io import find_cutouts
 from survey2survey.model import default_model_dir
 from survey2survey.pipelines.translate_schedule import run_batched, run_per_cutout
@@ -320,6 +320,10 @@ def translate(
     # The model first: a missing or unsuitable model is misuse, before any file is read.
     if is_physics(model_dir):
         translator = _physics(to, source, noise, backend, device, precision, compile, batch_size)
+    elif (chosen := _physics_choice(Path(model_dir) if model_dir is not None else default_model_dir(), to, source)):
+        from survey2survey.translators.physics import SurveyPhysicsTranslator
+
+        translator = SurveyPhysicsTranslator(to, source=chosen[0], noise=noise, chosen_by=chosen[1])
     else:
         model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         translator = LearnedTranslator.load(
@@ -331,6 +335,36 @@ def translate(
         overwrite=overwrite, shard=shard, workers=workers, on_progress=on_progress, start=start, preview=preview,
         announce=announce,
     )
+
+
+def _physics_choice(model_dir: Path, to, source) -> tuple[str, str] | None:
+    """``(source, why)`` when ``model_dir`` leaves the translation into ``to`` to the physics.
+
+    A model's config.json may name the physics translator for a direction it did not
+    learn better than the physics (:func:`~survey2survey.model.directions.physics_directions`);
+    None when a network of the model translates into ``to`` (or the config cannot be read:
+    loading the model reports that).
+    """
+    import json
+
+    from survey2survey.model.directions import physics_directions
+    from survey2survey.surveys import get_survey
+
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        chosen = physics_directions(config)
+        target = get_survey(to).name
+        wanted = get_survey(source).name if source is not None else None
+    except (OSError, ValueError, S2SError):
+        return None
+    into = [d for d in chosen if d.split("->")[1] == target and wanted in (None, d.split("->")[0])]
+    learned = [d for d in config.get("directions") or {} if d.strip().lower() not in chosen
+               and d.split("->")[-1].strip().lower() == target]
+    if not into or learned or len(into) > 1:
+        return None
+    reason = chosen[into[0]]
+    return into[0].split("->")[0], (f"model {model_dir.name} uses the physics for {into[0]}"
+                                    + (f" ({reason})" if reason else ""))
 
 
 def is_physics(model: object) -> bool:

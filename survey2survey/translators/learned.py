@@ -100,6 +100,7 @@ class LearnedTranslator(Translator):
         self.weights_sha256 = model.weights_sha256
         self.model_path = str(model.path)
         self.validity = " ".join(str(model.config.get("validity") or "").split())
+        self.training_range = model.config.get("training_range") or None
         self._model: LoadedModel | None = model
         self._engines: dict = {}
 
@@ -199,7 +200,10 @@ class LearnedTranslator(Translator):
             final_shape, self.target.bands, wcs_cards(rescale_wcs(wcs, grid_shape, final_shape)) if wcs is not None else None
         )
         mask = resample_mask(cutout.mask, final_shape) if cutout.mask is not None else None
-        return Prepared(survey, to_model_space(data, survey), geometry, mask, list(cutout.warnings), resample)
+        warnings = list(cutout.warnings)
+        if self.training_range:
+            warnings += range_warnings(cutout.data, survey, self.training_range)
+        return Prepared(survey, to_model_space(data, survey), geometry, mask, warnings, resample)
 
     def finish(self, prepared: Prepared, data: np.ndarray) -> np.ndarray:
         native = to_native(data, self.target)  # (S, C, H, W) float32, target's native units
@@ -288,3 +292,47 @@ def _directions_into(model: LoadedModel, target_name: str, given_name: str | Non
             )
         into = {given_name: into[given_name]}
     return into
+
+
+#: Start of the warning for an input unlike the model's training set (``s2s translate`` sums them up).
+OUT_OF_RANGE = "outside the model's training range"
+#: Slack on the training range's magnitudes before an input is called outside it.
+_MAG_SLACK = 0.5
+
+
+def range_warnings(data: np.ndarray, survey: Survey, training_range: dict) -> list[str]:
+    """A warning when the central object is brighter, fainter or larger than the training set's.
+
+    ``training_range`` (config.json): ``{"band": "r", "mag": [lo, hi], "half_light_radius": [lo, hi]}``
+    (AB magnitudes, arcsec).  Measured on the cutout: the band's flux above the border's
+    median sky in a circle of 0.45 x the cutout's side around the centre, and the radius
+    holding half of it.
+    """
+    band = str(training_range.get("band", "r"))
+    lowered = [b.lower() for b in survey.bands]
+    if band.lower() not in lowered or data.ndim != 3:
+        return []
+    image = np.nan_to_num(np.asarray(data[lowered.index(band.lower())], np.float64)) * survey.flux_factor
+    h, w = image.shape
+    border = np.concatenate([image[:4].ravel(), image[-4:].ravel(), image[:, :4].ravel(), image[:, -4:].ravel()])
+    image = image - np.median(border)
+    yy, xx = np.indices(image.shape)
+    r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2)
+    inside = r <= 0.45 * min(h, w)
+    order = np.argsort(r[inside])
+    growth = np.cumsum(image[inside][order])
+    total = growth[-1]
+    if not total > 0:
+        return []
+    mag = 22.5 - 2.5 * np.log10(total)
+    hlr = float(r[inside][order][np.searchsorted(growth, total / 2)]) * survey.pixel_scale
+    lo, hi = training_range.get("mag", (None, None))
+    problems = []
+    if lo is not None and mag < lo - _MAG_SLACK:
+        problems.append(f"{band} = {mag:.1f} mag, brighter than the training set's {lo:g}")
+    if hi is not None and mag > hi + _MAG_SLACK:
+        problems.append(f"{band} = {mag:.1f} mag, fainter than the training set's {hi:g}")
+    r_hi = (training_range.get("half_light_radius") or (None, None))[1]
+    if r_hi is not None and hlr > 1.25 * r_hi:
+        problems.append(f"half-light radius {hlr:.1f}\", larger than the training set's {r_hi:g}\"")
+    return [f"{OUT_OF_RANGE}: " + "; ".join(problems)] if problems else []

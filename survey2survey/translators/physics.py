@@ -50,6 +50,9 @@ class SurveyPhysicsTranslator(Translator):
         told from each file's header.
     noise : bool
         False: the noise-free mapping (nothing added; the input's own noise stays).
+    chosen_by : str, optional
+        Why physics runs when the user did not ask for it (a model that leaves this
+        direction to the physics); said in :meth:`summary`.
 
     Raises
     ------
@@ -61,8 +64,9 @@ class SurveyPhysicsTranslator(Translator):
     #: read a cutout's bands as the file has them (band by band)
     partial_bands = True
 
-    def __init__(self, to, *, source=None, noise: bool = True):
+    def __init__(self, to, *, source=None, noise: bool = True, chosen_by: str = ""):
         self.target = get_survey(to)
+        self.chosen_by = chosen_by
         _need_psf(self.target, "target")
         if noise and not (self.target.sky_sigma or self.target.depth or self.target.noise_model):
             raise SurveyError(
@@ -91,8 +95,10 @@ class SurveyPhysicsTranslator(Translator):
         into = ", ".join(f"{s}->{self.target.name}" for s in self.sources) if len(self.sources) == 1 else (
             f"any registry survey -> {self.target.name} (source from each file's header)")
         noise = "target noise topped up" if self.noise else "no noise added (--no-noise)"
-        return (f"translating by survey physics (--model physics: PSF matching, flux-conserving resampling, "
-                f"zero points; {noise}), no training: {into}")
+        how = "PSF matching, flux-conserving resampling, zero points"
+        if self.chosen_by:
+            return f"translating by survey physics ({how}; {noise}): {into}; {self.chosen_by}"
+        return f"translating by survey physics (--model physics: {how}; {noise}), no training: {into}"
 
     # --- worker processes -------------------------------------------------------------
     def prepare(self, cutout, survey: Survey) -> Prepared:

@@ -1,0 +1,166 @@
+"""``ours-phys``: Lin & Fouchez (2021)'s two-step model on the physics translation.
+
+The paper's training (``ours``: step 1 noise emulators against discriminators, Eq. 1-3;
+step 2 generators with the frozen noise emulators, identity and cycle losses, Eq. 4-5)
+with two changes that make it start from, and never fall below, the physics of the two
+surveys (:mod:`survey2survey.physics`):
+
+* each generator is a residual on the physics translation, G(x) = P(x) + R(x)
+  (:class:`~survey2survey.nets.residual.PhysicsResidualGenerator`): P is PSF matching and
+  flux-conserving resampling at the registry's typical seeing, R a small network that
+  starts at zero and whose flux sums to zero per band, so at iteration 0 the model is the
+  physics translation and at every iteration it conserves flux;
+* the content losses (Eq. 4-5) are chi^2 per pixel, each band divided by the target
+  survey's registry noise variance (:meth:`OursPhys.content`): the paper's plain mean
+  squared error lets the noisier survey's terms drown the other direction;
+* each noise emulator starts as its survey's registry noise (sigma and pixel correlation,
+  :func:`~survey2survey.nets.residual.physics_noise_emulator`); step 1 then trains it
+  adversarially as the paper does.  Step 2 takes the noise emulators of a step-1 model
+  (``--init``, or step 1 of the same run) and otherwise keeps the registry noise.
+
+In step 2 the identity loss against noisy pairs makes G the non-noise image (the paper's
+role of G): R learns to remove the source noise that P carries along, to sharpen towards
+a sharper target, and the noise emulator adds the target's noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from survey2survey.errors import UsageError
+from survey2survey.methods.ours import Ours
+from survey2survey.nets import Autoencoder, Discriminator
+from survey2survey.nets.residual import PhysicsResidualGenerator, physics_noise_emulator
+
+__all__ = ["OursPhys", "CALIBRATION_PAIRS"]
+
+#: Training pairs the noise calibration after step 2 reads (:meth:`OursPhys.finalize`).
+CALIBRATION_PAIRS = 256
+
+
+class OursPhys(Ours):
+    """The paper's two steps with physics-residual generators and physics-initialised noise emulators."""
+
+    name = "ours-phys"
+    steps = (1, 2)
+
+    def __init__(self, *args, **kwargs):
+        self._variance: dict = {}
+        super().__init__(*args, **kwargs)
+
+    def build(self) -> None:
+        a, b, c = self.a, self.b, self.bands
+        surveys = {s.name: _with_physics(s) for s in self.surveys.values()}
+        if self.step == 1:
+            for d in (a, b):
+                self.add(self.A(d), Autoencoder(bands=c), "autoencoders")
+            for d in (a, b):
+                self.add(self.D(d), Discriminator(bands=c), "discriminators")
+            for d in (a, b):
+                self.add(self.NE(d), physics_noise_emulator(surveys[d], c), "noise_emulators")
+        elif self.step == 2:
+            for s, t in ((a, b), (b, a)):
+                generator = PhysicsResidualGenerator.from_surveys(surveys[s], surveys[t], c, self.size[s], self.size[t])
+                self.add(self.G(s, t), generator, "generators")
+            for d in (a, b):
+                self.add(self.NE(d), physics_noise_emulator(surveys[d], c), None)  # frozen
+        else:
+            raise ValueError(f"ours-phys has steps 1 and 2, not {self.step!r}")
+
+    def content(self, pred, target, domain: str):
+        """Content loss as chi^2 per pixel: squared differences over the target's noise variance.
+
+        The paper's plain mean squared error in model space is dominated by the noisier
+        survey (SDSS's sky is ~10x CFHT's in the common flux scale, and more in z): the
+        SDSS-side terms' noise would drown the signal that teaches the CFHT-side generator.
+        Dividing each band by the registry's model-space noise variance of the target
+        survey (:meth:`noise_variance`) weighs the two directions and the bands alike;
+        1 then means "as close as the noise allows".
+        """
+        var = self._variance.get(domain)
+        if var is None:
+            var = self._variance[domain] = self.noise_variance(domain).to(pred.device)
+        return ((pred.float() - target.float()) ** 2 / var).mean()
+
+    def noise_variance(self, domain: str):
+        """``(1, bands, 1, 1)`` registry sky variance of ``domain`` in model space ((sigma / 2)^2 at zero flux)."""
+        import torch
+
+        survey = {s.name: _with_physics(s) for s in self.surveys.values()}[domain]
+        sigma = [0.5 * survey.typical_sky_sigma(b) * survey.flux_factor for b in survey.bands[: self.bands]]
+        return torch.tensor(sigma, dtype=torch.float32).reshape(1, -1, 1, 1) ** 2
+
+    def init_modules(self) -> list[str]:
+        return []
+
+    def finalize(self, dataset) -> dict:
+        """Step 2: scale each noise emulator so that it adds only the noise G does not carry.
+
+        G = P + R still carries some of the source's noise, resampled, at the highest spatial
+        frequencies (R removes it at low ones): adding the target's full noise on top would
+        give too much.  On up to :data:`CALIBRATION_PAIRS` training pairs, per band, with HK
+        the median over images of the power at |k| > half Nyquist:
+        HK(G(x) - y) = HK(G(x) - truth) + HK(noise of y), and the noise of y is what the
+        noise emulator emulates, HK(NE); so G + s NE has the target's high-k noise when
+        ``s^2 = 2 - HK(G(x) - y) / HK(NE)`` (clipped to [0, 1]).  Only the pairs are used,
+        no truth.  The kernel of NE is multiplied by s.
+        """
+        if self.step != 2:
+            return {}
+        import torch
+
+        out = {}
+        pairs = {self.a: dataset.arrays["train_a"], self.b: dataset.arrays["train_b"]}
+        n = min(CALIBRATION_PAIRS, len(pairs[self.a]))
+        for s, t in ((self.a, self.b), (self.b, self.a)):
+            gen, ne = self.nets[self.G(s, t)], self.nets[self.NE(t)]
+            x = torch.from_numpy(np.ascontiguousarray(pairs[s][:n])).to(self.device)
+            y = np.ascontiguousarray(pairs[t][:n])
+            gen.eval()
+            with torch.no_grad():
+                g = torch.cat([gen(chunk) for chunk in x.split(16)]).cpu().numpy()
+                generator = torch.Generator(device="cpu").manual_seed(0)
+                z1, z2 = ne.sample_inputs(n, y.shape[-2], y.shape[-1], generator=generator)
+                noise = ne(z1, z2).cpu().numpy()
+            gen.train()
+            scale = []
+            for band in range(self.bands):
+                ratio = np.median(_high_k_power(g[:, band] - y[:, band])) / np.median(_high_k_power(noise[:, band]))
+                scale.append(float(np.sqrt(np.clip(2.0 - ratio, 0.0, 1.0))))
+            with torch.no_grad():
+                ne.kernel.mul_(torch.tensor(scale, device=ne.kernel.device).reshape(-1, 1, 1, 1))
+            out[f"noise_scale_{t}"] = [round(v, 4) for v in scale]
+        return out
+
+    def optional_init_modules(self) -> list[str]:
+        """Step 2: the noise emulators of step 1 when there is one, else the registry noise."""
+        return [self.NE(self.a), self.NE(self.b)] if self.step == 2 else []
+
+
+def _with_physics(survey):
+    """The dataset's survey, or the registry's of that name for a dataset written before
+    surveys carried their PSF and noise (same bands, grid and units required)."""
+    if survey.has_physics:
+        return survey
+    from survey2survey.surveys import get_survey
+
+    try:
+        known = get_survey(survey.name)
+    except Exception:
+        known = None
+    same = known is not None and (known.bands, known.pixel_scale, known.cutout_size, known.zero_point) == (
+        survey.bands, survey.pixel_scale, survey.cutout_size, survey.zero_point)
+    if not (same and known.has_physics):
+        raise UsageError(
+            f"ours-phys: survey {survey.name!r} of the dataset has no PSF and noise (psf_profile, psf_fwhm, "
+            "sky_sigma or depth): prepare the dataset again, or define them with --surveys FILE"
+        )
+    return known
+
+
+def _high_k_power(maps: np.ndarray) -> np.ndarray:
+    """Power at |k| > half Nyquist (mean over those modes) of each map of (N, H, W)."""
+    ft = np.abs(np.fft.rfft2(maps - maps.mean(axis=(1, 2), keepdims=True))) ** 2
+    ky = np.fft.fftfreq(maps.shape[1])[:, None]
+    kx = np.fft.rfftfreq(maps.shape[2])[None, :]
+    return ft[:, np.hypot(ky, kx) > 0.25].mean(axis=1)

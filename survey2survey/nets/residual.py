@@ -1,0 +1,243 @@
+"""Generators that start from the physics: G(x) = P(x) + R(x), flux-conserving by construction.
+
+``P`` is the physics translation of :mod:`survey2survey.physics` (PSF matching where the
+target is broader, flux-conserving resampling onto the target grid) written as a fixed
+linear map of the flux (:class:`PhysicsOperator`); ``R`` is a small convolutional network
+on the target grid that learns what the physics cannot (sharper cores and texture, the
+noise the input carried).  Three properties hold for any weights:
+
+* at initialisation ``R = 0`` (its last convolution starts at zero), so the generator *is*
+  the noise-free physics translation;
+* ``R``'s flux sums to zero in every band of every image: the network may move flux (from
+  the wings into a sharper core) but never create or lose it, so the total flux is the
+  physics translation's (flux-conserving to the float32 rounding);
+* the convolutions pad by reflection, so the border gets no frame from zero padding.
+
+Model space is the Lin & Fouchez (2021) stretch of the common flux scale
+(:func:`survey2survey.surveys.stretch`); the generator takes and returns model-space
+images like the paper's, and does its physics in flux.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from survey2survey.nets.layers import LEAKY_SLOPE, check_bands, check_input, to_pair
+from survey2survey.nets.noise_emulator import KERNEL_SIZE, NoiseEmulator
+
+__all__ = ["PhysicsOperator", "PhysicsResidualGenerator", "physics_operator", "physics_noise_emulator"]
+
+#: Width (target pixels) of the outer frame on which R's correction has zero mean.
+BORDER = 4
+#: SVD components of a matching kernel below this fraction of the first are dropped
+#: (the kernels are round: 5 components reach 2e-5, far below any noise).
+_SVD_TOLERANCE = 1e-5
+
+
+def _stretch(flux: torch.Tensor) -> torch.Tensor:
+    return flux / ((1 + flux.abs()).sqrt() + 1)
+
+
+def _unstretch(intensity: torch.Tensor) -> torch.Tensor:
+    return intensity * (intensity.abs() + 2)
+
+
+class PhysicsOperator(nn.Module):
+    """The noise-free physics translation of each band as ``sum_r My[b, r] @ x @ Mx[b, r].T``.
+
+    A separable PSF-matching kernel would be one term; the round matching kernels are
+    written as a short sum of separable terms (their singular value decomposition), each
+    1-D factor applied with mirrored edges as the physics translator does, then
+    resampled.  The matrices are persistent buffers: a saved model carries its physics and
+    needs neither GalSim nor the registry to run.
+
+    Parameters
+    ----------
+    bands : int
+    in_size, out_size : int or (int, int)
+        Input and output grids (pixels).
+    rank : int
+        Separable terms per band.
+    """
+
+    def __init__(self, bands: int = 5, in_size=64, out_size=136, rank: int = 1):
+        super().__init__()
+        self.bands = check_bands(bands, "PhysicsOperator")
+        (h, w), (ho, wo) = to_pair(in_size, "in_size"), to_pair(out_size, "out_size")
+        self.in_size, self.out_size, self.rank = (h, w), (ho, wo), int(rank)
+        self.register_buffer("my", torch.zeros(self.bands, self.rank, ho, h))
+        self.register_buffer("mx", torch.zeros(self.bands, self.rank, wo, w))
+
+    def forward(self, flux: torch.Tensor) -> torch.Tensor:
+        """``(N, bands, H, W)`` flux -> ``(N, bands, Ho, Wo)`` flux."""
+        rows = torch.einsum("brih,nbhw->nbriw", self.my.to(flux.dtype), flux)
+        return torch.einsum("nbriw,brjw->nbij", rows, self.mx.to(flux.dtype))
+
+    def set_operator(self, my: np.ndarray, mx: np.ndarray) -> None:
+        """Fill the buffers from arrays ``(bands, rank, Ho, H)`` and ``(bands, rank, Wo, W)``."""
+        with torch.no_grad():
+            self.my.copy_(torch.as_tensor(my, dtype=torch.float32))
+            self.mx.copy_(torch.as_tensor(mx, dtype=torch.float32))
+
+
+def _mirror_conv_matrix(taps: np.ndarray, n: int) -> np.ndarray:
+    """``C`` (n, n): 1-D correlation with ``taps`` (odd length), image mirrored about its edges."""
+    r = len(taps) // 2
+    c = np.zeros((n, n))
+    i = np.arange(n)
+    for t, value in enumerate(taps):
+        j = i + t - r
+        j = np.where(j < 0, -j - 1, j)  # half-sample symmetric, as np.pad(mode="symmetric")
+        j = np.where(j >= n, 2 * n - 1 - j, j)
+        j = np.clip(j, 0, n - 1)  # a kernel wider than the image: clamp (never for survey cutouts)
+        np.add.at(c, (i, j), value)
+    return c
+
+
+def physics_operator(source, target, bands: int, in_size, out_size=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The matrices of :class:`PhysicsOperator` for ``source`` -> ``target`` at the registry's typical seeing.
+
+    The output grid is ``out_size`` (default: the input's footprint at the target's pixel
+    scale), centred on the input's centre.
+
+    Returns
+    -------
+    (my, mx, description)
+        ``my`` (bands, rank, Ho, H), ``mx`` (bands, rank, Wo, W) float64, and a JSON-able
+        description of the physics (PSFs, resampling) for the model's config.
+    """
+    from survey2survey.physics.translator import PhysicsTranslator
+
+    translator = PhysicsTranslator(source, target)
+    h, w = to_pair(in_size, "in_size")
+    out_shape = to_pair(out_size, "out_size") if out_size is not None else None
+    ops = translator.linear_operator((h, w), list(translator.source.bands)[:bands], out_shape=out_shape)
+    terms = []
+    for op in ops:
+        k = op["kernel"]
+        if k is None:
+            terms.append([(np.eye(h), np.eye(w))])
+            continue
+        u, s, vt = np.linalg.svd(np.asarray(k, np.float64))
+        keep = [r for r in range(len(s)) if s[r] >= _SVD_TOLERANCE * s[0]]
+        terms.append([(_mirror_conv_matrix(np.sqrt(s[r]) * u[:, r], h), _mirror_conv_matrix(np.sqrt(s[r]) * vt[r], w))
+                      for r in keep])
+    rank = max(len(t) for t in terms)
+    wy, wx = ops[0]["wy"], ops[0]["wx"]
+    my = np.zeros((len(ops), rank, wy.shape[0], h))
+    mx = np.zeros((len(ops), rank, wx.shape[0], w))
+    for b, band_terms in enumerate(terms):
+        for r, (cy, cx) in enumerate(band_terms):
+            my[b, r], mx[b, r] = wy @ cy, wx @ cx
+    description = {
+        "source": translator.source.name, "target": translator.target.name,
+        "pixel_scale_in": translator.source.pixel_scale, "pixel_scale_out": translator.target.pixel_scale,
+        "per_band": {op["band_out"]: {k: op["info"][k] for k in ("fwhm_in", "fwhm_out", "psf_matched")} for op in ops},
+    }
+    return my, mx, description
+
+
+class PhysicsResidualGenerator(nn.Module):
+    """G(x) = P(x) + R(x) in flux; model space in and out (see the module docstring).
+
+    R: a 5x5 convolution to ``width`` channels, one 3x3 convolution per entry of
+    ``dilations`` (dilated: a receptive field of tens of pixels at few operations), and a
+    3x3 convolution back to ``bands``, LeakyReLU(0.2) between, reflection padding.  Its
+    output ``r`` is a model-space correction, turned into flux with the stretch's slope at
+    the physics image (``dF = 2 (1 + |s|) ds``); its mean over the outer :data:`BORDER`
+    pixels is removed (no pedestal), then its sum is taken back in proportion to the physics
+    flux above twice the sky noise (where the object is), so every band keeps its flux.
+
+    Parameters
+    ----------
+    bands : int
+    in_size, out_size : int or (int, int)
+    rank : int
+        Separable terms of the physics operator (:func:`physics_operator`).
+    width : int
+        Channels of R's hidden layers.
+    dilations : sequence of int
+        Dilation of each hidden 3x3 convolution.
+    physics : dict, optional
+        Description of the physics (config only; the operator is in the buffers).
+    """
+
+    def __init__(self, bands: int = 5, in_size=64, out_size=136, rank: int = 1, width: int = 16,
+                 dilations=(1, 2, 4, 8), physics: dict | None = None):
+        super().__init__()
+        bands = check_bands(bands, "PhysicsResidualGenerator")
+        self.bands = bands
+        self.in_size, self.out_size = to_pair(in_size, "in_size"), to_pair(out_size, "out_size")
+        dilations = [int(d) for d in dilations]
+        self.init_kwargs = {"bands": bands, "in_size": in_size, "out_size": out_size, "rank": int(rank),
+                            "width": int(width), "dilations": dilations, "physics": dict(physics or {})}
+        self.physics = PhysicsOperator(bands, in_size, out_size, rank)
+        layers: list[nn.Module] = [nn.Conv2d(bands, width, 5, padding=2, padding_mode="reflect")]
+        for d in dilations:
+            layers += [nn.LeakyReLU(LEAKY_SLOPE), nn.Conv2d(width, width, 3, padding=d, dilation=d, padding_mode="reflect")]
+        layers += [nn.LeakyReLU(LEAKY_SLOPE), nn.Conv2d(width, bands, 3, padding=1, padding_mode="reflect")]
+        self.residual = nn.Sequential(*layers)
+        nn.init.zeros_(self.residual[-1].weight)  # R = 0: the generator starts as the physics
+        nn.init.zeros_(self.residual[-1].bias)
+
+    @classmethod
+    def from_surveys(cls, source, target, bands: int, in_size, out_size, **kwargs) -> "PhysicsResidualGenerator":
+        """A generator whose physics is ``source`` -> ``target`` (registry surveys) at typical seeing."""
+        my, mx, description = physics_operator(source, target, bands, in_size, out_size)
+        net = cls(bands, in_size, out_size, rank=my.shape[1], physics=description, **kwargs)
+        net.physics.set_operator(my, mx)
+        return net
+
+    def prior(self, x: torch.Tensor) -> torch.Tensor:
+        """The physics translation P(x) in flux, ``(N, bands, Ho, Wo)``."""
+        check_input(x, "PhysicsResidualGenerator", self.bands, self.in_size)
+        return self.physics(_unstretch(x.float()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Translate ``x`` (N, bands, *in_size), model space -> (N, bands, *out_size), model space."""
+        p = self.prior(x)
+        s = _stretch(p)
+        delta = self.residual(s) * (2.0 * (1.0 + s.abs()))  # flux
+        # no pedestal: the correction's mean over the outer frame is removed ...
+        frame = torch.ones_like(delta[:1, :1])
+        frame[..., BORDER:-BORDER, BORDER:-BORDER] = 0.0
+        delta = delta - (delta * frame).sum(dim=(2, 3), keepdim=True) / frame.sum()
+        # ... and its net flux taken back in proportion to P where the object is (above twice
+        # the sky's noise, estimated on the frame: sky pixels get next to nothing), so every
+        # band keeps P's total flux; sharpening then costs no explicit subtraction in the wings
+        edge = p * frame
+        n_frame = frame.sum()
+        level = edge.sum(dim=(2, 3), keepdim=True) / n_frame
+        sigma = 1.2533 * ((edge - level * frame).abs().sum(dim=(2, 3), keepdim=True) / n_frame)  # mean |dev| -> sigma
+        weight = F.relu(p - level - 2.0 * sigma) + 1e-3 * F.relu(p)
+        total = weight.sum(dim=(2, 3), keepdim=True).clamp_min(1e-30)
+        share = weight / total
+        for _ in range(2):  # zero sum per band; the second pass removes the first's float32 rounding
+            delta = delta - delta.sum(dim=(2, 3), keepdim=True) * share
+        return _stretch(p + delta)
+
+
+def physics_noise_emulator(survey, bands: int) -> NoiseEmulator:
+    """A noise emulator that starts as ``survey``'s registry noise, in model space.
+
+    Amplitude: half the typical sky sigma in the common flux scale (the stretch's slope at
+    zero is 1/2), the same for every seed z1; kernel: the registry's separable ``[c, 1, c]``
+    correlation kernel of unit norm, in the 7x7 (so the per-pixel sigma is the amplitude
+    and neighbours correlate as in the survey).  Adversarial training (step 1) may move it.
+    """
+    ne = NoiseEmulator(bands=bands)
+    c = float(survey.noise_correlation or 0.0)
+    k1 = np.array([c, 1.0, c]) / np.sqrt(1 + 2 * c * c)
+    kernel = np.zeros((KERNEL_SIZE, KERNEL_SIZE))
+    mid = KERNEL_SIZE // 2
+    kernel[mid - 1 : mid + 2, mid - 1 : mid + 2] = np.outer(k1, k1)
+    amplitude = [0.5 * survey.typical_sky_sigma(b) * survey.flux_factor for b in survey.bands[:bands]]
+    with torch.no_grad():
+        ne.fc3.weight.zero_()
+        a = torch.tensor(amplitude, dtype=torch.float64)
+        ne.fc3.bias.copy_((a + torch.log(-torch.expm1(-a))).float()[:, None])  # softplus^-1
+        ne.kernel.copy_(torch.as_tensor(kernel, dtype=torch.float32).expand_as(ne.kernel))
+    return ne

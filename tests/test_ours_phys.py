@@ -1,0 +1,178 @@
+"""ours-phys: generators on the physics translation, physics-initialised noise, the default model's choice.
+
+Known answers: the torch physics operator equals the numpy physics translator (noise-free);
+a residual generator with any weights keeps every band's flux; the physics noise emulator
+has the registry's sigma and pixel correlation; a model that leaves a direction to the
+physics translates it with the physics and says so.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from survey2survey.cli import app
+from survey2survey.model import leave_to_physics, load_model, model_directions, physics_directions
+from survey2survey.nets.residual import PhysicsResidualGenerator, physics_noise_emulator
+from survey2survey.physics.noise import lag1_correlation
+from survey2survey.physics.translator import PhysicsTranslator
+from survey2survey.surveys import get_survey, stretch, unstretch
+from survey2survey.train import TrainOptions, train
+from survey2survey.translators.learned import OUT_OF_RANGE, range_warnings
+from tests._models import write_inputs
+from tests._tiny_dataset import make_tiny_dataset
+
+
+def _native(rng, survey, n, size):
+    # positive "galaxies" plus sky noise in native units
+    return (rng.gamma(0.5, 1.0, (n, survey.n_bands, size, size)) * 0.2 / survey.flux_factor).astype(np.float32)
+
+
+@pytest.mark.parametrize("source,target", [("cfht", "sdss"), ("sdss", "cfht")])
+def test_physics_operator_is_the_physics_translator(source, target):
+    src, tgt = get_survey(source), get_survey(target)
+    gen = PhysicsResidualGenerator.from_surveys(src, tgt, 5, src.cutout_size, tgt.cutout_size)
+    native = _native(np.random.default_rng(1), src, 2, src.cutout_size)
+    ref, _, _ = PhysicsTranslator(src, tgt).translate_batch(native, list(src.bands), noise=False)
+    with torch.no_grad():
+        prior = gen.prior(torch.from_numpy(stretch(native * src.flux_factor).astype(np.float32))).numpy()
+        out = gen(torch.from_numpy(stretch(native * src.flux_factor).astype(np.float32))).numpy()
+    ref_flux = ref * tgt.flux_factor
+    assert prior.shape == ref_flux.shape
+    assert np.abs(prior - ref_flux).max() < 1e-5 * ref_flux.max()
+    # R starts at zero: the generator is the physics translation
+    assert np.abs(out - stretch(prior)).max() < 1e-6
+
+
+def test_residual_keeps_every_bands_flux_whatever_its_weights():
+    src, tgt = get_survey("sdss"), get_survey("cfht")
+    gen = PhysicsResidualGenerator.from_surveys(src, tgt, 5, 64, 136)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in gen.residual.parameters():
+            p.normal_(0.0, 0.1)
+        rng = np.random.default_rng(2)
+        yy, xx = np.mgrid[0:64, 0:64] - 31.5
+        galaxy = 30.0 * np.exp(-(yy**2 + xx**2) / (2 * 4.0**2))  # nanomaggies, on a sky of sigma 0.05
+        flux = galaxy[None, None] * rng.uniform(0.5, 2.0, (3, 5, 1, 1)) + 0.05 * rng.standard_normal((3, 5, 64, 64))
+        x = torch.from_numpy(stretch(flux).astype(np.float32))
+        prior, out = gen.prior(x), gen(x)
+    flux_prior = prior.double().sum(dim=(2, 3))
+    flux_out = unstretch(out.double()).sum(dim=(2, 3))
+    changed = (unstretch(out.double()) - prior.double()).abs().sum(dim=(2, 3))
+    assert (changed > 0.01 * flux_prior.abs()).all()  # the residual moved flux ...
+    assert torch.allclose(flux_out, flux_prior, rtol=1e-5)  # ... and created none (float32 rounding)
+    moved = unstretch(out.double()) - prior.double()
+    frame = torch.ones(136, 136, dtype=torch.bool)
+    frame[4:-4, 4:-4] = False
+    sky = moved[..., frame].mean(dim=-1).abs()  # ... and raised no pedestal
+    sigma = 0.05 * (0.396 / 0.187) ** -2  # the sky's sigma per CFHT pixel, before any correlation
+    assert (moved[..., frame].std(dim=-1) > 0.1 * sigma).all()  # (the random residual does reach the border)
+    assert (sky < 0.01 * sigma).all()
+
+
+def test_physics_noise_emulator_has_the_registry_noise():
+    cfht = get_survey("cfht")
+    ne = physics_noise_emulator(cfht, 5)
+    torch.manual_seed(0)
+    z1, z2 = ne.sample_inputs(48, 96, 96)
+    with torch.no_grad():
+        noise = ne(z1, z2).numpy()
+    sigma = [0.5 * cfht.typical_sky_sigma(b) * cfht.flux_factor for b in cfht.bands]
+    assert np.allclose(noise.std(axis=(0, 2, 3)), sigma, rtol=0.02)
+    c = cfht.noise_correlation
+    assert lag1_correlation(noise[:, 2]) == pytest.approx(2 * c / (1 + 2 * c * c), abs=0.02)
+    white = physics_noise_emulator(get_survey("sdss"), 5)  # SDSS frames: white noise, no checkerboard
+    with torch.no_grad():
+        assert abs(lag1_correlation(white(*white.sample_inputs(48, 64, 64)).numpy()[:, 2])) < 0.02
+
+
+@pytest.fixture(scope="module")
+def phys_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ours-phys")
+    ds = make_tiny_dataset(root / "ds")
+    opts = TrainOptions(method="ours-phys", step=2, iterations=2, batch_unpaired=2, batch_paired=1, log_every=1,
+                        checkpoint_every=1000, progress=False)
+    train(ds, root / "model", opts)
+    return root / "model"
+
+
+def test_ours_phys_trains_with_chi2_losses_and_translates_both_ways(phys_model, tmp_path):
+    model = load_model(phys_model)
+    assert model.config["method"] == "ours-phys"
+    assert set(model_directions(model.config)) == {"sdss->cfht", "cfht->sdss"}
+    gen = model.modules["generator_sdss_to_cfht"]
+    assert isinstance(gen, PhysicsResidualGenerator) and gen.physics.my.abs().sum() > 0  # the physics was saved
+    inputs = tmp_path / "in"
+    write_inputs(inputs, get_survey("sdss"), 2)
+    result = CliRunner().invoke(app, ["translate", str(inputs), "--to", "cfht", "--model", str(phys_model),
+                                      "--out", str(tmp_path / "out"), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "ours-phys" in result.output
+
+
+def test_a_direction_left_to_the_physics_is_translated_by_it_and_said(phys_model, tmp_path):
+    shipped = leave_to_physics(phys_model, tmp_path / "default", {"cfht->sdss": "did not beat it"})
+    config = json.loads((shipped / "config.json").read_text())
+    assert physics_directions(config) == {"cfht->sdss": "did not beat it"}
+    assert set(model_directions(config)) == {"sdss->cfht"}
+    model = load_model(shipped)
+    assert "generator_cfht_to_sdss" not in model.modules and "noise_emulator_sdss" in model.modules
+    inputs = tmp_path / "cfht"
+    write_inputs(inputs, get_survey("cfht"), 2)
+    runner = CliRunner()
+    into_sdss = runner.invoke(app, ["translate", str(inputs), "--to", "sdss", "--model", str(shipped),
+                                    "--out", str(tmp_path / "sdss"), "--seed", "1"])
+    assert into_sdss.exit_code == 0, into_sdss.output
+    assert "translating by survey physics" in into_sdss.output and "did not beat it" in into_sdss.output
+    from astropy.io import fits
+
+    assert fits.getheader(next((tmp_path / "sdss").glob("*.fits")))["S2SMETH"] == "physics"
+    noise = runner.invoke(app, ["emulate-noise", "--model", str(shipped), "--survey", "sdss", "--band", "r",
+                                "--n", "2", "--out", str(tmp_path / "noise.fits")])
+    assert noise.exit_code == 0, noise.output
+
+
+def test_inputs_outside_the_training_range_are_named_once(phys_model, tmp_path):
+    sdss = get_survey("sdss")
+    training_range = {"band": "r", "mag": [14.0, 21.0], "half_light_radius": [0.2, 4.0]}
+    yy, xx = np.mgrid[0:64, 0:64] - 31.5
+    blob = np.exp(-(yy**2 + xx**2) / (2 * 3.0**2))
+    for mag, warned in ((17.0, False), (11.0, True), (24.0, True)):
+        data = np.repeat(blob[None], 5, axis=0) * 10 ** (-0.4 * (mag - 22.5)) / blob.sum()
+        assert bool(range_warnings(data, sdss, training_range)) == warned, mag
+    config = json.loads((phys_model / "config.json").read_text())
+    config["training_range"] = training_range
+    (phys_model / "config.json").write_text(json.dumps(config))
+    inputs = tmp_path / "in"
+    write_inputs(inputs, get_survey("sdss"), 3)
+    result = CliRunner().invoke(app, ["translate", str(inputs), "--to", "cfht", "--model", str(phys_model),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if OUT_OF_RANGE in line]
+    assert len(lines) <= 1
+
+
+def test_noise_calibration_adds_only_the_noise_the_generator_lacks():
+    # Known answer: targets y = G(x) + c NE-noise.  Then HK(G - y) = c^2 HK(NE) and the
+    # emulator must be scaled by s = sqrt(2 - c^2): c^2 = 1.5 -> 0.707, c^2 = 0.5 -> 1 (clipped).
+    from types import SimpleNamespace
+
+    from survey2survey.methods.ours_phys import OursPhys
+
+    sdss, cfht = get_survey("sdss"), get_survey("cfht")
+    rng = np.random.default_rng(5)
+    pair_a = stretch(_native(rng, sdss, 24, 64) * sdss.flux_factor).astype(np.float32)
+    for c2, expected in ((1.5, np.sqrt(0.5)), (0.5, 1.0)):
+        method = OursPhys({"a": sdss, "b": cfht}, step=2)
+        gen, ne = method.nets["generator_sdss_to_cfht"], method.nets["noise_emulator_cfht"]
+        with torch.no_grad():
+            g = gen(torch.from_numpy(pair_a))
+            z1, z2 = ne.sample_inputs(24, 136, 136, generator=torch.Generator().manual_seed(11))
+            pair_b = (g + np.sqrt(c2) * ne(z1, z2)).numpy()
+        info = method.finalize(SimpleNamespace(arrays={"train_a": pair_a, "train_b": pair_b}))
+        assert np.allclose(info["noise_scale_cfht"], expected, atol=0.04), (c2, info)
