@@ -153,46 +153,61 @@ def _survey_cards(survey: Survey, mask: np.ndarray | None) -> list[tuple[str, ob
 
 
 @lru_cache(maxsize=8192, typed=True)  # typed: 1, 1.0 and True are three cards
-def _card_image(key: str, value: object, comment: str | None) -> str:
-    """astropy's card image (80-character cards; CONTINUE cards for long strings) of one card.
+def _cached_card(key: str, value: object, comment: str | None) -> fits.Card:
+    """astropy's card for (key, value, comment), its image (80-character cards; CONTINUE
+    cards for long strings) already formatted.
 
     Cached: most cards of a batch of outputs repeat (survey, provenance, PSF keywords), and
     formatting a card is most of what writing a small cutout costs.  Checked as it is made
-    (ASCII, finite numbers, key length): a bad card raises here.
+    (ASCII, finite numbers, key length): a bad card raises here.  A card made from its
+    value is verified, so writing it does not parse its image again.  Shared by every
+    header built from it: never modified (``PrimaryHDU`` copies the cards it is given).
     """
-    return fits.Card(key, value, comment).image
+    card = fits.Card(key, value, comment)
+    card.image  # noqa: B018 -- formatted (and checked) once, here
+    return card
 
 
-def _image(key: str, value: object, comment: str | None = None) -> str:
+@lru_cache(maxsize=8192)
+def _parsed_card(image: str) -> fits.Card:
+    """The card of one 80-character image (a WCS card from :func:`wcs_cards`), checked once
+    (astropy verifies a parsed card when its image is first used); never modified."""
+    card = fits.Card.fromstring(image)
+    card.image  # noqa: B018
+    return card
+
+
+def _card(key: str, value: object, comment: str | None = None) -> fits.Card:
     try:
-        return _card_image(key, value, comment)
-    except TypeError:  # an unhashable value: formatted without the cache
-        return fits.Card(key, value, comment).image
+        return _cached_card(key, value, comment)
+    except TypeError:  # an unhashable value: made without the cache
+        return fits.Card(key, value, comment)
 
 
 def _primary_header(wcs: WCS | str | None, cards, history: Sequence[str]) -> fits.Header:
     """The primary header: WCS cards, then ``cards``, then HISTORY.
 
-    Built as one string of card images parsed once, not key by key (a header of ~80 cards
-    assigned one at a time costs astropy a search of the header per card).  Later
+    Built from card objects in one go, not key by key (a header of ~80 cards assigned one
+    at a time costs astropy a search of the header per card), and from cached, verified
+    cards (:func:`_cached_card`), which astropy writes without parsing them again.  Later
     duplicates of a key win, as assignment would give.
     """
-    listed: dict[str, str] = {}
+    listed: dict[str, fits.Card] = {}
     if wcs is not None:
         text = wcs if isinstance(wcs, str) else wcs_cards(wcs)
         for at in range(0, len(text), 80):
-            listed[text[at : at + 8].strip()] = text[at : at + 80]
-        listed["WCSAXES"] = _image("WCSAXES", 2)
-    commentary: list[str] = []
+            listed[text[at : at + 8].strip()] = _parsed_card(text[at : at + 80])
+        listed["WCSAXES"] = _card("WCSAXES", 2)
+    commentary: list[fits.Card] = []
     for key, value, comment in cards:
         if key.upper() in ("COMMENT", "HISTORY", ""):
-            commentary.append(_image(key.upper(), header_text(str(value))))
+            commentary.append(_card(key.upper(), header_text(str(value))))
         else:
-            listed[key.upper()] = _image(key, _safe(value), header_text(comment) if comment else comment)
-    commentary += [_image("HISTORY", header_text(str(line))) for line in history]
+            listed[key.upper()] = _card(key, _safe(value), header_text(comment) if comment else comment)
+    commentary += [_card("HISTORY", header_text(str(line))) for line in history]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
-        return fits.Header.fromstring("".join(listed.values()) + "".join(commentary))
+        return fits.Header(list(listed.values()) + commentary)
 
 
 def write_cutout(
