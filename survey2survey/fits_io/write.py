@@ -25,13 +25,14 @@ from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 
 from survey2survey import __version__
-from survey2survey.atomic import atomic_write
+from survey2survey.atomic import AtomicGroup, atomic_write
 from survey2survey.errors import CutoutError, OutputExistsError, UsageError, os_error_in
 from survey2survey.fits_io.files import one_line
 from survey2survey.fits_io.wcs import wcs_cards
 from survey2survey.surveys import Survey, get_survey
 
-__all__ = ["Provenance", "write_cutout", "write_hdul_atomic", "verify_fits", "is_s2s_output", "header_text"]
+__all__ = ["Provenance", "write_cutout", "write_hdul_atomic", "commit_outputs", "verify_fits", "is_s2s_output",
+           "header_text"]
 
 _NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 
@@ -98,8 +99,11 @@ class Provenance:
         return out
 
 
-def _write_atomic(path: Path, overwrite: bool, fsync: bool, write: Callable[[BinaryIO], None]) -> None:
-    """Run ``write(fh)`` on a temporary file that then becomes ``path`` (:func:`atomic_write`).
+def _write_atomic(
+    path: Path, overwrite: bool, fsync: bool, write: Callable[[BinaryIO], None], group: AtomicGroup | None = None
+) -> None:
+    """Run ``write(fh)`` on a temporary file that then becomes ``path`` (:func:`atomic_write`;
+    with ``group``, when the group is committed: :func:`commit_outputs`).
 
     Creates the directory if needed; raises :class:`OutputExistsError` if ``path`` exists
     and not ``overwrite``, :class:`CutoutError` for file-system errors.
@@ -111,7 +115,7 @@ def _write_atomic(path: Path, overwrite: bool, fsync: bool, write: Callable[[Bin
         except OSError as exc:
             raise CutoutError(path, f"cannot create output directory ({exc.strerror or exc})") from None
     try:
-        with atomic_write(path, overwrite=overwrite, fsync=fsync) as fh:
+        with atomic_write(path, overwrite=overwrite, fsync=fsync, group=group) as fh:
             write(fh)
     except FileExistsError:
         raise OutputExistsError(path) from None
@@ -119,22 +123,43 @@ def _write_atomic(path: Path, overwrite: bool, fsync: bool, write: Callable[[Bin
         cause = os_error_in(exc)
         if cause is None and not isinstance(exc, OSError):
             raise
-        raise CutoutError(path, f"cannot write output ({(cause or exc).strerror or exc})") from None
+        raise _write_error(path, cause or exc) from None
+
+
+def _write_error(path: Path, exc: OSError) -> OutputExistsError | CutoutError:
+    if isinstance(exc, FileExistsError):
+        return OutputExistsError(path)
+    return CutoutError(path, f"cannot write output ({exc.strerror or exc})")
+
+
+def commit_outputs(group: AtomicGroup) -> dict[Path, OutputExistsError | CutoutError]:
+    """Make the outputs written with ``group=`` durable and give them their names (:meth:`AtomicGroup.commit`).
+
+    Returns
+    -------
+    dict of Path to OutputExistsError or CutoutError
+        The outputs not written, with the error their write would have raised alone:
+        :class:`OutputExistsError` when another writer took the name meanwhile.
+    """
+    return {path: _write_error(path, exc) for path, exc in group.commit().items()}
 
 
 def write_hdul_atomic(
-    hdul: fits.HDUList, path: Path, overwrite: bool = False, fsync: bool = True, output_verify: str = "exception"
+    hdul: fits.HDUList, path: Path, overwrite: bool = False, fsync: bool = True, output_verify: str = "exception",
+    group: AtomicGroup | None = None,
 ) -> None:
     """Write an HDUList with CHECKSUM/DATASUM via a temporary file and a rename.
 
     ``output_verify`` is astropy's: ``"exception"`` checks every card before writing;
     :func:`write_cutout` passes ``"ignore"`` for the headers it builds card by card (each
     card is checked when it is made), which saves most of the cost of writing a cutout.
+    With ``group`` the file gets its name when the group is committed (:func:`commit_outputs`).
 
     Raises :class:`OutputExistsError` if ``path`` exists and not ``overwrite``; never
     leaves a partial file under ``path``.
     """
-    _write_atomic(Path(path), overwrite, fsync, lambda fh: hdul.writeto(fh, checksum=True, output_verify=output_verify))
+    _write_atomic(Path(path), overwrite, fsync, lambda fh: hdul.writeto(fh, checksum=True, output_verify=output_verify),
+                  group)
 
 
 def _survey_cards(survey: Survey, mask: np.ndarray | None) -> list[tuple[str, object, str]]:
@@ -223,6 +248,7 @@ def write_cutout(
     mask: np.ndarray | None = None,
     header_cards: Sequence[tuple[str, object, str]] = (),
     fsync: bool = True,
+    group: AtomicGroup | None = None,
 ) -> Path:
     """Write one cutout as a float32 cube (bands, H, W) in native units of ``survey``.
 
@@ -252,11 +278,15 @@ def write_cutout(
     fsync : bool
         Flush the file to disk before the rename (crash-safe against power loss, not just
         process death).  Bulk writers of reproducible data may turn it off for speed.
+    group : AtomicGroup, optional
+        Write the file whole under a temporary name only: it is flushed to disk with the
+        group's other files and takes its name when the group is committed
+        (:func:`commit_outputs`, which reports a name taken meanwhile).
 
     Returns
     -------
     Path
-        The written path.
+        The written path (with ``group``: once the group is committed).
 
     Raises
     ------
@@ -285,7 +315,7 @@ def write_cutout(
                 hdus.append(mask_hdu)
             # each card is checked as it is made; a failure leaves no file
             write_hdul_atomic(fits.HDUList(hdus + list(extra_hdus)), path, overwrite, fsync,
-                              output_verify="exception" if extra_hdus else "ignore")
+                              output_verify="exception" if extra_hdus else "ignore", group=group)
     except (ValueError, TypeError, fits.VerifyError) as exc:
         source = provenance.source_file if provenance and provenance.source_file else None
         where = f" for {path.name}" if source else ""
