@@ -296,7 +296,8 @@ def write_cutout(
     """
     survey = get_survey(survey)
     path = Path(path)
-    data = np.asarray(data, dtype=np.float32)
+    # big-endian, as FITS stores it: astropy then checksums and writes it without two byte-swapped copies
+    data = np.asarray(data, dtype=">f4")
     if data.ndim != 3 or data.shape[0] != survey.n_bands:
         raise UsageError(
             f"{path}: cannot write data of shape {data.shape} as a {survey.name} cutout ({survey.n_bands} bands)"
