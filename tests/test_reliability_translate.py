@@ -425,3 +425,19 @@ def test_t11_outputs_are_flushed_by_groups_and_a_failed_flush_names_each_output(
         output = again / f"J{i:04d}.cfht.fits"
         assert run.lines_naming(output) == [f"s2s: failed: {output}: cannot write output (Input/output error)"], run.err
     assert list(again.iterdir()) == []  # nothing under a final name, no temporary file
+
+
+def test_t11_a_large_write_batch_is_flushed_32_files_at_a_time(aecnn_model, tmp_path, capsys, monkeypatch):
+    from survey2survey import atomic
+    from survey2survey.pipelines.translate_steps import GROUP_FILES
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_inputs(src, SDSS, 40)
+    flushes = []
+    real = atomic._SYNCFS or os.fsync
+    monkeypatch.setattr(atomic, "_SYNCFS", lambda fd: (flushes.append(fd), real(fd)))
+    run = s2s(capsys, "translate", src, "--to", "cfht", "--model", aecnn_model, "--out", out, "--workers", "0",
+              "--batch-size", "40", "-q")  # one write task of 40 outputs in this process
+    assert run.code == 0, run.text
+    assert GROUP_FILES == 32 and len(flushes) == 2  # 32 files, then 8: never more descriptors held
+    assert len(list(out.glob("*.cfht.fits"))) == 40 and not [p for p in out.iterdir() if p.name.startswith(".")]

@@ -213,17 +213,23 @@ class _Written:
     model_sha: str | None
 
 
+#: Outputs flushed to disk together at most: each keeps a file descriptor open until then.
+GROUP_FILES = 32
+
+
 class _Outputs:
     """The outputs of one task: written whole, flushed to disk together, then given their names.
 
-    Leaving the ``with`` block without :meth:`commit` (an error, Ctrl-C in this process)
-    removes the temporary files: no output of the task gets its name.
+    Every :data:`GROUP_FILES` outputs, and at :meth:`commit`, the files written so far are
+    flushed and named.  Leaving the ``with`` block without :meth:`commit` (an error, Ctrl-C
+    in this process) removes the temporary files not yet named.
     """
 
     def __init__(self, setup: Setup):
         self.setup = setup
         self.group = AtomicGroup()
         self.written: dict[Path, _Written] = {}
+        self.failed: dict[int, str] = {}
 
     def __enter__(self) -> _Outputs:
         return self
@@ -231,10 +237,20 @@ class _Outputs:
     def __exit__(self, *exc) -> None:
         self.group.discard()
 
+    def wrote(self, written: _Written) -> None:
+        self.written[written.out_path] = written
+        if len(self.written) >= GROUP_FILES:
+            self._publish()
+
+    def _publish(self) -> None:
+        errors = commit_outputs(self.group)
+        self.failed.update({w.index: _failure(w, self.setup, errors[p]) for p, w in self.written.items() if p in errors})
+        self.written = {}
+
     def commit(self) -> dict[int, str]:
         """Publish the outputs: {index: failure line (or :data:`SKIPPED`)} of those that did not get their name."""
-        errors = commit_outputs(self.group)
-        return {w.index: _failure(w, self.setup, errors[path]) for path, w in self.written.items() if path in errors}
+        self._publish()
+        return self.failed
 
 
 def _failure(written: _Written, setup: Setup, exc: S2SError) -> str:
@@ -289,7 +305,7 @@ def write_one(job: WriteJob, setup: Setup, outputs: _Outputs | None = None) -> t
     except S2SError as exc:
         return job.index, _failure(written, setup, exc)
     if outputs is not None:
-        outputs.written[job.out_path] = written
+        outputs.wrote(written)
     return job.index, None
 
 
