@@ -14,6 +14,11 @@ graphs, reports, plots) goes through :func:`atomic_write`:
 A process killed before step 3 leaves only its hidden temporary file;
 :func:`remove_stale` deletes those of dead processes of this host (the commands call it on
 their output directories).
+
+Many small files (``s2s translate``'s outputs) are written in an :class:`AtomicGroup`:
+step 2 is done once for the group (one flush of the file system, not an ``fsync`` per
+file, which costs about as much as writing a small file), then every file is renamed,
+then each directory is flushed once, so that the renames are durable too.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ import itertools
 import os
 import re
 import socket
+import sys
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from survey2survey.errors import UsageError
 
-__all__ = ["atomic_write", "write_bytes", "remove_stale"]
+__all__ = ["atomic_write", "write_bytes", "remove_stale", "AtomicGroup"]
 
 _HOST = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname()) or "host"
 _COUNTER = itertools.count()
@@ -41,8 +47,11 @@ def _temp_path(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, *, overwrite: bool = True, fsync: bool = True) -> Iterator[BinaryIO]:
-    """Yield a binary file object whose content becomes ``path`` when the block ends.
+def atomic_write(
+    path: str | os.PathLike, *, overwrite: bool = True, fsync: bool = True, group: AtomicGroup | None = None
+) -> Iterator[BinaryIO]:
+    """Yield a binary file object whose content becomes ``path`` when the block ends
+    (or when ``group`` is committed).
 
     Parameters
     ----------
@@ -54,6 +63,9 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True, fsync: bool
     fsync : bool
         Flush the data to disk before the rename (crash-safe against power loss, not just
         against a killed process).
+    group : AtomicGroup, optional
+        Leave the complete temporary file to ``group``: it is made durable and renamed to
+        ``path`` by :meth:`AtomicGroup.commit` (``fsync`` is then the group's business).
 
     Raises
     ------
@@ -72,21 +84,31 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True, fsync: bool
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(path)) from None  # name the file, not the temporary one
+    kept = None  # a descriptor of the temporary file, for the group
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
-            if fsync:
+            if group is not None:
+                kept = os.dup(fh.fileno())
+            elif fsync:
                 os.fsync(fh.fileno())
-        _publish(tmp, path, overwrite)
+        if group is not None:  # complete: the group's to flush and rename, or to remove
+            group.add(tmp, path, overwrite, kept)
+            kept = tmp = None
+        else:
+            _publish(tmp, path, overwrite)
     except OSError as exc:
         if exc.errno is None or exc.filename not in (None, str(tmp)):
             raise
         # a write, flush or fsync that failed (disk full: ENOSPC) says which file
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)  # gone after os.replace; a second name after os.link
+        if kept is not None:
+            os.close(kept)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # gone after os.replace; a second name after os.link
 
 
 def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
@@ -101,6 +123,139 @@ def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
         if os.path.lexists(path):
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
         os.replace(tmp, path)
+
+
+class AtomicGroup:
+    """Atomic writes of several files made durable together, then renamed into place.
+
+    :func:`atomic_write` with ``group=`` leaves each complete temporary file here, not yet
+    under its final name.  :meth:`commit` flushes them to disk at once (``syncfs`` of their
+    file system on Linux, an ``fsync`` per file elsewhere), renames each to its final name
+    as :func:`atomic_write` does, then flushes each directory once (the renames).  No file
+    is ever under its final name before its data are on disk, and each one is whole.
+    Leaving a ``with`` block (an error, Ctrl-C) removes the temporary files that were not
+    renamed (:meth:`discard`).
+    """
+
+    def __init__(self) -> None:
+        #: (temporary file, final name, overwrite, a descriptor of the temporary file)
+        self._pending: list[tuple[Path, Path, bool, int]] = []
+
+    def __enter__(self) -> AtomicGroup:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
+
+    def add(self, tmp: Path, path: Path, overwrite: bool, fd: int) -> None:
+        """Take a complete temporary file; ``fd`` (open since before it was written, so that
+        a write-back error since then is reported by the flush) is the group's to close."""
+        self._pending.append((tmp, path, overwrite, fd))
+
+    def commit(self) -> dict[Path, OSError]:
+        """Make the group's files durable and rename them into place.
+
+        Returns
+        -------
+        dict of Path to OSError
+            The final names not written, with why (``FileExistsError``: another writer took
+            the name meanwhile and ``overwrite`` was false; a failed flush fails every file
+            of the group), ``filename`` set to the final name.  Their temporary files are
+            removed.
+        """
+        pending, self._pending = self._pending, []
+        failed: dict[Path, OSError] = {}
+        try:
+            try:
+                _sync_files([fd for _, _, _, fd in pending])
+            except OSError as exc:
+                return {path: OSError(exc.errno, exc.strerror, str(path)) for _, path, _, _ in pending}
+            directories = set()
+            for tmp, path, overwrite, _ in pending:
+                try:
+                    _publish(tmp, path, overwrite)
+                    directories.add(path.parent)
+                except OSError as exc:
+                    failed[path] = exc if isinstance(exc, FileExistsError) else OSError(exc.errno, exc.strerror, str(path))
+            for directory in directories:
+                _sync_directory(directory)
+            return failed
+        finally:
+            _remove(pending)
+
+    def discard(self) -> None:
+        """Remove the temporary files not committed; none of them gets its final name."""
+        pending, self._pending = self._pending, []
+        _remove(pending)
+
+
+def _remove(pending: list[tuple[Path, Path, bool, int]]) -> None:
+    for tmp, _, _, fd in pending:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # gone after os.replace; a second name after os.link
+
+
+def _syncfs():
+    """Linux's ``syncfs(fd)`` (flush one file system), or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        call = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int]
+
+    def syncfs(fd: int) -> None:
+        if call(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    return syncfs
+
+
+_SYNCFS = _syncfs()
+
+
+def _sync_files(fds: list[int]) -> None:
+    """Put the data of the open files ``fds`` on disk: one ``syncfs`` per file system (Linux),
+    else an ``fsync`` each.
+
+    ``syncfs`` reports a write-back error of its file system since the descriptor was
+    opened (Linux 5.8 and later), so a failure here fails the whole group.
+    """
+    if _SYNCFS is not None:
+        done: set[int] = set()
+        try:
+            for fd in fds:
+                device = os.fstat(fd).st_dev
+                if device not in done:
+                    _SYNCFS(fd)
+                    done.add(device)
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOSYS:  # a kernel without it (or a sandbox refusing it): fsync
+                raise
+    for fd in fds:
+        os.fsync(fd)
+
+
+def _sync_directory(directory: Path) -> None:
+    """``fsync`` a directory (its new entries); skipped where a directory cannot be opened
+    or flushed (not every platform or file system can): the files themselves are on disk."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = True, fsync: bool = True) -> None:

@@ -1,5 +1,6 @@
 """``survey2survey.atomic``: whole files or nothing, the umask's mode, no clobbering."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -62,3 +63,93 @@ def test_remove_stale_takes_only_dead_writers_of_this_host(tmp_path):
     assert atomic.remove_stale(tmp_path) == 1
     assert not stale.exists() and live.exists() and other_host.exists() and mine.exists() and nested.exists()
     assert atomic.remove_stale(tmp_path, recursive=True) == 1 and not nested.exists()
+
+
+# --- AtomicGroup: a group of files flushed to disk together, then named ---------------------------------------
+
+
+def _write_group(group, directory, names, overwrite=True):
+    for name in names:
+        with atomic.atomic_write(directory / name, overwrite=overwrite, group=group) as fh:
+            fh.write(name.encode())
+
+
+def test_a_group_is_flushed_once_before_any_file_takes_its_name(tmp_path, monkeypatch):
+    seen = []
+
+    def syncfs(fd):  # what is there when the data go to disk: temporary files only
+        seen.append(sorted(os.listdir(tmp_path)))
+
+    monkeypatch.setattr(atomic, "_SYNCFS", syncfs)
+    monkeypatch.setattr(os, "fsync", lambda fd: seen.append("fsync"))
+    with atomic.AtomicGroup() as group:
+        _write_group(group, tmp_path, ["a.fits", "b.fits", "c.fits"])
+        assert all(n.startswith(".") and n.endswith(".tmp") for n in os.listdir(tmp_path))
+        assert group.commit() == {}
+    assert len(seen) == 2 and len(seen[0]) == 3 and all(n.endswith(".tmp") for n in seen[0])
+    assert seen[1] == "fsync"  # the directory, once, after the renames
+    assert sorted(os.listdir(tmp_path)) == ["a.fits", "b.fits", "c.fits"]
+    assert (tmp_path / "b.fits").read_bytes() == b"b.fits"
+
+
+def test_a_group_without_syncfs_fsyncs_each_file(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(atomic, "_SYNCFS", None)
+    monkeypatch.setattr(os, "fsync", calls.append)
+    with atomic.AtomicGroup() as group:
+        _write_group(group, tmp_path, ["a", "b"])
+        assert group.commit() == {}
+    assert len(calls) == 3  # two files, then the directory
+    assert sorted(os.listdir(tmp_path)) == ["a", "b"]
+
+
+def test_a_group_left_uncommitted_leaves_nothing(tmp_path):
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C between the writes and the commit
+        with atomic.AtomicGroup() as group:
+            _write_group(group, tmp_path, ["a", "b"])
+            raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_write_in_a_group_leaves_the_others(tmp_path):
+    with atomic.AtomicGroup() as group:
+        _write_group(group, tmp_path, ["a"])
+        with pytest.raises(RuntimeError):
+            with atomic.atomic_write(tmp_path / "b", group=group) as fh:
+                fh.write(b"half")
+                raise RuntimeError("writer died")
+        assert group.commit() == {}
+    assert os.listdir(tmp_path) == ["a"]
+
+
+def test_a_name_taken_before_the_commit_fails_that_file_only(tmp_path):
+    with atomic.AtomicGroup() as group:
+        _write_group(group, tmp_path, ["a", "b"], overwrite=False)
+        (tmp_path / "b").write_bytes(b"another writer's")
+        failed = group.commit()
+    assert list(failed) == [tmp_path / "b"] and isinstance(failed[tmp_path / "b"], FileExistsError)
+    assert (tmp_path / "a").read_bytes() == b"a" and (tmp_path / "b").read_bytes() == b"another writer's"
+    assert sorted(os.listdir(tmp_path)) == ["a", "b"]
+
+
+def test_a_failed_flush_fails_the_whole_group_and_names_each_file(tmp_path, monkeypatch):
+    def syncfs(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(atomic, "_SYNCFS", syncfs)
+    with atomic.AtomicGroup() as group:
+        _write_group(group, tmp_path, ["a", "b"])
+        failed = group.commit()
+    assert sorted(failed) == [tmp_path / "a", tmp_path / "b"]
+    assert all(e.errno == errno.EIO and e.filename == str(p) for p, e in failed.items())
+    assert os.listdir(tmp_path) == []
+
+
+def test_syncfs_is_found_on_linux():
+    if sys.platform.startswith("linux"):
+        assert atomic._SYNCFS is not None
+        fd = os.open(".", os.O_RDONLY)
+        try:
+            atomic._SYNCFS(fd)
+        finally:
+            os.close(fd)

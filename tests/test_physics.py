@@ -255,3 +255,12 @@ def test_a_flat_sky_stays_flat_to_the_border(source, target):
     out, _, _ = t.translate(sky, src.bands, make_wcs(150.0, 2.0, src.pixel_scale, (size, size)), noise=False)
     expected = 2.0 * t.flux_scale * (tgt.pixel_scale / src.pixel_scale) ** 2  # same surface brightness
     assert np.allclose(out, expected, rtol=1e-5)
+
+
+def test_output_wcs_false_skips_only_the_output_wcs():
+    cube, wcs = render("cfht", SERSIC, bands=("g", "r"))
+    t = PhysicsTranslator("cfht", "sdss")
+    out, wcs_out, info = t.translate(cube, ("g", "r"), wcs, seed=4)
+    bare, none, bare_info = t.translate(cube, ("g", "r"), wcs, seed=4, output_wcs=False)
+    assert none is None and wcs_out is not None
+    assert bare.tobytes() == out.tobytes() and bare_info == info

@@ -1,14 +1,16 @@
-"""Reliability of ``s2s translate`` on real files and real runs (issue 15, cases T1-T10).
+"""Reliability of ``s2s translate`` on real files and real runs (issue 15, cases T1-T11).
 
 What the adversarial trials broke in ``translate``: a user's file replaced, an input
 overwritten, pixels of another sampling translated, a memory blow-up hidden behind an
 AttributeError, workers orphaned by SIGTERM, messages naming the output, two runs into one
-directory failing each other, silent logs, unbounded ``--workers``.  Each case is a row of
+directory failing each other, silent logs, unbounded ``--workers``; and outputs flushed to
+disk by groups (T11).  Each case is a row of
 ``docs/reliability.md`` (section "translate on real runs").
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -383,3 +385,59 @@ def test_t10_model_given_a_file_says_so(aecnn_model, tmp_path, capsys):
     weights = aecnn_model / "weights.safetensors"
     run = s2s(capsys, "translate", tmp_path, "--to", "cfht", "--model", weights)
     assert_usage_error(run, f"{weights}: is a file, not a model directory")
+
+
+# --- T11: outputs flushed to disk by groups, then named --------------------------------------------------------
+
+
+def test_t11_outputs_are_flushed_by_groups_and_a_failed_flush_names_each_output(tmp_path, capsys, monkeypatch):
+    from survey2survey import atomic
+    from survey2survey.pipelines.translate_schedule import PER_CUTOUT_CHUNK
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    inputs = write_inputs(src, SDSS, 20)
+    flushes = []
+    real = atomic._SYNCFS or os.fsync
+
+    def syncfs(fd):  # when the data go to disk no output has its name yet
+        flushes.append(sorted(p.name for p in out.iterdir()) if out.is_dir() else [])
+        real(fd)
+
+    monkeypatch.setattr(atomic, "_SYNCFS", syncfs)
+    run = s2s(capsys, "translate", src, "--to", "cfht", "--model", "physics", "--out", out, "--workers", "0", "-q")
+    assert run.code == 0, run.text
+    groups = -(-20 // PER_CUTOUT_CHUNK)
+    assert len(flushes) == groups, flushes  # one flush per task, not one per file
+    named = [[n for n in names if not n.startswith(".")] for names in flushes]
+    assert [len(n) for n in named] == [PER_CUTOUT_CHUNK * g for g in range(groups)]  # only the earlier groups'
+    assert sorted(p.name for p in out.iterdir()) == [f"J{i:04d}.cfht.fits" for i in range(20)]
+    for p in out.iterdir():
+        verify_fits(p)
+
+    def failing(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(atomic, "_SYNCFS", failing)
+    again = tmp_path / "again"
+    run = s2s(capsys, "translate", src, "--to", "cfht", "--model", "physics", "--out", again, "--workers", "0", "-q")
+    assert run.code == 1, run.text
+    for i in range(len(inputs)):  # as a failed write of one file says it
+        output = again / f"J{i:04d}.cfht.fits"
+        assert run.lines_naming(output) == [f"s2s: failed: {output}: cannot write output (Input/output error)"], run.err
+    assert list(again.iterdir()) == []  # nothing under a final name, no temporary file
+
+
+def test_t11_a_large_write_batch_is_flushed_32_files_at_a_time(aecnn_model, tmp_path, capsys, monkeypatch):
+    from survey2survey import atomic
+    from survey2survey.pipelines.translate_steps import GROUP_FILES
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_inputs(src, SDSS, 40)
+    flushes = []
+    real = atomic._SYNCFS or os.fsync
+    monkeypatch.setattr(atomic, "_SYNCFS", lambda fd: (flushes.append(fd), real(fd)))
+    run = s2s(capsys, "translate", src, "--to", "cfht", "--model", aecnn_model, "--out", out, "--workers", "0",
+              "--batch-size", "40", "-q")  # one write task of 40 outputs in this process
+    assert run.code == 0, run.text
+    assert GROUP_FILES == 32 and len(flushes) == 2  # 32 files, then 8: never more descriptors held
+    assert len(list(out.glob("*.cfht.fits"))) == 40 and not [p for p in out.iterdir() if p.name.startswith(".")]

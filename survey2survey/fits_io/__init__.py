@@ -28,6 +28,7 @@ from survey2survey.fits_io.wcs import (
 )
 from survey2survey.fits_io.write import (
     Provenance,
+    commit_outputs,
     header_text,
     is_s2s_output,
     verify_fits,
@@ -55,4 +56,5 @@ __all__ = [
     "header_text",
     "wcs_cards",
     "write_hdul_atomic",
+    "commit_outputs",
 ]

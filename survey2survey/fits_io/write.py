@@ -25,13 +25,14 @@ from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 
 from survey2survey import __version__
-from survey2survey.atomic import atomic_write
+from survey2survey.atomic import AtomicGroup, atomic_write
 from survey2survey.errors import CutoutError, OutputExistsError, UsageError, os_error_in
 from survey2survey.fits_io.files import one_line
 from survey2survey.fits_io.wcs import wcs_cards
 from survey2survey.surveys import Survey, get_survey
 
-__all__ = ["Provenance", "write_cutout", "write_hdul_atomic", "verify_fits", "is_s2s_output", "header_text"]
+__all__ = ["Provenance", "write_cutout", "write_hdul_atomic", "commit_outputs", "verify_fits", "is_s2s_output",
+           "header_text"]
 
 _NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 
@@ -98,8 +99,11 @@ class Provenance:
         return out
 
 
-def _write_atomic(path: Path, overwrite: bool, fsync: bool, write: Callable[[BinaryIO], None]) -> None:
-    """Run ``write(fh)`` on a temporary file that then becomes ``path`` (:func:`atomic_write`).
+def _write_atomic(
+    path: Path, overwrite: bool, fsync: bool, write: Callable[[BinaryIO], None], group: AtomicGroup | None = None
+) -> None:
+    """Run ``write(fh)`` on a temporary file that then becomes ``path`` (:func:`atomic_write`;
+    with ``group``, when the group is committed: :func:`commit_outputs`).
 
     Creates the directory if needed; raises :class:`OutputExistsError` if ``path`` exists
     and not ``overwrite``, :class:`CutoutError` for file-system errors.
@@ -111,7 +115,7 @@ def _write_atomic(path: Path, overwrite: bool, fsync: bool, write: Callable[[Bin
         except OSError as exc:
             raise CutoutError(path, f"cannot create output directory ({exc.strerror or exc})") from None
     try:
-        with atomic_write(path, overwrite=overwrite, fsync=fsync) as fh:
+        with atomic_write(path, overwrite=overwrite, fsync=fsync, group=group) as fh:
             write(fh)
     except FileExistsError:
         raise OutputExistsError(path) from None
@@ -119,22 +123,43 @@ def _write_atomic(path: Path, overwrite: bool, fsync: bool, write: Callable[[Bin
         cause = os_error_in(exc)
         if cause is None and not isinstance(exc, OSError):
             raise
-        raise CutoutError(path, f"cannot write output ({(cause or exc).strerror or exc})") from None
+        raise _write_error(path, cause or exc) from None
+
+
+def _write_error(path: Path, exc: OSError) -> OutputExistsError | CutoutError:
+    if isinstance(exc, FileExistsError):
+        return OutputExistsError(path)
+    return CutoutError(path, f"cannot write output ({exc.strerror or exc})")
+
+
+def commit_outputs(group: AtomicGroup) -> dict[Path, OutputExistsError | CutoutError]:
+    """Make the outputs written with ``group=`` durable and give them their names (:meth:`AtomicGroup.commit`).
+
+    Returns
+    -------
+    dict of Path to OutputExistsError or CutoutError
+        The outputs not written, with the error their write would have raised alone:
+        :class:`OutputExistsError` when another writer took the name meanwhile.
+    """
+    return {path: _write_error(path, exc) for path, exc in group.commit().items()}
 
 
 def write_hdul_atomic(
-    hdul: fits.HDUList, path: Path, overwrite: bool = False, fsync: bool = True, output_verify: str = "exception"
+    hdul: fits.HDUList, path: Path, overwrite: bool = False, fsync: bool = True, output_verify: str = "exception",
+    group: AtomicGroup | None = None,
 ) -> None:
     """Write an HDUList with CHECKSUM/DATASUM via a temporary file and a rename.
 
     ``output_verify`` is astropy's: ``"exception"`` checks every card before writing;
     :func:`write_cutout` passes ``"ignore"`` for the headers it builds card by card (each
     card is checked when it is made), which saves most of the cost of writing a cutout.
+    With ``group`` the file gets its name when the group is committed (:func:`commit_outputs`).
 
     Raises :class:`OutputExistsError` if ``path`` exists and not ``overwrite``; never
     leaves a partial file under ``path``.
     """
-    _write_atomic(Path(path), overwrite, fsync, lambda fh: hdul.writeto(fh, checksum=True, output_verify=output_verify))
+    _write_atomic(Path(path), overwrite, fsync, lambda fh: hdul.writeto(fh, checksum=True, output_verify=output_verify),
+                  group)
 
 
 def _survey_cards(survey: Survey, mask: np.ndarray | None) -> list[tuple[str, object, str]]:
@@ -153,46 +178,61 @@ def _survey_cards(survey: Survey, mask: np.ndarray | None) -> list[tuple[str, ob
 
 
 @lru_cache(maxsize=8192, typed=True)  # typed: 1, 1.0 and True are three cards
-def _card_image(key: str, value: object, comment: str | None) -> str:
-    """astropy's card image (80-character cards; CONTINUE cards for long strings) of one card.
+def _cached_card(key: str, value: object, comment: str | None) -> fits.Card:
+    """astropy's card for (key, value, comment), its image (80-character cards; CONTINUE
+    cards for long strings) already formatted.
 
     Cached: most cards of a batch of outputs repeat (survey, provenance, PSF keywords), and
     formatting a card is most of what writing a small cutout costs.  Checked as it is made
-    (ASCII, finite numbers, key length): a bad card raises here.
+    (ASCII, finite numbers, key length): a bad card raises here.  A card made from its
+    value is verified, so writing it does not parse its image again.  Shared by every
+    header built from it: never modified (``PrimaryHDU`` copies the cards it is given).
     """
-    return fits.Card(key, value, comment).image
+    card = fits.Card(key, value, comment)
+    card.image  # noqa: B018 -- formatted (and checked) once, here
+    return card
 
 
-def _image(key: str, value: object, comment: str | None = None) -> str:
+@lru_cache(maxsize=8192)
+def _parsed_card(image: str) -> fits.Card:
+    """The card of one 80-character image (a WCS card from :func:`wcs_cards`), checked once
+    (astropy verifies a parsed card when its image is first used); never modified."""
+    card = fits.Card.fromstring(image)
+    card.image  # noqa: B018
+    return card
+
+
+def _card(key: str, value: object, comment: str | None = None) -> fits.Card:
     try:
-        return _card_image(key, value, comment)
-    except TypeError:  # an unhashable value: formatted without the cache
-        return fits.Card(key, value, comment).image
+        return _cached_card(key, value, comment)
+    except TypeError:  # an unhashable value: made without the cache
+        return fits.Card(key, value, comment)
 
 
 def _primary_header(wcs: WCS | str | None, cards, history: Sequence[str]) -> fits.Header:
     """The primary header: WCS cards, then ``cards``, then HISTORY.
 
-    Built as one string of card images parsed once, not key by key (a header of ~80 cards
-    assigned one at a time costs astropy a search of the header per card).  Later
+    Built from card objects in one go, not key by key (a header of ~80 cards assigned one
+    at a time costs astropy a search of the header per card), and from cached, verified
+    cards (:func:`_cached_card`), which astropy writes without parsing them again.  Later
     duplicates of a key win, as assignment would give.
     """
-    listed: dict[str, str] = {}
+    listed: dict[str, fits.Card] = {}
     if wcs is not None:
         text = wcs if isinstance(wcs, str) else wcs_cards(wcs)
         for at in range(0, len(text), 80):
-            listed[text[at : at + 8].strip()] = text[at : at + 80]
-        listed["WCSAXES"] = _image("WCSAXES", 2)
-    commentary: list[str] = []
+            listed[text[at : at + 8].strip()] = _parsed_card(text[at : at + 80])
+        listed["WCSAXES"] = _card("WCSAXES", 2)
+    commentary: list[fits.Card] = []
     for key, value, comment in cards:
         if key.upper() in ("COMMENT", "HISTORY", ""):
-            commentary.append(_image(key.upper(), header_text(str(value))))
+            commentary.append(_card(key.upper(), header_text(str(value))))
         else:
-            listed[key.upper()] = _image(key, _safe(value), header_text(comment) if comment else comment)
-    commentary += [_image("HISTORY", header_text(str(line))) for line in history]
+            listed[key.upper()] = _card(key, _safe(value), header_text(comment) if comment else comment)
+    commentary += [_card("HISTORY", header_text(str(line))) for line in history]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
-        return fits.Header.fromstring("".join(listed.values()) + "".join(commentary))
+        return fits.Header(list(listed.values()) + commentary)
 
 
 def write_cutout(
@@ -208,6 +248,7 @@ def write_cutout(
     mask: np.ndarray | None = None,
     header_cards: Sequence[tuple[str, object, str]] = (),
     fsync: bool = True,
+    group: AtomicGroup | None = None,
 ) -> Path:
     """Write one cutout as a float32 cube (bands, H, W) in native units of ``survey``.
 
@@ -237,11 +278,15 @@ def write_cutout(
     fsync : bool
         Flush the file to disk before the rename (crash-safe against power loss, not just
         process death).  Bulk writers of reproducible data may turn it off for speed.
+    group : AtomicGroup, optional
+        Write the file whole under a temporary name only: it is flushed to disk with the
+        group's other files and takes its name when the group is committed
+        (:func:`commit_outputs`, which reports a name taken meanwhile).
 
     Returns
     -------
     Path
-        The written path.
+        The written path (with ``group``: once the group is committed).
 
     Raises
     ------
@@ -251,7 +296,8 @@ def write_cutout(
     """
     survey = get_survey(survey)
     path = Path(path)
-    data = np.asarray(data, dtype=np.float32)
+    # big-endian, as FITS stores it: astropy then checksums and writes it without two byte-swapped copies
+    data = np.asarray(data, dtype=">f4")
     if data.ndim != 3 or data.shape[0] != survey.n_bands:
         raise UsageError(
             f"{path}: cannot write data of shape {data.shape} as a {survey.name} cutout ({survey.n_bands} bands)"
@@ -270,7 +316,7 @@ def write_cutout(
                 hdus.append(mask_hdu)
             # each card is checked as it is made; a failure leaves no file
             write_hdul_atomic(fits.HDUList(hdus + list(extra_hdus)), path, overwrite, fsync,
-                              output_verify="exception" if extra_hdus else "ignore")
+                              output_verify="exception" if extra_hdus else "ignore", group=group)
     except (ValueError, TypeError, fits.VerifyError) as exc:
         source = provenance.source_file if provenance and provenance.source_file else None
         where = f" for {path.name}" if source else ""

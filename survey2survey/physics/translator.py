@@ -243,6 +243,7 @@ class PhysicsTranslator:
         noise: bool = True,
         target_fwhm: Mapping[str, float] | None = None,
         input_sigma: Sequence[float] | str | None = None,
+        output_wcs: bool = True,
     ) -> tuple[np.ndarray, Any, dict]:
         """Translate one cutout.
 
@@ -267,6 +268,9 @@ class PhysicsTranslator:
             Input per-pixel noise sigma per plane (native), or ``"registry"`` for the source
             survey's typical values; default measured on the cutout's source-masked sky
             (1.4826 MAD after a grown 3-sigma clip).
+        output_wcs : bool
+            False: no output WCS is made (None is returned in its place), for a caller that
+            has it already from :meth:`output_geometry`.
 
         Returns
         -------
@@ -281,7 +285,7 @@ class PhysicsTranslator:
         if input_sigma is not None and not isinstance(input_sigma, str):
             input_sigma = np.asarray(input_sigma, np.float64)[None]
         out, wcs_out, info = self.translate_batch(data[None], bands, [wcs], [header], [seed], noise, target_fwhm,
-                                                  input_sigma)
+                                                  input_sigma, output_wcs)
         return out[0], wcs_out[0], info[0]
 
     def translate_batch(
@@ -294,6 +298,7 @@ class PhysicsTranslator:
         noise: bool = True,
         target_fwhm: Mapping[str, float] | None = None,
         input_sigma: np.ndarray | str | None = None,
+        output_wcs: bool = True,
     ) -> tuple[np.ndarray, list, list[dict]]:
         """Translate N cutouts of one shape and pixel scale at once (same results as one by one).
 
@@ -306,7 +311,7 @@ class PhysicsTranslator:
             Each cutout's WCS (all with the pixel scale of the first) and header.
         seeds : sequence of N int
             Noise key of each cutout (default 0, 1, ...).
-        noise, target_fwhm : as :meth:`translate`
+        noise, target_fwhm, output_wcs : as :meth:`translate`
         input_sigma : ndarray (N, bands) or "registry", optional
 
         Returns
@@ -347,7 +352,8 @@ class PhysicsTranslator:
                   "pixel_scale_out": self.target.pixel_scale, "resampling": geo.basis, "noise": bool(noise),
                   "flux_scale": self.flux_scale}
         info = [common | {"per_band": dict(zip(common["bands"], row))} for row in infos]
-        return out.astype(np.float32), [self._output_wcs(geo, w) for w in wcs], info
+        wcs_out = [self._output_wcs(geo, w) if output_wcs else None for w in wcs]
+        return out.astype(np.float32), wcs_out, info
 
     @staticmethod
     def _convolve(planes: np.ndarray, plans) -> np.ndarray:

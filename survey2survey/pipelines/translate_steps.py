@@ -7,6 +7,10 @@
 * :func:`translate_chunk`: both, with the translation in between, for a translator that
   runs per cutout.
 
+The outputs of one task are written whole under temporary names, flushed to disk together
+and only then given their names (:class:`~survey2survey.atomic.AtomicGroup`): one flush
+of the file system per task instead of one per file.
+
 Every function here takes and returns small picklable records, never raises for one
 bad input (the record says what went wrong) and touches no torch.
 """
@@ -20,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from survey2survey.atomic import AtomicGroup
 from survey2survey.errors import CutoutError, OutputExistsError, S2SError, first_line
+from survey2survey.fits_io import commit_outputs, is_s2s_output, read_cutout, verify_fits, write_cutout
 from survey2survey.fits_io import header_text as fits_text
-from survey2survey.fits_io import is_s2s_output, read_cutout, verify_fits, write_cutout
 from survey2survey.runtime.seeds import object_seed
 from survey2survey.surveys import Survey
 from survey2survey.translators.base import Prepared, Translator
@@ -196,8 +201,73 @@ def read_chunk(jobs: list[Job], setup: Setup) -> list[Record]:
     return out
 
 
-def write_one(job: WriteJob, setup: Setup) -> tuple[int, str | None]:
-    """Finish and write one translation: (index, None) or (index, the failure line)."""
+@dataclass
+class _Written:
+    """An output written under its temporary name: what a failure line about it needs."""
+
+    index: int
+    out_path: Path
+    object_id: str
+    source_file: str
+    samples: int
+    model_sha: str | None
+
+
+#: Outputs flushed to disk together at most: each keeps a file descriptor open until then.
+GROUP_FILES = 32
+
+
+class _Outputs:
+    """The outputs of one task: written whole, flushed to disk together, then given their names.
+
+    Every :data:`GROUP_FILES` outputs, and at :meth:`commit`, the files written so far are
+    flushed and named.  Leaving the ``with`` block without :meth:`commit` (an error, Ctrl-C
+    in this process) removes the temporary files not yet named.
+    """
+
+    def __init__(self, setup: Setup):
+        self.setup = setup
+        self.group = AtomicGroup()
+        self.written: dict[Path, _Written] = {}
+        self.failed: dict[int, str] = {}
+
+    def __enter__(self) -> _Outputs:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.group.discard()
+
+    def wrote(self, written: _Written) -> None:
+        self.written[written.out_path] = written
+        if len(self.written) >= GROUP_FILES:
+            self._publish()
+
+    def _publish(self) -> None:
+        errors = commit_outputs(self.group)
+        self.failed.update({w.index: _failure(w, self.setup, errors[p]) for p, w in self.written.items() if p in errors})
+        self.written = {}
+
+    def commit(self) -> dict[int, str]:
+        """Publish the outputs: {index: failure line (or :data:`SKIPPED`)} of those that did not get their name."""
+        self._publish()
+        return self.failed
+
+
+def _failure(written: _Written, setup: Setup, exc: S2SError) -> str:
+    """The result line of a write that failed; :data:`SKIPPED` when another run wrote the same output meanwhile."""
+    if isinstance(exc, OutputExistsError):
+        w = written
+        if same_output(w.out_path, w.object_id, setup.seed, w.samples, w.model_sha):
+            return SKIPPED
+        return f"{w.source_file}: {exc.reason} ({w.out_path}, written meanwhile by another run)"
+    return str(exc)
+
+
+def write_one(job: WriteJob, setup: Setup, outputs: _Outputs | None = None) -> tuple[int, str | None]:
+    """Finish and write one translation: (index, None) or (index, the failure line).
+
+    With ``outputs`` the file gets its name when they are committed (:meth:`_Outputs.commit`).
+    """
     from astropy.io import fits
 
     translator, prepared = setup.translator, job.record.prepared
@@ -222,19 +292,20 @@ def write_one(job: WriteJob, setup: Setup) -> tuple[int, str | None]:
         hdu.header["BANDS"] = (",".join(prepared.geometry.bands), "band of each plane, NAXIS3 order")
         hdu.header["S2SSAMP"] = (s + 1, "noise realisation number")
         extra.append(hdu)
+    written = _Written(job.index, job.out_path, job.object_id, job.source_file, int(job.data.shape[0]),
+                       prov.model_sha256)
     try:
         if job.record.preview is not None:  # first: a failed preview leaves no output, a re-run redoes both
             _write_preview(job, native[0], target, setup)
         write_cutout(
             job.out_path, native[0], target, wcs=wcs, provenance=prov, history=history,
             overwrite=setup.overwrite or job.record.replace, extra_hdus=extra, mask=prepared.mask, header_cards=cards,
+            group=outputs.group if outputs is not None else None,
         )
-    except OutputExistsError as exc:
-        if same_output(job.out_path, job.object_id, setup.seed, int(job.data.shape[0]), prov.model_sha256):
-            return job.index, SKIPPED
-        return job.index, f"{job.source_file}: {exc.reason} ({job.out_path}, written meanwhile by another run)"
     except S2SError as exc:
-        return job.index, str(exc)
+        return job.index, _failure(written, setup, exc)
+    if outputs is not None:
+        outputs.wrote(written)
     return job.index, None
 
 
@@ -257,15 +328,20 @@ def _write_preview(job: WriteJob, out: np.ndarray, target: Survey, setup: Setup)
     )
 
 
+def _write_guarded(job: WriteJob, setup: Setup, outputs: _Outputs) -> tuple[int, str | None]:
+    try:
+        return write_one(job, setup, outputs)
+    except Exception as exc:  # never lose a task to one odd output
+        what = f"unexpected {type(exc).__name__} writing {job.out_path}: {first_line(exc)}"
+        return job.index, f"{job.source_file}: {what}"
+
+
 def write_chunk(jobs: list[WriteJob], setup: Setup) -> list[tuple[int, str | None]]:
-    out = []
-    for job in jobs:
-        try:
-            out.append(write_one(job, setup))
-        except Exception as exc:
-            what = f"unexpected {type(exc).__name__} writing {job.out_path}: {first_line(exc)}"
-            out.append((job.index, f"{job.source_file}: {what}"))
-    return out
+    """Finish and write ``jobs``, their files flushed to disk together: (index, None or the failure line) each."""
+    with _Outputs(setup) as outputs:
+        out = [_write_guarded(job, setup, outputs) for job in jobs]
+        failed = outputs.commit()
+    return [(index, failed.get(index) if error is None else error) for index, error in out]
 
 
 def write_job(job: Job, rec: Record, data: np.ndarray) -> WriteJob:
@@ -277,22 +353,27 @@ def write_job(job: Job, rec: Record, data: np.ndarray) -> WriteJob:
 def translate_chunk(jobs: list[Job], setup: Setup) -> list[tuple[Record, tuple[int, str | None] | None]]:
     """Read, translate and write each job in this process (a per-cutout translator).
 
-    Returns each input's read record and, when it was translated, its write result.
+    Returns each input's read record and, when it was translated, its write result.  The
+    outputs are flushed to disk together and named at the end (:class:`_Outputs`).
     """
     out = []
-    for job, rec in zip(jobs, read_chunk(jobs, setup)):  # read_chunk keeps the order
-        if rec.status != "ok":
-            out.append((rec, None))
-            continue
-        try:
-            keys = np.array([object_seed(setup.seed, job.source.object_id)], dtype=np.int64)
-            data = setup.translator.run([rec.prepared], keys, setup.samples)[0]  # (S, C, H, W)
-            result = write_chunk([write_job(job, rec, data)], setup)[0]
-        except Exception as exc:  # one input's failure, never the batch's
-            result = (job.index, f"{job.source.path}: translation failed ({type(exc).__name__}: {first_line(exc)})")
-        # what goes back to the parent is only what it accounts (source survey, warnings): the
-        # translator's state (an input header, a WCS) and the mask would cost more to pickle
-        # and unpickle than the translation itself
-        rec.prepared.x = rec.prepared.state = rec.prepared.mask = rec.preview = None
-        out.append((rec, result))
-    return out
+    with _Outputs(setup) as outputs:
+        for job, rec in zip(jobs, read_chunk(jobs, setup)):  # read_chunk keeps the order
+            if rec.status != "ok":
+                out.append((rec, None))
+                continue
+            try:
+                keys = np.array([object_seed(setup.seed, job.source.object_id)], dtype=np.int64)
+                data = setup.translator.run([rec.prepared], keys, setup.samples)[0]  # (S, C, H, W)
+            except Exception as exc:  # one input's failure, never the batch's
+                result = (job.index, f"{job.source.path}: translation failed ({type(exc).__name__}: {first_line(exc)})")
+            else:
+                result = _write_guarded(write_job(job, rec, data), setup, outputs)
+            # what goes back to the parent is only what it accounts (source survey, warnings): the
+            # translator's state (an input header, a WCS) and the mask would cost more to pickle
+            # and unpickle than the translation itself
+            rec.prepared.x = rec.prepared.state = rec.prepared.mask = rec.preview = None
+            out.append((rec, result))
+        failed = outputs.commit()
+    return [(rec, result if result is None or result[1] is not None else (result[0], failed.get(result[0])))
+            for rec, result in out]

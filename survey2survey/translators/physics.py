@@ -125,8 +125,9 @@ class SurveyPhysicsTranslator(Translator):
             core, st = self._core(p.source), p.state
             draws = []
             for s in range(samples):
+                # the output WCS is the one prepare() made (Geometry.wcs): not made again
                 image, _, info = core.translate(p.x, st["bands"], st["wcs"], st["header"], seed=sample_seed(key, s),
-                                                noise=self.noise)
+                                                noise=self.noise, output_wcs=False)
                 draws.append(image)
                 if s == 0:
                     st["info"] = info
