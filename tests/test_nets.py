@@ -11,6 +11,7 @@ from torch import nn
 
 from survey2survey.errors import ModelError
 from survey2survey.nets import (
+    PhysicsResidualGenerator,
     AECNN,
     NETWORKS,
     AugCGANGenerator,
@@ -417,6 +418,7 @@ def test_every_network_rebuilds_from_json_init_kwargs():
         LatentEncoder(bands=2, latent_dim=4, nef=8),
         LatentDiscriminator(latent_dim=4, ndf=8),
         AECNN(bands=2, in_size=136, out_size=64, output_activation="sigmoid"),
+        PhysicsResidualGenerator.from_surveys("cfht", "sdss", 5, 136, 64),
     ]
     assert {type(m).__name__ for m in examples} == set(NETWORKS)
     for m in examples:

@@ -8,6 +8,7 @@ the target's pixel scale; emulated registry noise has the registry's sigma.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,11 +196,12 @@ def test_no_trained_model_for_the_pair_names_model_physics(capsys, tmp_path, arg
 
 
 def test_the_learned_model_announces_itself_and_its_validity(capsys, tmp_path):
-    code, out, err = run(capsys, "translate", EX / "cfht", "--to", "sdss", "--out", tmp_path / "out")
+    ours = Path(__file__).resolve().parents[1] / "models" / "sdss-cfht-ours"
+    code, out, err = run(capsys, "translate", EX / "cfht", "--to", "sdss", "--model", ours, "--out", tmp_path / "out")
     assert code == 0
     start = [line for line in err.splitlines() if line.startswith("s2s: translating with model")]
     assert len(start) == 1 and "cfht->sdss" in start[0] and "demonstration model" in start[0]
-    quiet = run(capsys, "translate", EX / "cfht", "--to", "sdss", "--out", tmp_path / "out", "-q")
+    quiet = run(capsys, "translate", EX / "cfht", "--to", "sdss", "--model", ours, "--out", tmp_path / "out", "-q")
     assert quiet[0] == 0 and "translating with" not in quiet[2]
 
 

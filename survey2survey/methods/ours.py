@@ -53,14 +53,18 @@ class Ours(TrainingMethod):
             for d in (a, b):
                 self.add(self.D(d), Discriminator(bands=c), "discriminators")
             for d in (a, b):
-                self.add(self.NE(d), NoiseEmulator(bands=c), "noise_emulators")
+                self.add(self.NE(d), self.new_noise_emulator(d), "noise_emulators")
         elif self.step == 2:
             self.add(self.G(a, b), build_generator(self.size[a], self.size[b], bands=c), "generators")
             self.add(self.G(b, a), build_generator(self.size[b], self.size[a], bands=c), "generators")
             for d in (a, b):
                 self.add(self.NE(d), NoiseEmulator(bands=c), None)  # frozen: trained in step 1
         else:
-            raise ValueError(f"ours has steps 1 and 2, not {self.step!r}")
+            raise ValueError(f"{self.name} has steps 1 and 2, not {self.step!r}")
+
+    def new_noise_emulator(self, domain: str):
+        """A freshly initialised noise emulator of ``domain`` (the paper's: Glorot-random kernel)."""
+        return NoiseEmulator(bands=self.bands)
 
     def init_modules(self) -> list[str]:
         return [self.NE(self.a), self.NE(self.b)] if self.step == 2 else []

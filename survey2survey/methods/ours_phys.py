@@ -29,7 +29,6 @@ import numpy as np
 
 from survey2survey.errors import UsageError
 from survey2survey.methods.ours import Ours
-from survey2survey.nets import Autoencoder, Discriminator
 from survey2survey.nets.residual import PhysicsResidualGenerator, physics_noise_emulator
 
 __all__ = ["OursPhys", "CALIBRATION_PAIRS"]
@@ -49,23 +48,21 @@ class OursPhys(Ours):
         super().__init__(*args, **kwargs)
 
     def build(self) -> None:
+        if self.step != 2:
+            super().build()  # step 1 as the paper's, with new_noise_emulator below
+            return
         a, b, c = self.a, self.b, self.bands
         surveys = {s.name: _with_physics(s) for s in self.surveys.values()}
-        if self.step == 1:
-            for d in (a, b):
-                self.add(self.A(d), Autoencoder(bands=c), "autoencoders")
-            for d in (a, b):
-                self.add(self.D(d), Discriminator(bands=c), "discriminators")
-            for d in (a, b):
-                self.add(self.NE(d), physics_noise_emulator(surveys[d], c), "noise_emulators")
-        elif self.step == 2:
-            for s, t in ((a, b), (b, a)):
-                generator = PhysicsResidualGenerator.from_surveys(surveys[s], surveys[t], c, self.size[s], self.size[t])
-                self.add(self.G(s, t), generator, "generators")
-            for d in (a, b):
-                self.add(self.NE(d), physics_noise_emulator(surveys[d], c), None)  # frozen
-        else:
-            raise ValueError(f"ours-phys has steps 1 and 2, not {self.step!r}")
+        for s, t in ((a, b), (b, a)):
+            generator = PhysicsResidualGenerator.from_surveys(surveys[s], surveys[t], c, self.size[s], self.size[t])
+            self.add(self.G(s, t), generator, "generators")
+        for d in (a, b):
+            self.add(self.NE(d), self.new_noise_emulator(d), None)  # frozen
+
+    def new_noise_emulator(self, domain: str):
+        """The registry noise of ``domain`` (:func:`~survey2survey.nets.residual.physics_noise_emulator`)."""
+        survey = next(_with_physics(s) for s in self.surveys.values() if s.name == domain)
+        return physics_noise_emulator(survey, self.bands)
 
     def content(self, pred, target, domain: str):
         """Content loss as chi^2 per pixel: squared differences over the target's noise variance.
@@ -114,7 +111,7 @@ class OursPhys(Ours):
         n = min(CALIBRATION_PAIRS, len(pairs[self.a]))
         for s, t in ((self.a, self.b), (self.b, self.a)):
             gen, ne = self.nets[self.G(s, t)], self.nets[self.NE(t)]
-            x = torch.from_numpy(np.ascontiguousarray(pairs[s][:n])).to(self.device)
+            x = torch.from_numpy(np.array(pairs[s][:n], dtype=np.float32)).to(self.device)
             y = np.ascontiguousarray(pairs[t][:n])
             gen.eval()
             with torch.no_grad():

@@ -122,7 +122,8 @@ def physics_directions(config: dict) -> dict[str, str]:
     beat it on the held-out set), not a network.
     """
     out = {}
-    for name, parts in (config.get("directions") or {}).items():
+    directions = config.get("directions")
+    for name, parts in (directions.items() if isinstance(directions, dict) else ()):
         if isinstance(parts, dict) and parts.get("translator") == "physics":
             if "->" not in name:
                 raise ModelError(f"config.json: direction {name!r} must be 'a->b'")

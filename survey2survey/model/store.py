@@ -107,7 +107,7 @@ def save_model(model_dir, modules: dict, config: dict, overwrite: bool = False) 
     config_path, weights_path = model_dir / CONFIG_NAME, model_dir / WEIGHTS_NAME
     if not isinstance(config, dict):
         raise ModelError(f"{config_path}: config must be a dict, not {type(config).__name__}")
-    if not isinstance(modules, dict) or not modules:
+    if not isinstance(modules, dict) or not (modules or _physics_only(config)):
         raise ModelError(f"{config_path}: modules must be a non-empty dict of name -> network")
 
     tensors: dict[str, torch.Tensor] = {}
@@ -295,7 +295,7 @@ def _read_config(config_path: Path) -> dict[str, Any]:
     if fmt != MODEL_FORMAT:
         raise ModelError(f"{config_path}: unsupported format {fmt!r} (this version reads {MODEL_FORMAT!r})")
     modules = config.get("modules")
-    if not isinstance(modules, dict) or not modules:
+    if not isinstance(modules, dict) or not (modules or _physics_only(config)):
         raise ModelError(f"{config_path}: no 'modules' entry describing the networks")
     if "weights_sha256" in config and not isinstance(config["weights_sha256"], str):
         raise ModelError(f"{config_path}: 'weights_sha256' must be a string")
@@ -406,12 +406,20 @@ def _device(device):
         raise UsageError(f"invalid device {str(device)!r} ({first_line(exc, 10_000)})") from None
 
 
+def _physics_only(config: dict) -> bool:
+    """True when every direction of ``config`` is left to the physics translator (no network needed)."""
+    directions = config.get("directions")
+    return bool(directions) and isinstance(directions, dict) and all(
+        isinstance(p, dict) and p.get("translator") == "physics" for p in directions.values())
+
+
 def leave_to_physics(model_dir, out_dir, reasons: dict[str, str], overwrite: bool = False,
                      extra: dict | None = None) -> Path:
     """Copy a model, with the directions of ``reasons`` left to the physics translator.
 
-    Those directions' generators are dropped; their noise emulators stay (``s2s
-    emulate-noise`` still samples them).  ``reasons``: ``{"cfht->sdss": "why"}``, said by
+    Those directions' generators and noise emulators are dropped (``s2s emulate-noise``
+    then draws the survey's physics noise); a model whose directions all go to the physics
+    holds no network.  ``reasons``: ``{"cfht->sdss": "why"}``, said by
     ``s2s translate`` when it uses the physics for that direction.  ``extra``: config.json
     entries to set (``name``, ``validity``, ``training_range``).
     """
@@ -421,8 +429,7 @@ def leave_to_physics(model_dir, out_dir, reasons: dict[str, str], overwrite: boo
         spec = config["directions"].get(name)
         if spec is None:
             raise ModelError(f"{model_dir}: no direction {name!r} (it has {', '.join(config['directions'])})")
-        config["directions"][name] = {"translator": "physics", "reason": str(reason),
-                                      "noise_emulator": spec.get("noise_emulator")}
+        config["directions"][name] = {"translator": "physics", "reason": str(reason)}
     used = {spec.get(k) for spec in config["directions"].values() for k in ("generator", "noise_emulator")}
     modules = {n: m for n, m in loaded.modules.items() if n in used}
     return save_model(out_dir, modules, config, overwrite=overwrite)

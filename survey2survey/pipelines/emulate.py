@@ -123,6 +123,9 @@ def emulate_noise(
     dev = resolve_device(device)
     model = load_model(model_dir, device=dev)
     config = model.config
+    left = _left_to_physics(config, survey)
+    if left is not None:  # the model translates into that survey by the physics: its noise is the registry's
+        return emulate_physics_noise(band, n, survey=left, size=size, seed=seed, out=out, overwrite=overwrite)
     survey = _noise_survey(model, survey)
     emulator = model.modules[find_noise_emulator(config, survey)]
     emulator.eval()
@@ -183,6 +186,19 @@ def _write_noise_file(hdus, path, overwrite, survey, names, amps, rms, amp_unit)
             write_hdul_atomic(fits.HDUList(hdus), path, overwrite)
         except CutoutError as exc:  # appeared since the check, read-only: a bad --out (2); disk full: 1
             raise (UsageError(str(exc)) if isinstance(exc, OutputExistsError) else write_failure(path, exc)) from None
+
+
+def _left_to_physics(config: dict, survey) -> str | None:
+    """The survey to draw physics noise for when ``config``'s model leaves translation into it to the physics."""
+    from survey2survey.model import physics_directions
+
+    physics = {d.split("->")[1] for d in physics_directions(config)}
+    learned = {d.split("->")[-1].strip().lower() for d, p in (config.get("directions") or {}).items()
+               if isinstance(p, dict) and p.get("noise_emulator") and p.get("translator") != "physics"}
+    if survey is None:
+        return sorted(physics)[0] if physics and not learned else None
+    name = get_survey(survey).name
+    return name if name in physics and name not in learned else None
 
 
 def _noise_survey(model, survey) -> Survey:

@@ -29,7 +29,14 @@ import numpy as np
 
 from survey2survey.errors import CutoutError, ModelError, UsageError
 from survey2survey.fits_io import Provenance, make_wcs, rescale_wcs, wcs_cards
-from survey2survey.model import Direction, LoadedModel, direction_shapes, load_model, model_directions
+from survey2survey.model import (
+    Direction,
+    LoadedModel,
+    direction_shapes,
+    load_model,
+    model_directions,
+    physics_directions,
+)
 from survey2survey.runtime.device import batch_size as device_batch_size
 from survey2survey.runtime.device import ort_has_cuda, resolve_device
 from survey2survey.surveys import Survey, get_survey, to_model_space, to_native
@@ -273,15 +280,14 @@ def _directions_into(model: LoadedModel, target_name: str, given_name: str | Non
     directions = model_directions(model.config)
     into = {d.source.name: d for d in directions.values() if d.target.name == target_name}
     if not into:
-        have = ", ".join(directions) or "none"
+        have = ", ".join(list(directions) + [f"{d} by the physics" for d in physics_directions(model.config)]) or "none"
         if len(directions) == 1 and next(iter(directions.values())).source.name == target_name:
             raise ModelError(
                 f"{model.path}: a one-way model ({model.config.get('method') or 'unknown method'}) that translates "
                 f"{have} only, not into {target_name} (train one with --direction {have.split('->')[1]}->{target_name})"
             )
-        raise ModelError(
-            f"{model.path}: the model does not translate into {target_name} (its directions: {have}); {_PHYSICS_HINT}"
-        )
+        what = f"{given_name}->{target_name}" if given_name is not None else f"into {target_name}"
+        raise ModelError(f"{model.path}: the model does not translate {what} (its directions: {have}); {_PHYSICS_HINT}")
     if given_name is not None:
         if given_name == target_name:
             raise UsageError(f"--from and --to are both {target_name}")
