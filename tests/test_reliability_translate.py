@@ -214,7 +214,9 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("how", ["sigterm_to_main", "sigint_to_group"])
 def test_t5_sigterm_shuts_the_workers_down_and_exits_as_interrupted(tiny_model, tmp_path, how):
     src, out = tmp_path / "in", tmp_path / "out"
-    write_inputs(src, SDSS, 48)
+    # outputs appear a group (up to 32 files) at a time: enough inputs that the run is still
+    # going when the first group lands and the signal is sent
+    write_inputs(src, SDSS, 160)
     proc = subprocess.Popen(
         [sys.executable, "-m", "survey2survey", "translate", str(src), "--to", "cfht", "--model", str(tiny_model),
          "--out", str(out), "--workers", "2", "--batch-size", "2", "-q"],
