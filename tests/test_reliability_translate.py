@@ -221,6 +221,9 @@ def test_t5_sigterm_shuts_the_workers_down_and_exits_as_interrupted(tiny_model, 
         [sys.executable, "-m", "survey2survey", "translate", str(src), "--to", "cfht", "--model", str(tiny_model),
          "--out", str(out), "--workers", "2", "--batch-size", "2", "-q"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # a suite started in the background (`make test &`) ignores SIGINT, and children inherit
+        # that: give the run the default disposition a terminal's Ctrl-C meets
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
