@@ -20,15 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def _high_k_power(maps: np.ndarray) -> np.ndarray:
-    """Mean power at |k| > half Nyquist of each of (N, H, W) maps."""
-    ft = np.abs(np.fft.fft2(maps - maps.mean(axis=(1, 2), keepdims=True))) ** 2
-    ky = np.fft.fftfreq(maps.shape[1])[:, None]
-    kx = np.fft.fftfreq(maps.shape[2])[None, :]
-    high = np.hypot(ky, kx) > 0.25
-    return ft[:, high].mean(axis=1)
-
-
 def _frame(images: np.ndarray, width: int = 4) -> np.ndarray:
     mask = np.ones(images.shape[-2:], bool)
     mask[width:-width, width:-width] = False
@@ -76,6 +67,7 @@ def _scores(pred, clean, ref, truth, tgt, physics_pred=None) -> dict:
     from survey2survey.metrics.apertures import aperture_sum
     from survey2survey.metrics.base import MetricContext
     from survey2survey.metrics.colour import ColourMetric
+    from survey2survey.physics.noise import high_k_power
 
     floor = np.sqrt(2.0) * np.abs(ref - truth).sum(axis=(2, 3))
     r = tgt.band_index("r")
@@ -90,7 +82,7 @@ def _scores(pred, clean, ref, truth, tgt, physics_pred=None) -> dict:
         "aper": float(np.median(aper)),
         "colour": {k: v["colour_bias"] for k, v in res.values.items() if v.get("colour_bias") is not None},
         # median over images: a few bright stars' unresolved cores would dominate a mean
-        "noise_hk": float(np.median(_high_k_power(pred[:, r] - truth[:, r]) / _high_k_power(ref[:, r] - truth[:, r]))),
+        "noise_hk": float(np.median(high_k_power(pred[:, r] - truth[:, r]) / high_k_power(ref[:, r] - truth[:, r]))),
     }
     if physics_pred is not None:
         sky = np.median(np.abs(ref[:, r] - truth[:, r])) * 1.4826

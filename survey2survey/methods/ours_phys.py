@@ -29,7 +29,8 @@ import numpy as np
 
 from survey2survey.errors import UsageError
 from survey2survey.methods.ours import Ours
-from survey2survey.nets.residual import PhysicsResidualGenerator, physics_noise_emulator
+from survey2survey.nets.residual import PhysicsResidualGenerator, model_space_sky_sigma, physics_noise_emulator
+from survey2survey.physics.noise import high_k_power
 
 __all__ = ["OursPhys", "CALIBRATION_PAIRS"]
 
@@ -52,17 +53,20 @@ class OursPhys(Ours):
             super().build()  # step 1 as the paper's, with new_noise_emulator below
             return
         a, b, c = self.a, self.b, self.bands
-        surveys = {s.name: _with_physics(s) for s in self.surveys.values()}
         for s, t in ((a, b), (b, a)):
-            generator = PhysicsResidualGenerator.from_surveys(surveys[s], surveys[t], c, self.size[s], self.size[t])
+            generator = PhysicsResidualGenerator.from_surveys(self.physics_survey(s), self.physics_survey(t), c,
+                                                              self.size[s], self.size[t])
             self.add(self.G(s, t), generator, "generators")
         for d in (a, b):
             self.add(self.NE(d), self.new_noise_emulator(d), None)  # frozen
 
     def new_noise_emulator(self, domain: str):
         """The registry noise of ``domain`` (:func:`~survey2survey.nets.residual.physics_noise_emulator`)."""
-        survey = next(_with_physics(s) for s in self.surveys.values() if s.name == domain)
-        return physics_noise_emulator(survey, self.bands)
+        return physics_noise_emulator(self.physics_survey(domain), self.bands)
+
+    def physics_survey(self, domain: str):
+        """The survey of ``domain`` with its PSF and noise (:func:`_with_physics`)."""
+        return _with_physics(next(s for s in self.surveys.values() if s.name == domain))
 
     def content(self, pred, target, domain: str):
         """Content loss as chi^2 per pixel: squared differences over the target's noise variance.
@@ -83,8 +87,7 @@ class OursPhys(Ours):
         """``(1, bands, 1, 1)`` registry sky variance of ``domain`` in model space ((sigma / 2)^2 at zero flux)."""
         import torch
 
-        survey = {s.name: _with_physics(s) for s in self.surveys.values()}[domain]
-        sigma = [0.5 * survey.typical_sky_sigma(b) * survey.flux_factor for b in survey.bands[: self.bands]]
+        sigma = model_space_sky_sigma(self.physics_survey(domain), self.bands)
         return torch.tensor(sigma, dtype=torch.float32).reshape(1, -1, 1, 1) ** 2
 
     def init_modules(self) -> list[str]:
@@ -122,7 +125,7 @@ class OursPhys(Ours):
             gen.train()
             scale = []
             for band in range(self.bands):
-                ratio = np.median(_high_k_power(g[:, band] - y[:, band])) / np.median(_high_k_power(noise[:, band]))
+                ratio = np.median(high_k_power(g[:, band] - y[:, band])) / np.median(high_k_power(noise[:, band]))
                 scale.append(float(np.sqrt(np.clip(2.0 - ratio, 0.0, 1.0))))
             with torch.no_grad():
                 ne.kernel.mul_(torch.tensor(scale, device=ne.kernel.device).reshape(-1, 1, 1, 1))
@@ -154,10 +157,3 @@ def _with_physics(survey):
         )
     return known
 
-
-def _high_k_power(maps: np.ndarray) -> np.ndarray:
-    """Power at |k| > half Nyquist (mean over those modes) of each map of (N, H, W)."""
-    ft = np.abs(np.fft.rfft2(maps - maps.mean(axis=(1, 2), keepdims=True))) ** 2
-    ky = np.fft.fftfreq(maps.shape[1])[:, None]
-    kx = np.fft.rfftfreq(maps.shape[2])[None, :]
-    return ft[:, np.hypot(ky, kx) > 0.25].mean(axis=1)

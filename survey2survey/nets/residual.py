@@ -27,22 +27,16 @@ from torch import nn
 
 from survey2survey.nets.layers import LEAKY_SLOPE, check_bands, check_input, to_pair
 from survey2survey.nets.noise_emulator import KERNEL_SIZE, NoiseEmulator
+from survey2survey.surveys import stretch, unstretch
 
-__all__ = ["PhysicsOperator", "PhysicsResidualGenerator", "physics_operator", "physics_noise_emulator"]
+__all__ = ["PhysicsOperator", "PhysicsResidualGenerator", "physics_operator", "physics_noise_emulator",
+           "model_space_sky_sigma"]
 
 #: Width (target pixels) of the outer frame on which R's correction has zero mean.
 BORDER = 4
 #: SVD components of a matching kernel below this fraction of the first are dropped
 #: (the kernels are round: 5 components reach 2e-5, far below any noise).
 _SVD_TOLERANCE = 1e-5
-
-
-def _stretch(flux: torch.Tensor) -> torch.Tensor:
-    return flux / ((1 + flux.abs()).sqrt() + 1)
-
-
-def _unstretch(intensity: torch.Tensor) -> torch.Tensor:
-    return intensity * (intensity.abs() + 2)
 
 
 class PhysicsOperator(nn.Module):
@@ -194,12 +188,12 @@ class PhysicsResidualGenerator(nn.Module):
     def prior(self, x: torch.Tensor) -> torch.Tensor:
         """The physics translation P(x) in flux, ``(N, bands, Ho, Wo)``."""
         check_input(x, "PhysicsResidualGenerator", self.bands, self.in_size)
-        return self.physics(_unstretch(x.float()))
+        return self.physics(unstretch(x.float()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate ``x`` (N, bands, *in_size), model space -> (N, bands, *out_size), model space."""
         p = self.prior(x)
-        s = _stretch(p)
+        s = stretch(p)
         delta = self.residual(s) * (2.0 * (1.0 + s.abs()))  # flux
         # no pedestal: the correction's mean over the outer frame is removed ...
         frame = torch.ones_like(delta[:1, :1])
@@ -217,7 +211,13 @@ class PhysicsResidualGenerator(nn.Module):
         share = weight / total
         for _ in range(2):  # zero sum per band; the second pass removes the first's float32 rounding
             delta = delta - delta.sum(dim=(2, 3), keepdim=True) * share
-        return _stretch(p + delta)
+        return stretch(p + delta)
+
+
+def model_space_sky_sigma(survey, bands: int) -> list[float]:
+    """The registry's typical sky sigma of the first ``bands`` bands in model space: half of it in
+    the common flux scale (the stretch's slope at zero is 1/2)."""
+    return [0.5 * survey.typical_sky_sigma(b) * survey.flux_factor for b in survey.bands[:bands]]
 
 
 def physics_noise_emulator(survey, bands: int) -> NoiseEmulator:
@@ -234,7 +234,7 @@ def physics_noise_emulator(survey, bands: int) -> NoiseEmulator:
     kernel = np.zeros((KERNEL_SIZE, KERNEL_SIZE))
     mid = KERNEL_SIZE // 2
     kernel[mid - 1 : mid + 2, mid - 1 : mid + 2] = np.outer(k1, k1)
-    amplitude = [0.5 * survey.typical_sky_sigma(b) * survey.flux_factor for b in survey.bands[:bands]]
+    amplitude = model_space_sky_sigma(survey, bands)
     with torch.no_grad():
         ne.fc3.weight.zero_()
         a = torch.tensor(amplitude, dtype=torch.float64)

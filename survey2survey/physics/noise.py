@@ -40,6 +40,7 @@ __all__ = [
     "load_noise_model",
     "sample_noise",
     "lag1_correlation",
+    "high_k_power",
 ]
 
 NOISE_MODEL_FORMAT = "s2s-noise-model/1"
@@ -155,6 +156,15 @@ def lag1_correlation(maps: np.ndarray) -> float:
     cx = (m[..., :, 1:] * m[..., :, :-1]).mean()
     cy = (m[..., 1:, :] * m[..., :-1, :]).mean()
     return float(0.5 * (cx + cy) / var)
+
+
+def high_k_power(maps: np.ndarray) -> np.ndarray:
+    """Power at |k| > half Nyquist (mean over those modes) of each map of (N, H, W), mean removed."""
+    maps = np.asarray(maps, dtype=np.float64)
+    ft = np.abs(np.fft.rfft2(maps - maps.mean(axis=(1, 2), keepdims=True))) ** 2
+    ky = np.fft.fftfreq(maps.shape[1])[:, None]
+    kx = np.fft.rfftfreq(maps.shape[2])[None, :]
+    return ft[:, np.hypot(ky, kx) > 0.25].mean(axis=1)
 
 
 @dataclass

@@ -193,8 +193,7 @@ def _left_to_physics(config: dict, survey) -> str | None:
     from survey2survey.model import physics_directions
 
     physics = {d.split("->")[1] for d in physics_directions(config)}
-    learned = {d.split("->")[-1].strip().lower() for d, p in (config.get("directions") or {}).items()
-               if isinstance(p, dict) and p.get("noise_emulator") and p.get("translator") != "physics"}
+    learned = {d.target.name for d in model_directions(config).values() if d.noise_emulator}
     if survey is None:
         return sorted(physics)[0] if physics and not learned else None
     name = get_survey(survey).name

@@ -320,16 +320,18 @@ def translate(
     # The model first: a missing or unsuitable model is misuse, before any file is read.
     if is_physics(model_dir):
         translator = _physics(to, source, noise, backend, device, precision, compile, batch_size)
-    elif (chosen := _physics_choice(Path(model_dir) if model_dir is not None else default_model_dir(), to, source)):
-        from survey2survey.translators.physics import SurveyPhysicsTranslator
-
-        translator = SurveyPhysicsTranslator(to, source=chosen[0], noise=noise, chosen_by=chosen[1])
     else:
         model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
-        translator = LearnedTranslator.load(
-            model_dir, to, source=source, backend=backend, device=device, precision=precision, compile=compile,
-            noise=noise, samples=samples,
-        )
+        chosen = _physics_choice(model_dir, to, source)  # the model may leave this direction to the physics
+        if chosen is not None:
+            from survey2survey.translators.physics import SurveyPhysicsTranslator
+
+            translator = SurveyPhysicsTranslator(to, source=chosen[0], noise=noise, chosen_by=chosen[1])
+        else:
+            translator = LearnedTranslator.load(
+                model_dir, to, source=source, backend=backend, device=device, precision=precision, compile=compile,
+                noise=noise, samples=samples,
+            )
     return translate_with(
         translator, inputs, source=source, out_dir=out_dir, batch_size=batch_size, seed=seed, samples=samples,
         overwrite=overwrite, shard=shard, workers=workers, on_progress=on_progress, start=start, preview=preview,
