@@ -9,6 +9,7 @@ from astropy.io import fits
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from survey2survey import __version__
+from survey2survey.data import example_dir
 from survey2survey.errors import CutoutError, OutputExistsError, UsageError
 from survey2survey.fits_io import (
     Provenance,
@@ -78,6 +79,18 @@ def test_header_cards_keep_their_types_and_later_duplicates_win(tmp_path):
         assert "".join(str(v) for v in h["HISTORY"]).replace(" ", "") == long.replace(" ", "")
         assert h["WCSAXES"] == 2 and h["CTYPE1"].startswith("RA---TAN")
         assert type(h["XSAME"]) is type(same)
+
+
+def test_structural_header_cards_come_from_the_data(tmp_path):
+    """BITPIX, NAXISn, EXTEND given as header cards cannot describe other data than the file holds."""
+    cards = [("BITPIX", 16, "x"), ("NAXIS2", 3, "y"), ("EXTEND", False, "z"), ("XKEEP", 1, "kept")]
+    for mask in (None, np.zeros((5, 64, 64), bool)):
+        out = write_cutout(tmp_path / f"s{mask is None}.fits", _cube(), "sdss", header_cards=cards, mask=mask)
+        verify_fits(out)
+        h = fits.getheader(out)
+        assert (h["BITPIX"], h["NAXIS"], h["NAXIS1"], h["NAXIS2"], h["NAXIS3"], h["XKEEP"]) == (-32, 3, 64, 64, 5, 1)
+        assert h.get("EXTEND", True) is True
+        np.testing.assert_array_equal(read_cutout(out, "sdss").data, _cube())
 
 
 def test_cube_in_file_order_is_reordered_to_survey_order(tmp_path):
@@ -371,6 +384,71 @@ def test_reader_wcs_is_astropys_wcs(tmp_path, name):
     assert c.wcs.to_header_string(relax=True) == expected.to_header_string(relax=True)
     pts = np.array([[0.0, 0.0], [63.0, 0.0], [31.5, 31.5]])
     np.testing.assert_allclose(c.wcs.all_pix2world(pts, 0), expected.all_pix2world(pts, 0), rtol=0, atol=1e-12)
+
+
+def _plain_headers(n=64, scale=0.396):
+    """Headers :func:`_plain_wcs` builds itself (name, header): each must give WCS(header, naxis=2)."""
+    d = scale / 3600
+    base = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.1, "CRVAL2": 2.2, "CRPIX1": 32.5, "CRPIX2": 32.5}
+    rot = np.deg2rad(23.0)
+    return {
+        "make_wcs": make_wcs(150.1, 2.2, scale, (n, n)).to_header(),
+        "cd_rotated": fits.Header({**base, "CD1_1": -d * np.cos(rot), "CD1_2": d * np.sin(rot),
+                                   "CD2_1": d * np.sin(rot), "CD2_2": d * np.cos(rot)}),
+        "cd_partial": fits.Header({**base, "CD1_1": -d, "CD2_2": d}),
+        "cdelt_only": fits.Header({**base, "CDELT1": -d, "CDELT2": d}),
+        "pc_cdelt_units": fits.Header({**base, "PC1_1": -0.9, "PC1_2": 0.1, "PC2_1": 0.1, "PC2_2": 0.9,
+                                       "CDELT1": d, "CDELT2": d, "CUNIT1": "deg", "CUNIT2": "deg"}),
+        "fk5_equinox": fits.Header({**base, "CD1_1": -d, "CD2_2": d, "RADESYS": "FK5", "EQUINOX": 2000.0}),
+        "equinox_only": fits.Header({**base, "CD1_1": -d, "CD2_2": d, "EQUINOX": 2000}),
+        "poles_mjdref": fits.Header({**base, "CD1_1": -d, "CD2_2": d, "LONPOLE": 180.0, "LATPOLE": 2.2,
+                                     "MJDREF": 0.0, "WCSAXES": 2, "OBJECT": "x", "DATE": "2020-01-01"}),
+        "sin_south": fits.Header({**base, "CTYPE1": "RA---SIN", "CTYPE2": "DEC--SIN", "CRVAL2": -89.9,
+                                  "CD1_1": -d, "CD2_2": d}),
+        "bundled": fits.getheader(next((example_dir() / "sdss").glob("*.fits*"))),
+    }
+
+
+@pytest.mark.parametrize("name", list(_plain_headers()))
+def test_plain_wcs_is_the_wcs_astropy_reads(name):
+    """The header's WCS built keyword by keyword (the reader's fast path) is WCS(header, naxis=2)."""
+    from astropy.wcs import WCS
+
+    from survey2survey.fits_io.wcs import _plain_wcs
+
+    header = fits.Header.fromstring(_plain_headers()[name].tostring())  # values as a file holds them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = WCS(header, naxis=2)
+        got = _plain_wcs(header)
+    assert got is not None, f"{name}: not taken as plain"
+    got.wcs.set()
+    expected.wcs.set()
+    assert got.wcs.compare(expected.wcs), f"{name}: Wcsprm differs"
+    assert got.to_header_string(relax=True) == expected.to_header_string(relax=True)
+    pts = np.array([[0.0, 0.0], [63.0, 0.0], [31.5, 31.5], [-100.0, 500.0]])
+    np.testing.assert_array_equal(got.all_pix2world(pts, 0), expected.all_pix2world(pts, 0))
+
+
+@pytest.mark.parametrize("name", ["crota", "fk5", "cube3", "gal_sin", "tpv", "cd_and_pc"])
+def test_headers_beyond_the_plain_wcs_go_to_astropy(name):
+    """CROTA, DATE-OBS, a third axis, other frames, PV terms, CD with PC: left to WCS(header)."""
+    from survey2survey.fits_io.wcs import _plain_wcs
+
+    assert _plain_wcs(_wcs_flavours()[name]) is None
+
+
+def test_plain_wcs_refuses_sip_and_odd_values():
+    from survey2survey.fits_io.wcs import _plain_wcs
+
+    assert _plain_wcs(_sip_header()) is None
+    header = _plain_headers()["cd_partial"]
+    for key, value in (("CUNIT1", "arcsec"), ("RADESYS", "FK4"), ("CRVAL1", "150"), ("WCSAXES", 3),
+                       ("CTYPE2", "DEC--SIN"), ("PV2_1", 0.0), ("CDELT1", 1.0), ("A_ORDER", 2),
+                       ("MJDREF", 51544.5), ("CD2_2", 0.0), ("DATE-OBS", "2004-03-05")):
+        odd = header.copy()
+        odd[key] = value
+        assert _plain_wcs(odd) is None, key
 
 
 def _footprint_points(n):

@@ -2,7 +2,9 @@
 
 Every header is interpreted by ``WCS(header)`` itself (wcslib), so a header with both a
 ``CD`` and a ``PC`` matrix, ``CROTA``, or ``CDELT`` alone means here what it means to
-astropy and ds9.  Rescaling starts from the matrix wcslib really uses
+astropy and ds9.  The one exception is a plain two-axis header (:func:`_plain_wcs`: no
+distortion, no third axis, one matrix), whose few keywords are handed to wcslib one by
+one, the same ``Wcsprm`` at a tenth of the cost of parsing the header.  Rescaling starts from the matrix wcslib really uses
 (``WCS.pixel_scale_matrix``), never from one of the header's representations, and writes
 a single one (``PC`` with ``CDELT = 1``).  SIP distortion is carried over, its
 coefficients rescaled to the new pixel size; distortion lookup tables are dropped.
@@ -10,6 +12,7 @@ coefficients rescaled to the new pixel size; distortion lookup tables are droppe
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -141,6 +144,85 @@ _NOT_WCS_KEYS = frozenset({"", "HISTORY", "COMMENT", "SIMPLE", "BITPIX", "EXTEND
 _NOT_WCS_PREFIXES = ("S2S", "BAND", "FILTER")
 
 
+#: The keywords of a plain celestial WCS (:func:`_plain_wcs`), and those a header may hold beside them.
+_PLAIN_KEYS = frozenset({"CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2", "CUNIT1",
+                         "CUNIT2", "PC1_1", "PC1_2", "PC2_1", "PC2_2", "CD1_1", "CD1_2", "CD2_1", "CD2_2",
+                         "LONPOLE", "LATPOLE", "RADESYS", "EQUINOX", "WCSAXES", "MJDREF"})
+_PLAIN_HARMLESS = frozenset({"NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "XTENSION", "PCOUNT", "GCOUNT", "EXTNAME",
+                             "BSCALE", "BZERO", "DATE", "OBJECT", "TELESCOP", "INSTRUME", "ORIGIN", "FILTER", "EXPTIME"})
+#: Any keyword wcslib might read for the primary description (WCS Papers I-VII, SIP, distortion tables,
+#: old AIPS forms), alternate descriptions included: one outside the plain set sends the header to ``WCS()``.
+_MAYBE_WCS = re.compile(
+    r"^(WCS|C[A-Z]{3,5}\d|CD\d|PC\d|P[VS]\d|CROTA|LONPOLE|LATPOLE|REST|EQUINOX|EPOCH|RADE|SPECSYS|SSYS|VEL"
+    r"|VSOURCE|ZSOURCE|OBSGEO|MJD|DATE-|DATEREF|[JB]EPOCH|TSTART|TSTOP|XPOSURE|TELAPSE|TIME|TREF|PLEPHEM|TIMS"
+    r"|TIMR|CZPHS|CPERI|OBSORBIT|[AB]P?_|DP\d|DQ\d|D2IM|AXISCORR)"
+)
+_PLAIN_CTYPE = re.compile(r"^RA---([A-Z]{3})$"), re.compile(r"^DEC--([A-Z]{3})$")
+
+
+def _plain_wcs(header: fits.Header) -> WCS | None:
+    """The header's WCS built keyword by keyword when it is plain, else None (left to ``WCS()``).
+
+    Plain: only the keywords of :data:`_PLAIN_KEYS` among those a WCS reads,
+    ``RA---xxx``/``DEC--xxx`` with one projection and no distortion suffix (``-SIP``),
+    ``WCSAXES`` 2 or absent, one matrix (``CD``, or ``PC``/``CDELT``), finite numbers,
+    units ``deg``, frame ``ICRS`` or ``FK5``.  Then this is the ``Wcsprm``
+    ``WCS(header, naxis=2)`` makes, including astropy's ``fix()``
+    (tests/test_fits_io.py compares the two over many headers).
+    """
+    keys = set()
+    for key in header.keys():
+        if key in _PLAIN_KEYS:
+            keys.add(key)
+        elif key not in _PLAIN_HARMLESS and _MAYBE_WCS.match(key):
+            return None
+    if not {"CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2"} <= keys or header.get("WCSAXES", 2) != 2:
+        return None
+    has_cd, has_pc = bool(keys & {"CD1_1", "CD1_2", "CD2_1", "CD2_2"}), bool(keys & {"PC1_1", "PC1_2", "PC2_1", "PC2_2"})
+    if has_cd and (has_pc or keys & {"CDELT1", "CDELT2"}):
+        return None
+    ctype = [header["CTYPE1"], header["CTYPE2"]]
+    numbers = [header.get(k) for k in keys - {"CTYPE1", "CTYPE2", "CUNIT1", "CUNIT2", "RADESYS"}]
+    if not all(isinstance(c, str) for c in ctype):
+        return None
+    projection = [pattern.match(c) for pattern, c in zip(_PLAIN_CTYPE, ctype)]
+    if not (all(projection) and projection[0].group(1) == projection[1].group(1) != "TPV"
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in numbers)):
+        return None
+    if header.get("MJDREF", 0.0) != 0.0:  # astropy writes MJDREF = 0.0, which is also wcslib's default
+        return None
+    for key, allowed in (("CUNIT1", ("deg",)), ("CUNIT2", ("deg",)), ("RADESYS", ("ICRS", "FK5"))):
+        if key in keys and not (isinstance(header[key], str) and header[key].strip() in allowed):
+            return None
+    if has_cd:
+        matrix = np.array([[float(header.get(f"CD{i}_{j}", 0.0)) for j in (1, 2)] for i in (1, 2)])
+    else:
+        matrix = np.array([[float(header.get(f"PC{i}_{j}", 1.0 if i == j else 0.0)) for j in (1, 2)] for i in (1, 2)])
+        cdelt = [float(header.get("CDELT1", 1.0)), float(header.get("CDELT2", 1.0))]
+        if 0.0 in cdelt:
+            return None
+    size = float(np.abs(matrix).max())
+    if size == 0.0 or abs(np.linalg.det(matrix)) <= 1e-10 * size**2:  # singular: WCS() and its message
+        return None
+    wcs = WCS(naxis=2)
+    c = wcs.wcs
+    c.ctype = ctype
+    c.crval = [float(header["CRVAL1"]), float(header["CRVAL2"])]
+    c.crpix = [float(header.get("CRPIX1", 0.0)), float(header.get("CRPIX2", 0.0))]
+    if has_cd:
+        c.cd = matrix
+    else:
+        c.pc, c.cdelt = matrix, cdelt
+    c.cunit = [header.get("CUNIT1", ""), header.get("CUNIT2", "")]
+    for key, attr in (("LONPOLE", "lonpole"), ("LATPOLE", "latpole"), ("EQUINOX", "equinox")):
+        if key in keys:
+            setattr(c, attr, float(header[key]))
+    if "RADESYS" in keys:
+        c.radesys = header["RADESYS"].strip()
+    wcs.fix()
+    return wcs
+
+
 def celestial_wcs(header: fits.Header, warn: list[str]) -> WCS | None:
     """``WCS(header, naxis=2)`` of an image HDU, or None (with a warning when it is unusable).
 
@@ -157,9 +239,11 @@ def celestial_wcs(header: fits.Header, warn: list[str]) -> WCS | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
             warnings.simplefilter("ignore", AstropyWarning)
-            cards = [c for c in header.cards if c.keyword not in _NOT_WCS_KEYS
-                     and not c.keyword.startswith(_NOT_WCS_PREFIXES)]
-            wcs = WCS(fits.Header(cards), naxis=2)
+            wcs = _plain_wcs(header)
+            if wcs is None:
+                cards = [c for c in header.cards if c.keyword not in _NOT_WCS_KEYS
+                         and not c.keyword.startswith(_NOT_WCS_PREFIXES)]
+                wcs = WCS(fits.Header(cards), naxis=2)
             wcs.wcs.set()
     except Exception as exc:
         warn.append(f"unusable WCS ignored ({one_line(exc)})")

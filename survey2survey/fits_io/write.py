@@ -186,7 +186,8 @@ def _cached_card(key: str, value: object, comment: str | None) -> fits.Card:
     formatting a card is most of what writing a small cutout costs.  Checked as it is made
     (ASCII, finite numbers, key length): a bad card raises here.  A card made from its
     value is verified, so writing it does not parse its image again.  Shared by every
-    header built from it: never modified (``PrimaryHDU`` copies the cards it is given).
+    header built from it (:func:`_primary_hdu` puts the card itself in the HDU's header):
+    never modified, and no header that holds it is modified after it is built.
     """
     card = fits.Card(key, value, comment)
     card.image  # noqa: B018 -- formatted (and checked) once, here
@@ -209,8 +210,30 @@ def _card(key: str, value: object, comment: str | None = None) -> fits.Card:
         return fits.Card(key, value, comment)
 
 
-def _primary_header(wcs: WCS | str | None, cards, history: Sequence[str]) -> fits.Header:
-    """The primary header: WCS cards, then ``cards``, then HISTORY.
+#: Keywords astropy derives from the data (``Header.strip()``): never taken from the cards given.
+_STRUCTURAL = frozenset({"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "GROUPS", "BSCALE",
+                         "BZERO", "TFIELDS"})
+
+
+def _primary_hdu(data: np.ndarray, wcs: WCS | str | None, cards, history: Sequence[str]) -> fits.PrimaryHDU:
+    """The primary HDU of ``data``: the structural cards astropy makes for it, then :func:`_primary_cards`.
+
+    Equal, byte for byte once written, to ``PrimaryHDU(data, header=Header(cards))``, which
+    copies every card of the header it is given and merges them one by one into its own (a
+    search of the header per card): here the header is made once, whole.
+    """
+    hdu = fits.PrimaryHDU(data=data)
+    structural = [card for card in hdu.header.cards if card.keyword != "EXTEND"]  # as when a header is given
+    ours = [card for card in _primary_cards(wcs, cards, history)  # and without them, as Header.strip() leaves it
+            if card.keyword not in _STRUCTURAL and not (card.keyword.startswith("NAXIS") and card.keyword[5:].isdigit())]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)
+        hdu.header = fits.Header(structural + ours)
+    return hdu
+
+
+def _primary_cards(wcs: WCS | str | None, cards, history: Sequence[str]) -> list[fits.Card]:
+    """The primary header's cards: WCS cards, then ``cards``, then HISTORY.
 
     Built from card objects in one go, not key by key (a header of ~80 cards assigned one
     at a time costs astropy a search of the header per card), and from cached, verified
@@ -230,9 +253,7 @@ def _primary_header(wcs: WCS | str | None, cards, history: Sequence[str]) -> fit
         else:
             listed[key.upper()] = _card(key, _safe(value), header_text(comment) if comment else comment)
     commentary += [_card("HISTORY", header_text(str(line))) for line in history]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AstropyWarning)
-        return fits.Header(list(listed.values()) + commentary)
+    return list(listed.values()) + commentary
 
 
 def write_cutout(
@@ -309,7 +330,7 @@ def write_cutout(
         with warnings.catch_warnings():
             # long values (file names, hashes) leave no room for the comment: keep the value
             warnings.filterwarnings("ignore", message="Card is too long, comment will be truncated")
-            hdus: list = [fits.PrimaryHDU(data=data, header=_primary_header(wcs, cards, history))]
+            hdus: list = [_primary_hdu(data, wcs, cards, history)]
             if mask is not None:
                 mask_hdu = fits.ImageHDU(data=mask, name="MASK")
                 mask_hdu.header["COMMENT"] = "1 where the input pixel was NaN/inf and was filled"
