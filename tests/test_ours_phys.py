@@ -48,9 +48,10 @@ def test_physics_operator_is_the_physics_translator(source, target):
     assert np.abs(out - stretch(prior)).max() < 1e-6
 
 
-def test_residual_keeps_every_bands_flux_whatever_its_weights():
+@pytest.mark.parametrize("correction", ["object", "frame"])
+def test_residual_keeps_every_bands_flux_whatever_its_weights(correction):
     src, tgt = get_survey("sdss"), get_survey("cfht")
-    gen = PhysicsResidualGenerator.from_surveys(src, tgt, 5, 64, 136)
+    gen = PhysicsResidualGenerator.from_surveys(src, tgt, 5, 64, 136, correction=correction)
     torch.manual_seed(0)
     with torch.no_grad():
         for p in gen.residual.parameters():
@@ -69,10 +70,39 @@ def test_residual_keeps_every_bands_flux_whatever_its_weights():
     moved = unstretch(out.double()) - prior.double()
     frame = torch.ones(136, 136, dtype=torch.bool)
     frame[4:-4, 4:-4] = False
-    sky = moved[..., frame].mean(dim=-1).abs()  # ... and raised no pedestal
     sigma = 0.05 * (0.396 / 0.187) ** -2  # the sky's sigma per CFHT pixel, before any correlation
     assert (moved[..., frame].std(dim=-1) > 0.1 * sigma).all()  # (the random residual does reach the border)
-    assert (sky < 0.01 * sigma).all()
+    if correction == "frame":  # ... and raised no pedestal: on the frame
+        assert (moved[..., frame].mean(dim=-1).abs() < 0.01 * sigma).all()
+    # ("object": the sky keeps P's level, test_removing_the_sky_noise_moves_no_flux_into_the_object)
+
+
+@pytest.mark.parametrize("correction", ["object", "frame"])
+def test_removing_the_sky_noise_moves_no_flux_into_the_object(correction):
+    """Known answer: a correction that removes the noise exactly.  ``object`` keeps the sky's and
+    the object's flux apart: the galaxy's flux comes out as the truth's up to the noise on the
+    galaxy itself; ``frame`` (the first models) moved the whole image's noise sum into it."""
+    from survey2survey.nets.residual import conserve_flux
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:96, 0:96] - 47.5
+    galaxy = 200.0 * np.exp(-(yy**2 + xx**2) / (2 * 3.0**2)) / (2 * np.pi * 3.0**2)  # flux 200, peak 3.5 sigma
+    galaxy = np.broadcast_to(galaxy, (64, 1, 96, 96))
+    noise = rng.standard_normal((64, 1, 96, 96)) * 0.1
+    p, delta = torch.from_numpy(galaxy + noise), torch.from_numpy(-noise)
+    out = (p + conserve_flux(p, delta, correction)).numpy()
+    assert np.allclose(out.sum(axis=(2, 3)), p.numpy().sum(axis=(2, 3)), rtol=1e-9)  # flux kept
+    inner = np.hypot(yy, xx) < 9.0  # 3 sigma_galaxy: all but 1 % of the galaxy's flux
+    error = (out[..., inner].sum(axis=-1) - galaxy[..., inner].sum(axis=-1)).ravel()
+    noise_on_galaxy = 0.1 * np.sqrt(inner.sum())  # 1.6
+    noise_of_image = 0.1 * 96  # 9.6
+    if correction == "object":
+        assert np.std(error) < 1.5 * noise_on_galaxy
+    else:
+        assert np.std(error) > 0.5 * noise_of_image
+    far = np.hypot(yy, xx) > 20.0  # the sky: its level stays P's (no pedestal)
+    level_out, level_p = out[..., far].mean(axis=-1), p.numpy()[..., far].mean(axis=-1)
+    assert np.abs(level_out - level_p).max() < 0.1 * 0.1  # a tenth of the sky sigma
 
 
 def test_physics_noise_emulator_has_the_registry_noise():
@@ -101,7 +131,7 @@ def phys_model(tmp_path_factory):
     return root / "model"
 
 
-def test_ours_phys_trains_with_chi2_losses_and_translates_both_ways(phys_model, tmp_path):
+def test_ours_phys_trains_and_translates_both_ways(phys_model, tmp_path):
     model = load_model(phys_model)
     assert model.config["method"] == "ours-phys"
     assert set(model_directions(model.config)) == {"sdss->cfht", "cfht->sdss"}
@@ -177,3 +207,28 @@ def test_noise_calibration_adds_only_the_noise_the_generator_lacks():
             pair_b = (g + np.sqrt(c2) * ne(z1, z2)).numpy()
         info = method.finalize(SimpleNamespace(arrays={"train_a": pair_a, "train_b": pair_b}))
         assert np.allclose(info["noise_scale_cfht"], expected, atol=0.04), (c2, info)
+
+
+def test_content_loss_is_hubers_in_sky_sigma():
+    """Known answers: a misfit of k sky sigma costs k^2 / 2 up to HUBER_DELTA sigma, then
+    HUBER_DELTA (k - HUBER_DELTA / 2); in each band and each direction alike."""
+    from survey2survey.methods.ours_phys import HUBER_DELTA, OursPhys
+
+    method = OursPhys({"a": get_survey("sdss"), "b": get_survey("cfht")}, step=2)
+    for domain in ("sdss", "cfht"):
+        sigma = method.noise_variance(domain).sqrt()
+        target = torch.zeros(2, 5, 8, 8)
+        for k in (0.5, 2.0, 5.0, 40.0):
+            expected = 0.5 * k * k if k <= HUBER_DELTA else HUBER_DELTA * (k - 0.5 * HUBER_DELTA)
+            loss = method.content(target + k * sigma, target, domain)
+            assert float(loss) == pytest.approx(expected, rel=1e-5), (domain, k)
+
+
+def test_cycle_trains_the_second_generator_only():
+    """L_cyc of ours-phys: no gradient into the generator whose output it starts from (ours: both)."""
+    from survey2survey.methods.ours import Ours
+    from survey2survey.methods.ours_phys import OursPhys
+
+    x = torch.ones(1, 5, 4, 4, requires_grad=True)
+    assert not OursPhys.cycle_input(None, x * 2).requires_grad
+    assert Ours.cycle_input(None, x * 2).requires_grad

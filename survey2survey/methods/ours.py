@@ -126,6 +126,10 @@ class Ours(TrainingMethod):
         """A content loss against an image of ``domain``: the paper's mean squared error."""
         return mse(pred, target)
 
+    def cycle_input(self, translated: torch.Tensor) -> torch.Tensor:
+        """G(x) as the cycle of Eq. 5 takes it: as it is, so L_cyc trains both generators (the paper's)."""
+        return translated
+
     def _step2(self, batch) -> dict[str, torch.Tensor]:
         a, b = self.a, self.b
         G_ab, G_ba = self.G(a, b), self.G(b, a)
@@ -138,8 +142,8 @@ class Ours(TrainingMethod):
                 noise_b = self.noise(b, batch.a.shape[0])
                 noise_a = self.noise(a, batch.b.shape[0])
             # F_ab(a) = G_ab(a) + NE_b; back with G_ba; Eq. 5
-            L_cyc = (self.content(self.fn[G_ba](cyc_b + noise_b), batch.a, a)
-                     + self.content(self.fn[G_ab](cyc_a + noise_a), batch.b, b))
+            L_cyc = (self.content(self.fn[G_ba](self.cycle_input(cyc_b) + noise_b), batch.a, a)
+                     + self.content(self.fn[G_ab](self.cycle_input(cyc_a) + noise_a), batch.b, b))
             loss = L_id + L_cyc
         self.update("generators", loss)
         return {"L_id": L_id.detach(), "L_cyc": L_cyc.detach()}

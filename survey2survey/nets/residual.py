@@ -30,10 +30,12 @@ from survey2survey.nets.noise_emulator import KERNEL_SIZE, NoiseEmulator
 from survey2survey.surveys import stretch, unstretch
 
 __all__ = ["PhysicsOperator", "PhysicsResidualGenerator", "physics_operator", "physics_noise_emulator",
-           "model_space_sky_sigma"]
+           "model_space_sky_sigma", "conserve_flux", "CORRECTIONS"]
 
-#: Width (target pixels) of the outer frame on which R's correction has zero mean.
+#: Width (target pixels) of the outer frame on which the sky is measured.
 BORDER = 4
+#: The ways a correction is made flux-conserving (:class:`PhysicsResidualGenerator` ``correction``).
+CORRECTIONS = ("object", "frame")
 #: SVD components of a matching kernel below this fraction of the first are dropped
 #: (the kernels are round: 5 components reach 2e-5, far below any noise).
 _SVD_TOLERANCE = 1e-5
@@ -141,9 +143,9 @@ class PhysicsResidualGenerator(nn.Module):
     ``dilations`` (dilated: a receptive field of tens of pixels at few operations), and a
     3x3 convolution back to ``bands``, LeakyReLU(0.2) between, reflection padding.  Its
     output ``r`` is a model-space correction, turned into flux with the stretch's slope at
-    the physics image (``dF = 2 (1 + |s|) ds``); its mean over the outer :data:`BORDER`
-    pixels is removed (no pedestal), then its sum is taken back in proportion to the physics
-    flux above twice the sky noise (where the object is), so every band keeps its flux.
+    the physics image (``dF = 2 (1 + |s|) ds``), then made flux-conserving and pedestal-free
+    as ``correction`` says (:func:`_object_and_sky`, :func:`_frame_and_object`), so every
+    band keeps its flux.
 
     Parameters
     ----------
@@ -157,17 +159,26 @@ class PhysicsResidualGenerator(nn.Module):
         Dilation of each hidden 3x3 convolution.
     physics : dict, optional
         Description of the physics (config only; the operator is in the buffers).
+    correction : {"object", "frame"}
+        How the correction keeps the flux and the sky level: ``"object"`` the object and the
+        sky each their own (new models), ``"frame"`` the frame's mean and the total (the
+        first models, and the default of a saved model that does not say).
     """
 
     def __init__(self, bands: int = 5, in_size=64, out_size=136, rank: int = 1, width: int = 16,
-                 dilations=(1, 2, 4, 8), physics: dict | None = None):
+                 dilations=(1, 2, 4, 8), physics: dict | None = None, correction: str = "frame"):
         super().__init__()
         bands = check_bands(bands, "PhysicsResidualGenerator")
         self.bands = bands
         self.in_size, self.out_size = to_pair(in_size, "in_size"), to_pair(out_size, "out_size")
         dilations = [int(d) for d in dilations]
+        if correction not in CORRECTIONS:
+            raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, not {correction!r}")
+        self.correction = correction
         self.init_kwargs = {"bands": bands, "in_size": in_size, "out_size": out_size, "rank": int(rank),
                             "width": int(width), "dilations": dilations, "physics": dict(physics or {})}
+        if correction != "frame":  # a model saved before the choice existed rebuilds as "frame"
+            self.init_kwargs["correction"] = correction
         self.physics = PhysicsOperator(bands, in_size, out_size, rank)
         layers: list[nn.Module] = [nn.Conv2d(bands, width, 5, padding=2, padding_mode="reflect")]
         for d in dilations:
@@ -195,23 +206,68 @@ class PhysicsResidualGenerator(nn.Module):
         p = self.prior(x)
         s = stretch(p)
         delta = self.residual(s) * (2.0 * (1.0 + s.abs()))  # flux
-        # no pedestal: the correction's mean over the outer frame is removed ...
-        frame = torch.ones_like(delta[:1, :1])
-        frame[..., BORDER:-BORDER, BORDER:-BORDER] = 0.0
-        delta = delta - (delta * frame).sum(dim=(2, 3), keepdim=True) / frame.sum()
-        # ... and its net flux taken back in proportion to P where the object is (above twice
-        # the sky's noise, estimated on the frame: sky pixels get next to nothing), so every
-        # band keeps P's total flux; sharpening then costs no explicit subtraction in the wings
-        edge = p * frame
-        n_frame = frame.sum()
-        level = edge.sum(dim=(2, 3), keepdim=True) / n_frame
-        sigma = 1.2533 * ((edge - level * frame).abs().sum(dim=(2, 3), keepdim=True) / n_frame)  # mean |dev| -> sigma
-        weight = F.relu(p - level - 2.0 * sigma) + 1e-3 * F.relu(p)
-        total = weight.sum(dim=(2, 3), keepdim=True).clamp_min(1e-30)
-        share = weight / total
-        for _ in range(2):  # zero sum per band; the second pass removes the first's float32 rounding
-            delta = delta - delta.sum(dim=(2, 3), keepdim=True) * share
-        return stretch(p + delta)
+        return stretch(p + conserve_flux(p, delta, self.correction))
+
+
+def conserve_flux(p: torch.Tensor, delta: torch.Tensor, correction: str = "object") -> torch.Tensor:
+    """The flux correction ``delta`` to the physics image ``p`` (both ``(N, bands, H, W)`` flux)
+    made to keep every band's flux and sky level, as ``correction`` says (:data:`CORRECTIONS`)."""
+    return (_object_and_sky if correction == "object" else _frame_and_object)(p, delta)
+
+
+def _sky(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The outer :data:`BORDER` pixels' mask ``(1, 1, H, W)``, and per image and band the sky
+    level and noise sigma of ``p`` there (mean, and 1.2533 x the mean absolute deviation)."""
+    frame = torch.ones_like(p[:1, :1])
+    frame[..., BORDER:-BORDER, BORDER:-BORDER] = 0.0
+    edge = p * frame
+    n_frame = frame.sum()
+    level = edge.sum(dim=(2, 3), keepdim=True) / n_frame
+    sigma = 1.2533 * ((edge - level * frame).abs().sum(dim=(2, 3), keepdim=True) / n_frame)
+    return frame, level, sigma
+
+
+def _take_back(delta: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+    """``delta`` less its sum per image and band, spread as ``share`` (which sums to 1): twice, the
+    second pass removing the first's float32 rounding."""
+    for _ in range(2):
+        delta = delta - delta.sum(dim=(2, 3), keepdim=True) * share
+    return delta
+
+
+def _frame_and_object(p: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``correction="frame"`` (the first ``ours-phys`` models): the correction's mean over the
+    outer frame is removed (no pedestal), then its whole sum is taken back in proportion to P
+    where the object is (above twice the sky's noise), so every band keeps P's total flux.
+
+    Taking the whole sum back from the object also moves there the sum of the sky's noise that
+    R removes, which is as large as a faint object's flux: it fought R's learning to denoise.
+    """
+    frame, level, sigma = _sky(p)
+    delta = delta - (delta * frame).sum(dim=(2, 3), keepdim=True) / frame.sum()
+    weight = F.relu(p - level - 2.0 * sigma) + 1e-3 * F.relu(p)
+    return _take_back(delta, weight / weight.sum(dim=(2, 3), keepdim=True).clamp_min(1e-30))
+
+
+def _object_and_sky(p: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``correction="object"``: the object and the sky each keep their own flux.
+
+    Object weight ``m``: 0 where P is within twice the sky's noise of the sky level (measured
+    on the outer frame), 1 from five times, linear between.  The sky part of the correction,
+    ``(1 - m) delta``, has its mean over the sky removed (the sky level is P's: no pedestal);
+    the object part, ``m delta``, has its sum taken back in proportion to the object's flux
+    above the sky (sharpening takes a core's flux from its own wings).  Both sum to zero, so
+    every band keeps P's total flux, and removing the sky's noise moves no flux into the object.
+    An image with no pixel above twice the noise takes the object part back over the sky.
+    """
+    _, level, sigma = _sky(p)
+    m = ((p - level) / sigma.clamp_min(1e-30) - 2.0).clamp(0.0, 3.0) / 3.0
+    sky = 1.0 - m
+    sky_share = sky / sky.sum(dim=(2, 3), keepdim=True).clamp_min(1e-30)
+    weight = m * F.relu(p - level)
+    total = weight.sum(dim=(2, 3), keepdim=True)
+    object_share = torch.where(total > 0, weight / total.clamp_min(1e-30), sky_share)
+    return _take_back(delta * sky, sky_share) + _take_back(delta * m, object_share)
 
 
 def model_space_sky_sigma(survey, bands: int) -> list[float]:
