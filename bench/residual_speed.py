@@ -1,6 +1,6 @@
 """FITS-to-FITS speed of the residual (physics + network) model against the faithful model and the physics.
 
-    python bench/residual_speed.py --model models/sdss-cfht-phys --faithful models/sdss-cfht --files 400
+    python bench/residual_speed.py --model models/sdss-cfht-ours-phys --faithful models/sdss-cfht-ours --files 400
 
 One run, the same SDSS input files, ``s2s translate`` into CFHT with each translator in turn,
 ``--rounds`` times interleaved (the machine is shared: compare within a round).  Prints
@@ -37,7 +37,7 @@ def _inputs(folder: Path, n: int) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="the residual model (ours-phys)")
-    parser.add_argument("--faithful", default=None, help="the faithful model (default: models/sdss-cfht)")
+    parser.add_argument("--faithful", default=None, help="the faithful model (default: models/sdss-cfht-ours)")
     parser.add_argument("--files", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=None)
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     from survey2survey.pipelines.translate import translate
 
     root = Path(__file__).resolve().parent.parent
-    faithful = args.faithful or str(root / "models" / "sdss-cfht")
+    faithful = args.faithful or str(root / "models" / "sdss-cfht-ours")
     runs = {"residual": args.model, "faithful": faithful, "physics": "physics"}
     work = Path(tempfile.mkdtemp(prefix="s2s-residual-speed-"))
     try:
