@@ -216,7 +216,7 @@ def test_content_loss_is_hubers_in_sky_sigma():
 
     method = OursPhys({"a": get_survey("sdss"), "b": get_survey("cfht")}, step=2)
     for domain in ("sdss", "cfht"):
-        sigma = method.noise_variance(domain).sqrt()
+        sigma = method.noise_sigma(domain)
         target = torch.zeros(2, 5, 8, 8)
         for k in (0.5, 2.0, 5.0, 40.0):
             expected = 0.5 * k * k if k <= HUBER_DELTA else HUBER_DELTA * (k - 0.5 * HUBER_DELTA)

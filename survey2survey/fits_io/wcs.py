@@ -144,12 +144,10 @@ _NOT_WCS_KEYS = frozenset({"", "HISTORY", "COMMENT", "SIMPLE", "BITPIX", "EXTEND
 _NOT_WCS_PREFIXES = ("S2S", "BAND", "FILTER")
 
 
-#: The keywords of a plain celestial WCS (:func:`_plain_wcs`), and those a header may hold beside them.
+#: The keywords of a plain celestial WCS (:func:`_plain_wcs`).
 _PLAIN_KEYS = frozenset({"CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CDELT1", "CDELT2", "CUNIT1",
                          "CUNIT2", "PC1_1", "PC1_2", "PC2_1", "PC2_2", "CD1_1", "CD1_2", "CD2_1", "CD2_2",
                          "LONPOLE", "LATPOLE", "RADESYS", "EQUINOX", "WCSAXES", "MJDREF"})
-_PLAIN_HARMLESS = frozenset({"NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "XTENSION", "PCOUNT", "GCOUNT", "EXTNAME",
-                             "BSCALE", "BZERO", "DATE", "OBJECT", "TELESCOP", "INSTRUME", "ORIGIN", "FILTER", "EXPTIME"})
 #: Any keyword wcslib might read for the primary description (WCS Papers I-VII, SIP, distortion tables,
 #: old AIPS forms), alternate descriptions included: one outside the plain set sends the header to ``WCS()``.
 _MAYBE_WCS = re.compile(
@@ -174,7 +172,7 @@ def _plain_wcs(header: fits.Header) -> WCS | None:
     for key in header.keys():
         if key in _PLAIN_KEYS:
             keys.add(key)
-        elif key not in _PLAIN_HARMLESS and _MAYBE_WCS.match(key):
+        elif _MAYBE_WCS.match(key):
             return None
     if not {"CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2"} <= keys or header.get("WCSAXES", 2) != 2:
         return None

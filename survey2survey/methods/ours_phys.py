@@ -28,6 +28,8 @@ a sharper target, and the noise emulator adds the target's noise.
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from survey2survey.errors import UsageError
 from survey2survey.methods.ours import Ours
@@ -80,18 +82,16 @@ class OursPhys(Ours):
         survey (SDSS's sky is ~10x CFHT's in the common flux scale, and more in z): the
         SDSS-side terms' noise would drown the signal that teaches the CFHT-side generator.
         Dividing each band by the registry's model-space noise sigma of the target survey
-        (:meth:`noise_variance`) weighs the two directions and the bands alike.  A pure chi^2
+        (:meth:`noise_sigma`) weighs the two directions and the bands alike.  A pure chi^2
         (squares all the way) is then ruled by the few bright pixels of each object, whose
         misfit is tens of sigma, and the network learns the sky's noise, most of the image,
         slowly (docs/methods.md: 1,000 iterations, 5 % below the physics with chi^2 against
         40 % with this loss).  Huber's loss is chi^2 / 2 in the noise (an unbiased mean there)
         and grows only linearly on the bright pixels.
         """
-        import torch.nn.functional as F
-
         sigma = self._sigma.get(domain)
         if sigma is None:
-            sigma = self._sigma[domain] = self.noise_variance(domain).sqrt().to(pred.device)
+            sigma = self._sigma[domain] = self.noise_sigma(domain).to(pred.device)
         return F.huber_loss(pred.float() / sigma, target.float() / sigma, delta=HUBER_DELTA)
 
     def cycle_input(self, translated):
@@ -104,12 +104,10 @@ class OursPhys(Ours):
         """
         return translated.detach()
 
-    def noise_variance(self, domain: str):
-        """``(1, bands, 1, 1)`` registry sky variance of ``domain`` in model space ((sigma / 2)^2 at zero flux)."""
-        import torch
-
+    def noise_sigma(self, domain: str):
+        """``(1, bands, 1, 1)`` registry sky sigma of ``domain`` in model space (sigma / 2 at zero flux)."""
         sigma = model_space_sky_sigma(self.physics_survey(domain), self.bands)
-        return torch.tensor(sigma, dtype=torch.float32).reshape(1, -1, 1, 1) ** 2
+        return torch.tensor(sigma, dtype=torch.float32).reshape(1, -1, 1, 1)
 
     def init_modules(self) -> list[str]:
         return []
@@ -128,8 +126,6 @@ class OursPhys(Ours):
         """
         if self.step != 2:
             return {}
-        import torch
-
         out = {}
         pairs = {self.a: dataset.arrays["train_a"], self.b: dataset.arrays["train_b"]}
         n = min(CALIBRATION_PAIRS, len(pairs[self.a]))
