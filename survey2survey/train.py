@@ -149,6 +149,9 @@ def train(dataset: str | Path, out: str | Path, options: TrainOptions | None = N
         raise UsageError(f"--init is for a later step run alone (ours --step 2), not {cls.name!r} {opts.step or ''}".strip())
     if opts.direction is not None and not cls.one_way:
         raise UsageError(f"--direction is for one-way methods; {cls.name!r} translates both ways")
+    unknown = sorted(set(opts.method_options or {}) - set(cls.accepted_options))
+    if unknown:
+        raise UsageError(f"--{unknown[0]} is not an option of method {cls.name!r}")
     check_options(opts)
     if opts.resume and opts.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
@@ -619,6 +622,7 @@ def _init_from_earlier(method, out: Path, opts: TrainOptions, previous) -> None:
             method.nets[n].load_state_dict(loaded.modules[n].state_dict())
         except RuntimeError as exc:
             raise ModelError(f"{src}: module {n!r} does not fit ({first_line(exc)})") from None
+    method.initialised_from(loaded, explicit=opts.init is not None)
 
 
 def _write_model(out: Path, ds, method, history: dict[str, Any], opts: TrainOptions) -> dict[str, Any]:

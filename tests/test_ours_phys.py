@@ -232,3 +232,129 @@ def test_cycle_trains_the_second_generator_only():
     x = torch.ones(1, 5, 4, 4, requires_grad=True)
     assert not OursPhys.cycle_input(None, x * 2).requires_grad
     assert Ours.cycle_input(None, x * 2).requires_grad
+
+
+def test_photometry_term_has_known_answers():
+    """Aperture photometry against the pair: a bright central source k % too bright costs
+    Huber(k / APERTURE_FLOOR) in each of the apertures; flux moved outside the largest one
+    costs nothing; a faint image's misfit is in units of the two surveys' sky noise in the aperture."""
+    from survey2survey.methods.ours_phys import APERTURE_FLOOR, APERTURES_ARCSEC, HUBER_DELTA, OursPhys
+    from survey2survey.metrics.apertures import circular_weights
+
+    def huber(k):
+        return 0.5 * k * k if abs(k) <= HUBER_DELTA else HUBER_DELTA * (abs(k) - 0.5 * HUBER_DELTA)
+
+    method = OursPhys({"a": get_survey("sdss"), "b": get_survey("cfht")}, step=2)
+    cfht = get_survey("cfht")
+    flux = torch.zeros(2, 5, 40, 40)
+    flux[..., 19:21, 19:21] = 2.5e4  # 1e5 in the four central pixels, inside every aperture
+    target = stretch(flux)
+    assert float(method.photometry(target, target, "cfht")) == 0.0
+    for excess in (0.01, 0.05, 0.2):
+        pred = stretch(flux * (1 + excess))
+        expected = huber(excess / APERTURE_FLOOR)
+        assert float(method.photometry(pred, target, "cfht")) == pytest.approx(expected, rel=1e-3), excess
+    outside = flux.clone()
+    outside[..., 0, 0] = 500.0  # a corner pixel: beyond the largest aperture (4" = 21 px on CFHT)
+    assert max(APERTURES_ARCSEC) / cfht.pixel_scale < 19 * 2**0.5
+    assert float(method.photometry(stretch(outside), target, "cfht")) == pytest.approx(0.0, abs=1e-6)
+    # faint: a flat offset of one CFHT sky sigma per pixel in r -> k = sum(w) sigma / the aperture's
+    # noise, both surveys' sky sigma (registry, in flux) over the aperture, in quadrature
+    sdss = get_survey("sdss")
+    zero = torch.zeros(1, 5, 40, 40)
+    sigma = cfht.typical_sky_sigma("r") * cfht.flux_factor
+    sigma_sdss = sdss.typical_sky_sigma("r") * sdss.flux_factor
+    offset = zero.clone()
+    offset[:, 2] = sigma
+    ks = []
+    for radius in APERTURES_ARCSEC:
+        w = circular_weights((40, 40), radius / cfht.pixel_scale)
+        noise = np.sqrt(sigma**2 * (w**2).sum() + sigma_sdss**2 * np.pi * (radius / sdss.pixel_scale) ** 2)
+        ks.append(w.sum() * sigma / noise)
+    expected = sum(huber(k) for k in ks) / (5 * len(ks))
+    assert float(method.photometry(stretch(offset), stretch(zero), "cfht")) == pytest.approx(expected, rel=1e-3)
+
+
+def test_identity_loss_adds_the_photometry_to_the_pixels():
+    from survey2survey.methods.ours import Ours
+    from survey2survey.methods.ours_phys import OursPhys
+
+    method = OursPhys({"a": get_survey("sdss"), "b": get_survey("cfht")}, step=2, options={"photometry": 1.5})
+    rng = np.random.default_rng(3)
+    target = torch.from_numpy(rng.normal(0, 0.01, (2, 5, 32, 32)).astype(np.float32))
+    pred = target + 0.02
+    expected = method.content(pred, target, "cfht") + 1.5 * method.photometry(pred, target, "cfht")
+    assert float(method.identity(pred, target, "cfht")) == pytest.approx(float(expected), rel=1e-6)
+    assert float(method.photometry(pred, target, "cfht")) > 0
+    pixels_only = OursPhys({"a": get_survey("sdss"), "b": get_survey("cfht")}, step=2)  # the default: off
+    assert float(pixels_only.identity(pred, target, "cfht")) == pytest.approx(float(method.content(pred, target, "cfht")))
+    assert float(Ours.identity(method, pred, target, "cfht")) == pytest.approx(float(method.content(pred, target, "cfht")))
+    for bad in (-1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="--photometry"):
+            OursPhys({"a": get_survey("sdss"), "b": get_survey("cfht")}, step=2, options={"photometry": bad})
+
+
+def test_fine_tuning_starts_from_the_model_with_its_full_noise(phys_model, tmp_path):
+    """``--init`` a finished ours-phys model: its generators, and its noise emulators with the
+    noise calibration divided out (this run's calibration then applies once, not twice); a
+    band the calibration silenced (scale 0) takes the registry's noise again."""
+    from survey2survey.model import save_model
+
+    init = load_model(phys_model)
+    config = json.loads(json.dumps(init.config))
+    halved = {"noise_scale_sdss": [0.5] * 5, "noise_scale_cfht": [0.5, 0.5, 0.0, 0.5, 0.5]}
+    config["steps"]["step2"]["finalized"] = halved
+    with torch.no_grad():
+        for survey in ("sdss", "cfht"):
+            init.modules[f"noise_emulator_{survey}"].kernel.copy_(0.5 * physics_noise_emulator(get_survey(survey), 5).kernel)
+    save_model(tmp_path / "init", init.modules, config)
+    init = load_model(tmp_path / "init")
+    from survey2survey.data.loader import open_dataset
+    from survey2survey.methods.ours_phys import OursPhys
+
+    method = OursPhys(open_dataset(phys_model.parent / "ds").surveys, step=2)
+    for survey in ("sdss", "cfht"):  # what training takes first (optional_init_modules), then the hook
+        method.nets[f"noise_emulator_{survey}"].load_state_dict(init.modules[f"noise_emulator_{survey}"].state_dict())
+    method.initialised_from(init, explicit=False)  # found in --out: the noise only
+    for survey in ("sdss", "cfht"):
+        registry = physics_noise_emulator(get_survey(survey), 5).kernel
+        assert torch.allclose(method.nets[f"noise_emulator_{survey}"].kernel, registry, atol=1e-7), survey
+    assert method._fine_tuned_from is None
+    out = tmp_path / "fine"
+    result = CliRunner().invoke(app, ["train", str(phys_model.parent / "ds"), "--method", "ours-phys", "--step", "2",
+                                      "--init", str(tmp_path / "init"), "--photometry", "1", "-n", "1", "--batch-size",
+                                      "2", "--batch-paired", "1", "--lr", "1e-12", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    tuned = load_model(out)
+    step2 = tuned.config["steps"]["step2"]
+    assert step2["options"]["method_options"] == {"photometry": 1.0}
+    assert step2["finalized"]["fine_tuned_from"]["weights_sha256"] == init.config["weights_sha256"]
+    for name in ("generator_sdss_to_cfht", "generator_cfht_to_sdss"):
+        for key, value in init.modules[name].state_dict().items():
+            assert torch.allclose(tuned.modules[name].state_dict()[key], value, atol=1e-6), (name, key)
+    for survey in ("sdss", "cfht"):
+        new = torch.tensor(step2["finalized"][f"noise_scale_{survey}"]).reshape(-1, 1, 1, 1)
+        kernel = physics_noise_emulator(get_survey(survey), 5).kernel * new  # 0.5 k / 0.5, or k again
+        assert torch.allclose(tuned.modules[f"noise_emulator_{survey}"].kernel, kernel, rtol=1e-5, atol=1e-7), survey
+
+
+def test_photometry_is_an_ours_phys_option(tmp_path, capsys):
+    from survey2survey.cli import main as cli_main
+
+    ds = make_tiny_dataset(tmp_path / "ds")
+    code = cli_main(["train", str(ds), "--method", "ours", "--photometry", "1", "-n", "1", "--out", str(tmp_path / "m"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--photometry is not an option of method 'ours'" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_fine_tuning_a_model_without_a_generator_is_a_one_line_error(phys_model, tmp_path, capsys):
+    from survey2survey.cli import main as cli_main
+
+    shipped = leave_to_physics(phys_model, tmp_path / "default", {"cfht->sdss": "did not beat it"})
+    code = cli_main(["train", str(phys_model.parent / "ds"), "--method", "ours-phys", "--step", "2", "--init",
+                     str(shipped), "-n", "1", "--batch-size", "2", "--batch-paired", "1", "--out", str(tmp_path / "m"), "-q"])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert str(shipped / "config.json") in err and "no module 'noise_emulator_sdss'" in err  # its direction's NE went too

@@ -24,7 +24,11 @@ def main(
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     step: Optional[int] = typer.Option(None, "--step", help="ours: run only step 1 or step 2."),
     init: Optional[Path] = typer.Option(
-        None, "--init", help="ours --step 2: step-1 model directory with the noise emulators (default: --out)."
+        None, "--init", help="ours --step 2: step-1 model directory with the noise emulators (default: --out); "
+        "ours-phys --step 2: also a finished ours-phys model, to fine-tune."
+    ),
+    photometry: Optional[float] = typer.Option(
+        None, "--photometry", help="ours-phys: weight of the aperture photometry term of the identity loss (default 0: off)."
     ),
     direction: Optional[str] = typer.Option(
         None, "--direction", help="One-way methods (pix2pix, aecnn): e.g. sdss->cfht (default: a->b of the dataset)."
@@ -83,6 +87,7 @@ def main(
         channels_last=channels_last,
         data_placement=data_placement,
         progress=not quiet,
+        method_options={"photometry": photometry} if photometry is not None else None,
     )
     result = train(dataset, out, options)
     parts = []

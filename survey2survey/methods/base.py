@@ -132,6 +132,8 @@ class TrainingMethod(abc.ABC):
     default_lr: ClassVar[float] = 1e-4
     #: One-way methods translate one direction, chosen with ``--direction``.
     one_way: ClassVar[bool] = False
+    #: Method options ``s2s train`` may give (``--photometry``: ``ours-phys``).
+    accepted_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, surveys: dict[str, Survey], step: int | None = None, options: dict | None = None):
         self.surveys = surveys
@@ -207,6 +209,11 @@ class TrainingMethod(abc.ABC):
     def optional_init_modules(self) -> list[str]:
         """Modules taken from an earlier step when there is one, else kept as built (``ours-phys`` step 2: NE)."""
         return []
+
+    def initialised_from(self, loaded, explicit: bool) -> None:
+        """After the init modules were taken from the model ``loaded`` (a ``LoadedModel``;
+        ``explicit``: given with ``--init``, not found in ``--out``): anything else to take.
+        Default: nothing."""
 
     # -- names from the paper ---------------------------------------------------------------
 

@@ -126,6 +126,10 @@ class Ours(TrainingMethod):
         """A content loss against an image of ``domain``: the paper's mean squared error."""
         return mse(pred, target)
 
+    def identity(self, pred: torch.Tensor, target: torch.Tensor, domain: str) -> torch.Tensor:
+        """The identity loss of Eq. 4 against the pairs of ``domain``: :meth:`content` (the paper's)."""
+        return self.content(pred, target, domain)
+
     def cycle_input(self, translated: torch.Tensor) -> torch.Tensor:
         """G(x) as the cycle of Eq. 5 takes it: as it is, so L_cyc trains both generators (the paper's)."""
         return translated
@@ -137,7 +141,7 @@ class Ours(TrainingMethod):
             # One generator call on pairs + unpaired images together: (Np + Nu, C, H, W).
             id_b, cyc_b = self.cat_forward(G_ab, batch.pair_a, batch.a)  # on b's grid
             id_a, cyc_a = self.cat_forward(G_ba, batch.pair_b, batch.b)  # on a's grid
-            L_id = self.content(id_b, batch.pair_b, b) + self.content(id_a, batch.pair_a, a)  # Eq. 4
+            L_id = self.identity(id_b, batch.pair_b, b) + self.identity(id_a, batch.pair_a, a)  # Eq. 4
             with torch.no_grad():
                 noise_b = self.noise(b, batch.a.shape[0])
                 noise_a = self.noise(a, batch.b.shape[0])
