@@ -63,6 +63,26 @@ def _model_translate(model, direction: str, images: np.ndarray, source, target, 
     return to_native(noisy.numpy(), target), to_native(clean.numpy(), target)
 
 
+def _corners(images: np.ndarray) -> np.ndarray:
+    """The four corner squares of a third of the side of each (N, B, H, W) image: (4N, B, h, h), mostly sky."""
+    h = min(images.shape[-2:]) // 3
+    return np.concatenate([images[..., :h, :h], images[..., :h, -h:], images[..., -h:, :h], images[..., -h:, -h:]])
+
+
+def _centre(images: np.ndarray) -> np.ndarray:
+    """The central square of a third of the side of each (N, B, H, W) image (the galaxy)."""
+    h = min(images.shape[-2:]) // 3
+    y0, x0 = (images.shape[-2] - h) // 2, (images.shape[-1] - h) // 2
+    return images[..., y0 : y0 + h, x0 : x0 + h]
+
+
+def _hk_ratio(diff: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Per band, the median over images of the high-k power of ``diff`` over that of ``noise``."""
+    from survey2survey.physics.noise import high_k_power
+
+    return np.array([np.median(high_k_power(diff[:, b]) / high_k_power(noise[:, b])) for b in range(diff.shape[1])])
+
+
 def _scores(pred, clean, ref, truth, tgt, physics_pred=None) -> dict:
     from survey2survey.metrics.apertures import aperture_sum
     from survey2survey.metrics.base import MetricContext
@@ -83,6 +103,9 @@ def _scores(pred, clean, ref, truth, tgt, physics_pred=None) -> dict:
         "colour": {k: v["colour_bias"] for k, v in res.values.items() if v.get("colour_bias") is not None},
         # median over images: a few bright stars' unresolved cores would dominate a mean
         "noise_hk": float(np.median(high_k_power(pred[:, r] - truth[:, r]) / high_k_power(ref[:, r] - truth[:, r]))),
+        # the same on the sky (four corners) and on the galaxy (the centre), per band
+        "noise_hk_sky": _hk_ratio(_corners(pred - truth), _corners(ref - truth)),
+        "noise_hk_galaxy": _hk_ratio(_centre(pred - truth), _centre(ref - truth)),
     }
     if physics_pred is not None:
         sky = np.median(np.abs(ref[:, r] - truth[:, r])) * 1.4826
@@ -94,7 +117,8 @@ def compare(model, objects: list, seed: int) -> dict:
     """Per direction of ``model`` (a loaded model): physics and model scores on ``objects``.
 
     Returns ``{direction: {"n": objects used, "physics": scores, "model": scores}}``, scores
-    as :func:`_scores` (``ratio`` per band, ``total``, ``aper``, ``colour``, ``noise_hk``,
+    as :func:`_scores` (``ratio`` per band, ``total``, ``aper``, ``colour``, ``noise_hk``, and per
+    band ``noise_hk_sky`` and ``noise_hk_galaxy``,
     and for the model ``border``).
     """
     from survey2survey.fits_io import make_wcs
@@ -141,6 +165,8 @@ def report(results: dict) -> str:
                          + ", ".join(f"{k} {v:+.3f}" for k, v in s["colour"].items())
                          + f"; high-k noise pred/ref {s['noise_hk']:.3f}"
                          + (f"; border - physics {s['border']:+.3f} sky sigma" if "border" in s else ""))
+            lines.append(f"  {'':8s} high-k noise pred/ref on the sky " + " ".join(f"{b} {v:.2f}" for b, v in zip(bands, s["noise_hk_sky"]))
+                         + "; on the galaxy " + " ".join(f"{b} {v:.2f}" for b, v in zip(bands, s["noise_hk_galaxy"])))
         lines.append(f"  model vs physics: summed ratio {100 * gain(res):+.1f} % below physics; below it in "
                      f"{int((res['model']['ratio'] < res['physics']['ratio']).sum())} of {len(bands)} bands")
     return "\n".join(lines)

@@ -64,7 +64,9 @@ def _jsonable(res: dict) -> dict:
         out[direction] = {"n": r["n"]}
         for name in ("physics", "model"):
             s = dict(r[name])
-            s["ratio"] = dict(zip(r["target"].bands, (round(float(v), 4) for v in s["ratio"])))
+            for k, v in s.items():  # per-band arrays: ratio, noise_hk_sky, noise_hk_galaxy
+                if isinstance(v, np.ndarray):
+                    s[k] = dict(zip(r["target"].bands, (round(float(x), 4) for x in v)))
             out[direction][name] = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in s.items()}
     return out
 
