@@ -151,7 +151,9 @@ def train(dataset: str | Path, out: str | Path, options: TrainOptions | None = N
         raise UsageError(f"--direction is for one-way methods; {cls.name!r} translates both ways")
     unknown = sorted(set(opts.method_options or {}) - set(cls.accepted_options))
     if unknown:
-        raise UsageError(f"--{unknown[0]} is not an option of method {cls.name!r}")
+        raise UsageError(f"method {cls.name!r} takes no option {unknown[0]!r}")
+    if (opts.method_options or {}).get("photometry") and 2 not in steps:
+        raise UsageError("--photometry weighs a step-2 loss: run step 2 (--step 2, or both steps)")
     check_options(opts)
     if opts.resume and opts.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")

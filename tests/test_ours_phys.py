@@ -198,13 +198,16 @@ def test_noise_calibration_adds_only_the_noise_the_generator_lacks():
     sdss, cfht = get_survey("sdss"), get_survey("cfht")
     rng = np.random.default_rng(5)
     pair_a = stretch(_native(rng, sdss, 24, 64) * sdss.flux_factor).astype(np.float32)
-    for c2, expected in ((1.5, np.sqrt(0.5)), (0.5, 1.0)):
+    # A misfit on the galaxy (the centre) is no noise: with the noise right (c^2 = 1) s stays 1.
+    misfit = np.zeros((1, 5, 136, 136), np.float32)
+    misfit[..., 58:78, 58:78] = np.random.default_rng(6).normal(0.0, 0.05, (20, 20))
+    for c2, extra, expected in ((1.5, 0.0, np.sqrt(0.5)), (0.5, 0.0, 1.0), (1.0, misfit, 1.0)):
         method = OursPhys({"a": sdss, "b": cfht}, step=2)
         gen, ne = method.nets["generator_sdss_to_cfht"], method.nets["noise_emulator_cfht"]
         with torch.no_grad():
             g = gen(torch.from_numpy(pair_a))
             z1, z2 = ne.sample_inputs(24, 136, 136, generator=torch.Generator().manual_seed(11))
-            pair_b = (g + np.sqrt(c2) * ne(z1, z2)).numpy()
+            pair_b = (g + np.sqrt(c2) * ne(z1, z2)).numpy() + extra
         info = method.finalize(SimpleNamespace(arrays={"train_a": pair_a, "train_b": pair_b}))
         assert np.allclose(info["noise_scale_cfht"], expected, atol=0.04), (c2, info)
 
@@ -250,10 +253,12 @@ def test_photometry_term_has_known_answers():
     flux[..., 19:21, 19:21] = 2.5e4  # 1e5 in the four central pixels, inside every aperture
     target = stretch(flux)
     assert float(method.photometry(target, target, "cfht")) == 0.0
-    for excess in (0.01, 0.05, 0.2):
+    for excess in (0.002, 0.01, 0.05, 0.2):
         pred = stretch(flux * (1 + excess))
         expected = huber(excess / APERTURE_FLOOR)
         assert float(method.photometry(pred, target, "cfht")) == pytest.approx(expected, rel=1e-3), excess
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as on a GPU: the sums stay fp32
+            assert float(method.photometry(pred, target, "cfht")) == pytest.approx(expected, rel=1e-3), excess
     outside = flux.clone()
     outside[..., 0, 0] = 500.0  # a corner pixel: beyond the largest aperture (4" = 21 px on CFHT)
     assert max(APERTURES_ARCSEC) / cfht.pixel_scale < 19 * 2**0.5
@@ -304,9 +309,13 @@ def test_fine_tuning_starts_from_the_model_with_its_full_noise(phys_model, tmp_p
     config = json.loads(json.dumps(init.config))
     halved = {"noise_scale_sdss": [0.5] * 5, "noise_scale_cfht": [0.5, 0.5, 0.0, 0.5, 0.5]}
     config["steps"]["step2"]["finalized"] = halved
+    # the noise before the calibration: 0.7x the registry's (as step 1 may have learned it)
+    learned = {s: 0.7 * physics_noise_emulator(get_survey(s), 5).kernel for s in ("sdss", "cfht")}
     with torch.no_grad():
         for survey in ("sdss", "cfht"):
-            init.modules[f"noise_emulator_{survey}"].kernel.copy_(0.5 * physics_noise_emulator(get_survey(survey), 5).kernel)
+            init.modules[f"noise_emulator_{survey}"].kernel.copy_(0.5 * learned[survey])
+    expected = {s: learned[s].clone() for s in ("sdss", "cfht")}
+    expected["cfht"][2] = physics_noise_emulator(get_survey("cfht"), 5).kernel[2]  # silenced: registry's again
     save_model(tmp_path / "init", init.modules, config)
     init = load_model(tmp_path / "init")
     from survey2survey.data.loader import open_dataset
@@ -317,13 +326,12 @@ def test_fine_tuning_starts_from_the_model_with_its_full_noise(phys_model, tmp_p
         method.nets[f"noise_emulator_{survey}"].load_state_dict(init.modules[f"noise_emulator_{survey}"].state_dict())
     method.initialised_from(init, explicit=False)  # found in --out: the noise only
     for survey in ("sdss", "cfht"):
-        registry = physics_noise_emulator(get_survey(survey), 5).kernel
-        assert torch.allclose(method.nets[f"noise_emulator_{survey}"].kernel, registry, atol=1e-7), survey
+        assert torch.allclose(method.nets[f"noise_emulator_{survey}"].kernel, expected[survey], atol=1e-7), survey
     assert method._fine_tuned_from is None
     out = tmp_path / "fine"
-    result = CliRunner().invoke(app, ["train", str(phys_model.parent / "ds"), "--method", "ours-phys", "--step", "2",
-                                      "--init", str(tmp_path / "init"), "--photometry", "1", "-n", "1", "--batch-size",
-                                      "2", "--batch-paired", "1", "--lr", "1e-12", "--out", str(out), "--quiet"])
+    args = ["train", str(phys_model.parent / "ds"), "--method", "ours-phys", "--step", "2", "--photometry", "1",
+            "--batch-size", "2", "--batch-paired", "1", "--lr", "1e-12", "--out", str(out), "--quiet"]
+    result = CliRunner().invoke(app, args + ["--init", str(tmp_path / "init"), "-n", "1"])
     assert result.exit_code == 0, result.output
     tuned = load_model(out)
     step2 = tuned.config["steps"]["step2"]
@@ -334,8 +342,14 @@ def test_fine_tuning_starts_from_the_model_with_its_full_noise(phys_model, tmp_p
             assert torch.allclose(tuned.modules[name].state_dict()[key], value, atol=1e-6), (name, key)
     for survey in ("sdss", "cfht"):
         new = torch.tensor(step2["finalized"][f"noise_scale_{survey}"]).reshape(-1, 1, 1, 1)
-        kernel = physics_noise_emulator(get_survey(survey), 5).kernel * new  # 0.5 k / 0.5, or k again
-        assert torch.allclose(tuned.modules[f"noise_emulator_{survey}"].kernel, kernel, rtol=1e-5, atol=1e-7), survey
+        kernel = expected[survey] * new
+        assert torch.allclose(tuned.modules[f"noise_emulator_{survey}"].kernel, kernel, rtol=1e-3, atol=1e-7), survey  # scales kept to 4 decimals
+    # resumed (without --init) the run still records the model it fine-tunes
+    result = CliRunner().invoke(app, args + ["--resume", "-n", "2"])
+    assert result.exit_code == 0, result.output
+    resumed = load_model(out).config["steps"]["step2"]
+    assert resumed["iterations"] == 2
+    assert resumed["finalized"]["fine_tuned_from"]["weights_sha256"] == init.config["weights_sha256"]
 
 
 def test_photometry_is_an_ours_phys_option(tmp_path, capsys):
@@ -345,8 +359,18 @@ def test_photometry_is_an_ours_phys_option(tmp_path, capsys):
     code = cli_main(["train", str(ds), "--method", "ours", "--photometry", "1", "-n", "1", "--out", str(tmp_path / "m"), "-q"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "--photometry is not an option of method 'ours'" in err and "Traceback" not in err
+    assert "method 'ours' takes no option 'photometry'" in err and "Traceback" not in err
     assert not (tmp_path / "m").exists()
+    code = cli_main(["train", str(ds), "--method", "ours-phys", "--step", "1", "--photometry", "1", "-n", "1",
+                     "--out", str(tmp_path / "m"), "-q"])
+    assert code == 2 and "--photometry weighs a step-2 loss" in capsys.readouterr().err
+    # the other methods' own options still pass (cyclegan's n_blocks)
+    from survey2survey.train import TrainOptions as Options
+
+    regridded = make_tiny_dataset(tmp_path / "regridded", n_unpaired=4, n_pairs=2, n_test=1, regridded=True)
+    cyc = train(regridded, tmp_path / "cyc", Options(method="cyclegan", iterations=1, batch_unpaired=2, batch_paired=1,
+                                                     progress=False, method_options={"n_blocks": 1}))
+    assert cyc.config["method"] == "cyclegan"
 
 
 def test_fine_tuning_a_model_without_a_generator_is_a_one_line_error(phys_model, tmp_path, capsys):
@@ -358,3 +382,22 @@ def test_fine_tuning_a_model_without_a_generator_is_a_one_line_error(phys_model,
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err
     assert str(shipped / "config.json") in err and "no module 'noise_emulator_sdss'" in err  # its direction's NE went too
+
+
+def test_recalibrating_a_model_keeps_its_generators_and_records_the_old_scales(phys_model, tmp_path):
+    from experiments.recalibrate_noise import main as recalibrate
+
+    assert recalibrate(["--model", str(phys_model), "--dataset", str(phys_model.parent / "ds"),
+                        "--out", str(tmp_path / "recal")]) == 0
+    before, after = load_model(phys_model), load_model(tmp_path / "recal")
+    old = before.config["steps"]["step2"]["finalized"]
+    new = after.config["steps"]["step2"]["finalized"]
+    assert new["recalibrated_from"] == {k: v for k, v in old.items() if k.startswith("noise_scale_")}
+    assert "fine_tuned_from" not in new and after.config["iterations"] == before.config["iterations"]
+    for name in ("generator_sdss_to_cfht", "generator_cfht_to_sdss"):
+        for key, value in before.modules[name].state_dict().items():
+            assert torch.equal(after.modules[name].state_dict()[key], value), (name, key)
+    for survey in ("sdss", "cfht"):  # the registry noise (scales of the tiny model: 0), scaled anew
+        scale = torch.tensor(new[f"noise_scale_{survey}"]).reshape(-1, 1, 1, 1)
+        kernel = physics_noise_emulator(get_survey(survey), 5).kernel * scale
+        assert torch.allclose(after.modules[f"noise_emulator_{survey}"].kernel, kernel, atol=1e-7), survey

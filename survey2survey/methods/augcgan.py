@@ -39,6 +39,7 @@ class AugCGAN(TrainingMethod):
     """Method (h): stochastic two-way translation with latent codes, on a's grid."""
 
     name = "augcgan"
+    accepted_options = ("latent_dim", "n_blocks")
     regridded = True
 
     def E(self, domain: str) -> str:

@@ -132,7 +132,7 @@ class TrainingMethod(abc.ABC):
     default_lr: ClassVar[float] = 1e-4
     #: One-way methods translate one direction, chosen with ``--direction``.
     one_way: ClassVar[bool] = False
-    #: Method options ``s2s train`` may give (``--photometry``: ``ours-phys``).
+    #: Method options it reads (``TrainOptions.method_options``; ``--photometry``: ``ours-phys``).
     accepted_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, surveys: dict[str, Survey], step: int | None = None, options: dict | None = None):

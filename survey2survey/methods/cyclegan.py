@@ -28,6 +28,7 @@ class CycleGAN(TrainingMethod):
     """Method (g): ResNet generators and PatchGAN discriminators on a's grid."""
 
     name = "cyclegan"
+    accepted_options = ("n_blocks",)
     parts = ("unpaired",)
     regridded = True
 

@@ -68,6 +68,17 @@ class OursPhys(Ours):
         #: What ``--init`` gave: the model fine-tuned (:meth:`initialised_from`), for the config.
         self._fine_tuned_from: dict | None = None
 
+    def state_dict(self):
+        """The checkpoint's state, with the model a fine-tuning started from (a resumed run records it too)."""
+        state = super().state_dict()
+        if self._fine_tuned_from:
+            state["fine_tuned_from"] = dict(self._fine_tuned_from)
+        return state
+
+    def load_state_dict(self, state) -> None:
+        super().load_state_dict(state)
+        self._fine_tuned_from = state.get("fine_tuned_from", self._fine_tuned_from)
+
     def build(self) -> None:
         if self.step != 2:
             super().build()  # step 1 as the paper's, with new_noise_emulator below
@@ -130,10 +141,11 @@ class OursPhys(Ours):
         term asks for more than the input holds and pulls its fluxes towards the population's.
         """
         weights, sigma = self._apertures_of(domain, pred.shape[-2:], pred.device)
-        flux_p = torch.einsum("nchw,rhw->ncr", unstretch(pred.float()), weights)
-        flux_t = torch.einsum("nchw,rhw->ncr", unstretch(target.float()), weights)
-        scale = torch.sqrt(sigma**2 + (APERTURE_FLOOR * flux_t.abs()) ** 2)
-        return F.huber_loss(flux_p / scale, flux_t / scale, delta=HUBER_DELTA)
+        with torch.autocast(pred.device.type, enabled=False):  # fp32: bf16 sums round to ~0.4 %
+            flux_p = torch.einsum("nchw,rhw->ncr", unstretch(pred.float()), weights)
+            flux_t = torch.einsum("nchw,rhw->ncr", unstretch(target.float()), weights)
+            scale = torch.sqrt(sigma**2 + (APERTURE_FLOOR * flux_t.abs()) ** 2)
+            return F.huber_loss(flux_p / scale, flux_t / scale, delta=HUBER_DELTA)
 
     def _apertures_of(self, domain: str, shape, device):
         """``(radii, H, W)`` aperture weights on ``domain``'s grid, and the ``(1, bands, radii)`` flux
@@ -182,7 +194,11 @@ class OursPhys(Ours):
         HK(G(x) - y) = HK(G(x) - truth) + HK(noise of y), and the noise of y is what the
         noise emulator emulates, HK(NE); so G + s NE has the target's high-k noise when
         ``s^2 = 2 - HK(G(x) - y) / HK(NE)`` (clipped to [0, 1]).  Only the pairs are used,
-        no truth.  The kernel of NE is multiplied by s.
+        no truth.  The kernel of NE is multiplied by s.  HK is measured on the sky: the four
+        corner squares of a third of the side (the cutouts are centred on their galaxy).  On
+        whole images the galaxy's misfit counted as noise the generator already carries, and
+        the first models got too little noise on the sky (CFHT g: 0.59x the survey's high-k
+        noise, docs/model-card.md).
         """
         if self.step != 2:
             return {}
@@ -201,8 +217,9 @@ class OursPhys(Ours):
                 noise = ne(z1, z2).cpu().numpy()
             gen.train()
             scale = []
+            sky_g_y, sky_noise = _sky_corners(g - y), _sky_corners(noise)
             for band in range(self.bands):
-                ratio = np.median(high_k_power(g[:, band] - y[:, band])) / np.median(high_k_power(noise[:, band]))
+                ratio = np.median(high_k_power(sky_g_y[:, band])) / np.median(high_k_power(sky_noise[:, band]))
                 scale.append(float(np.sqrt(np.clip(2.0 - ratio, 0.0, 1.0))))
             with torch.no_grad():
                 ne.kernel.mul_(torch.tensor(scale, device=ne.kernel.device).reshape(-1, 1, 1, 1))
@@ -219,7 +236,8 @@ class OursPhys(Ours):
 
         The noise calibration (:meth:`finalize`) scaled the model's noise emulators to add only
         what its generators lacked; its scales are divided out, so that this run calibrates
-        the full noise again (a band scaled to 0 cannot be: it takes the registry's noise).
+        the full noise again (a band scaled to 0 cannot be: that band takes the registry's
+        noise).
         """
         config = loaded.config
         if self.step != 2 or config.get("method") != self.name or config.get("step") != 2:
@@ -229,20 +247,13 @@ class OursPhys(Ours):
         finalized = config.get("steps", {}).get("step2", {}).get("finalized", {})
         for d in (self.a, self.b):
             scale = finalized.get(f"noise_scale_{d}")
-            if scale is None:
-                continue
-            if min(scale) <= 0:
-                self.nets[self.NE(d)].load_state_dict(self.new_noise_emulator(d).state_dict())
-                continue
-            with torch.no_grad():
-                self.nets[self.NE(d)].kernel.div_(torch.tensor(scale, dtype=torch.float32).reshape(-1, 1, 1, 1))
+            if scale is not None:
+                _undo_noise_scale(self.nets[self.NE(d)], scale, self.new_noise_emulator(d))
         if not explicit:
             return
         for s, t in ((self.a, self.b), (self.b, self.a)):
             name = self.G(s, t)
             generator = loaded.modules.get(name)
-            if generator is None:
-                raise ModelError(f"{loaded.path}: no {name} to fine-tune (a direction left to the physics?)")
             if getattr(generator, "correction", None) != "object":
                 raise ModelError(f"{loaded.path}: {name} is not a generator with correction='object' "
                                  "(a model from before that correction cannot be fine-tuned)")
@@ -251,6 +262,25 @@ class OursPhys(Ours):
             except RuntimeError as exc:
                 raise ModelError(f"{loaded.path}: {name} does not fit ({str(exc).splitlines()[0]})") from None
         self._fine_tuned_from = {k: config.get(k) for k in ("name", "iterations", "weights_sha256")}
+
+
+def _undo_noise_scale(ne, scale, registry) -> None:
+    """Divide each band of the noise emulator ``ne`` by its ``scale``; a band scaled to 0 takes
+    the ``registry`` emulator's band (every parameter of a noise emulator is per band)."""
+    scale = torch.tensor(scale, dtype=torch.float32)
+    fresh = registry.state_dict()
+    with torch.no_grad():
+        ne.kernel.div_(torch.where(scale > 0, scale, 1.0).reshape(-1, 1, 1, 1))
+        for name, value in ne.state_dict().items():
+            for band in torch.nonzero(scale <= 0).flatten().tolist():
+                value[band] = fresh[name][band]
+
+
+def _sky_corners(images: np.ndarray) -> np.ndarray:
+    """The four corner squares, a third of the side, of each (N, B, H, W) image: (4N, B, h, h).
+    The cutouts are centred on their galaxy: the corners are mostly sky."""
+    h = min(images.shape[-2:]) // 3
+    return np.concatenate([images[..., :h, :h], images[..., :h, -h:], images[..., -h:, :h], images[..., -h:, -h:]])
 
 
 def _with_physics(survey):

@@ -229,6 +229,12 @@ def resolve_run_values(opts: TrainOptions, saved: dict[str, Any] | None, where: 
     for k in RUN_FIELDS:
         given = getattr(opts, k)
         if given is not None and given != saved.get(k) and not (k == "method_options" and not given and not saved.get(k)):
+            if k == "method_options":  # name the option (--photometry), not the dict
+                old = saved.get(k) or {}
+                keys = sorted(n for n in set(given) | set(old) if given.get(n) != old.get(n))
+                raise UsageError(f"{where}: " + ", ".join(f"--{n} {given.get(n)!r}" for n in keys)
+                                 + " differs from the run being resumed ("
+                                 + ", ".join(f"{n} {old.get(n)!r}" for n in keys) + ")")
             raise UsageError(f"{where}: {flag(k)} {given!r} differs from the run being resumed ({saved.get(k)!r})")
         values[k] = saved.get(k, values[k])
     return values

@@ -1,0 +1,55 @@
+"""Measure a finished ``ours-phys`` model's noise calibration again, without training.
+
+    python -m experiments.recalibrate_noise --model models/sdss-cfht-ours-phys --dataset sim/dataset \\
+        --out models/sdss-cfht-ours-phys --overwrite
+
+The generators stay as they are; each noise emulator gets its calibration divided out (as
+``s2s train --init`` does) and is scaled again by ``OursPhys.finalize`` on the training pairs of
+``--dataset``, as a run finishing now would be.  config.json keeps the model's training record,
+with the new scales under ``steps.step2.finalized`` and the old ones under
+``steps.step2.finalized.recalibrated_from``.  For models calibrated before the calibration
+measured on the sky alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--dataset", required=True, help="the model's training set (s2s prepare)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    from survey2survey.data.loader import open_dataset
+    from survey2survey.methods.ours_phys import OursPhys
+    from survey2survey.model import load_model, save_model
+
+    loaded = load_model(args.model, device="cpu")
+    if loaded.config.get("method") != OursPhys.name or loaded.config.get("step") != 2:
+        raise SystemExit(f"{args.model}: not a finished ours-phys model")
+    dataset = open_dataset(args.dataset)
+    method = OursPhys(dataset.surveys, step=2)
+    for name in method.optional_init_modules():
+        method.nets[name].load_state_dict(loaded.modules[name].state_dict())
+    method.initialised_from(loaded, explicit=True)  # the generators; the noise without its calibration
+    method._fine_tuned_from = None  # (not a fine-tuning)
+    scales = method.finalize(dataset)
+    config = copy.deepcopy(loaded.config)
+    finalized = config["steps"]["step2"].get("finalized", {})
+    config["steps"]["step2"]["finalized"] = {**scales, "recalibrated_from": {k: v for k, v in finalized.items()
+                                                                              if k.startswith("noise_scale_")}}
+    save_model(args.out, {name: method.nets[name] for name in loaded.modules}, config, overwrite=args.overwrite)
+    print(f"wrote {args.out}: noise scales " + "; ".join(f"{k} {v}" for k, v in scales.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
