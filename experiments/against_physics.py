@@ -63,12 +63,6 @@ def _model_translate(model, direction: str, images: np.ndarray, source, target, 
     return to_native(noisy.numpy(), target), to_native(clean.numpy(), target)
 
 
-def _corners(images: np.ndarray) -> np.ndarray:
-    """The four corner squares of a third of the side of each (N, B, H, W) image: (4N, B, h, h), mostly sky."""
-    h = min(images.shape[-2:]) // 3
-    return np.concatenate([images[..., :h, :h], images[..., :h, -h:], images[..., -h:, :h], images[..., -h:, -h:]])
-
-
 def _centre(images: np.ndarray) -> np.ndarray:
     """The central square of a third of the side of each (N, B, H, W) image (the galaxy)."""
     h = min(images.shape[-2:]) // 3
@@ -87,7 +81,7 @@ def _scores(pred, clean, ref, truth, tgt, physics_pred=None) -> dict:
     from survey2survey.metrics.apertures import aperture_sum
     from survey2survey.metrics.base import MetricContext
     from survey2survey.metrics.colour import ColourMetric
-    from survey2survey.physics.noise import high_k_power
+    from survey2survey.physics.noise import corner_squares, high_k_power
 
     floor = np.sqrt(2.0) * np.abs(ref - truth).sum(axis=(2, 3))
     r = tgt.band_index("r")
@@ -104,7 +98,7 @@ def _scores(pred, clean, ref, truth, tgt, physics_pred=None) -> dict:
         # median over images: a few bright stars' unresolved cores would dominate a mean
         "noise_hk": float(np.median(high_k_power(pred[:, r] - truth[:, r]) / high_k_power(ref[:, r] - truth[:, r]))),
         # the same on the sky (four corners) and on the galaxy (the centre), per band
-        "noise_hk_sky": _hk_ratio(_corners(pred - truth), _corners(ref - truth)),
+        "noise_hk_sky": _hk_ratio(corner_squares(pred - truth), corner_squares(ref - truth)),
         "noise_hk_galaxy": _hk_ratio(_centre(pred - truth), _centre(ref - truth)),
     }
     if physics_pred is not None:

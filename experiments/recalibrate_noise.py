@@ -37,10 +37,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.model}: not a finished ours-phys model")
     dataset = open_dataset(args.dataset)
     method = OursPhys(dataset.surveys, step=2)
-    for name in method.optional_init_modules():
+    for name in loaded.modules:  # generators and noise emulators as they are ...
         method.nets[name].load_state_dict(loaded.modules[name].state_dict())
-    method.initialised_from(loaded, explicit=True)  # the generators; the noise without its calibration
-    method._fine_tuned_from = None  # (not a fine-tuning)
+    method.initialised_from(loaded, explicit=False)  # ... then the noise without its calibration
     scales = method.finalize(dataset)
     config = copy.deepcopy(loaded.config)
     finalized = config["steps"]["step2"].get("finalized", {})

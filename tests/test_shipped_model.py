@@ -77,14 +77,15 @@ def test_selection_noise_split_has_known_answers():
     """experiments/against_physics: high-k noise ratios on the sky (corners) and on the galaxy
     (centre), per band.  Known answers: white noise twice as large is 4x the power; a bright
     galaxy in the centre of the difference leaves the corners' ratio alone."""
-    from experiments.against_physics import _centre, _corners, _hk_ratio
+    from experiments.against_physics import _centre, _hk_ratio
+    from survey2survey.physics.noise import corner_squares
 
     rng = np.random.default_rng(0)
     noise = rng.standard_normal((64, 2, 60, 60))
     diff = 2.0 * rng.standard_normal((64, 2, 60, 60))
     diff[:, 1, 30, 30] += 100.0  # an unresolved misfit at the centre, band 1: power 1e4 at every k
-    assert _corners(diff).shape == (256, 2, 20, 20) and _centre(diff).shape == (64, 2, 20, 20)
-    sky = _hk_ratio(_corners(diff), _corners(noise))
+    assert corner_squares(diff).shape == (256, 2, 20, 20) and _centre(diff).shape == (64, 2, 20, 20)
+    sky = _hk_ratio(corner_squares(diff), corner_squares(noise))
     galaxy = _hk_ratio(_centre(diff), _centre(noise))
     assert np.allclose(sky, 4.0, rtol=0.1)
     assert galaxy[0] == pytest.approx(4.0, rel=0.1)

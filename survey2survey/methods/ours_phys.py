@@ -31,10 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from survey2survey.errors import UsageError
+from survey2survey.errors import ModelError, UsageError
 from survey2survey.methods.ours import Ours
 from survey2survey.nets.residual import PhysicsResidualGenerator, model_space_sky_sigma, physics_noise_emulator
-from survey2survey.physics.noise import high_k_power
+from survey2survey.physics.noise import corner_squares, high_k_power
 from survey2survey.surveys import unstretch
 
 __all__ = ["OursPhys", "CALIBRATION_PAIRS", "HUBER_DELTA", "APERTURES_ARCSEC", "APERTURE_FLOOR"]
@@ -217,7 +217,7 @@ class OursPhys(Ours):
                 noise = ne(z1, z2).cpu().numpy()
             gen.train()
             scale = []
-            sky_g_y, sky_noise = _sky_corners(g - y), _sky_corners(noise)
+            sky_g_y, sky_noise = corner_squares(g - y), corner_squares(noise)
             for band in range(self.bands):
                 ratio = np.median(high_k_power(sky_g_y[:, band])) / np.median(high_k_power(sky_noise[:, band]))
                 scale.append(float(np.sqrt(np.clip(2.0 - ratio, 0.0, 1.0))))
@@ -242,8 +242,6 @@ class OursPhys(Ours):
         config = loaded.config
         if self.step != 2 or config.get("method") != self.name or config.get("step") != 2:
             return
-        from survey2survey.errors import ModelError
-
         finalized = config.get("steps", {}).get("step2", {}).get("finalized", {})
         for d in (self.a, self.b):
             scale = finalized.get(f"noise_scale_{d}")
@@ -274,13 +272,6 @@ def _undo_noise_scale(ne, scale, registry) -> None:
         for name, value in ne.state_dict().items():
             for band in torch.nonzero(scale <= 0).flatten().tolist():
                 value[band] = fresh[name][band]
-
-
-def _sky_corners(images: np.ndarray) -> np.ndarray:
-    """The four corner squares, a third of the side, of each (N, B, H, W) image: (4N, B, h, h).
-    The cutouts are centred on their galaxy: the corners are mostly sky."""
-    h = min(images.shape[-2:]) // 3
-    return np.concatenate([images[..., :h, :h], images[..., :h, -h:], images[..., -h:, :h], images[..., -h:, -h:]])
 
 
 def _with_physics(survey):

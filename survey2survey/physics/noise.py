@@ -28,6 +28,7 @@ from survey2survey.physics.spectra import kernel_spectrum
 from survey2survey.surveys import Survey, get_survey
 
 __all__ = [
+    "corner_squares",
     "NoiseModel",
     "NOISE_MODEL_FORMAT",
     "kernel_spectrum",
@@ -156,6 +157,13 @@ def lag1_correlation(maps: np.ndarray) -> float:
     cx = (m[..., :, 1:] * m[..., :, :-1]).mean()
     cy = (m[..., 1:, :] * m[..., :-1, :]).mean()
     return float(0.5 * (cx + cy) / var)
+
+
+def corner_squares(images: np.ndarray) -> np.ndarray:
+    """The four corner squares, a third of the shorter side, of each ``(N, B, H, W)`` image:
+    ``(4N, B, h, h)``.  Cutouts centred on their galaxy: the corners are mostly sky."""
+    h = min(images.shape[-2:]) // 3
+    return np.concatenate([images[..., :h, :h], images[..., :h, -h:], images[..., -h:, :h], images[..., -h:, -h:]])
 
 
 def high_k_power(maps: np.ndarray) -> np.ndarray:
