@@ -401,3 +401,77 @@ def test_recalibrating_a_model_keeps_its_generators_and_records_the_old_scales(p
         scale = torch.tensor(new[f"noise_scale_{survey}"]).reshape(-1, 1, 1, 1)
         kernel = physics_noise_emulator(get_survey(survey), 5).kernel * scale
         assert torch.allclose(after.modules[f"noise_emulator_{survey}"].kernel, kernel, atol=1e-7), survey
+
+
+def test_anchor_is_built_in_and_can_be_added_to_a_model_without_one(phys_model, tmp_path):
+    """New ours-phys generators carry the photometry anchor; experiments/add_anchor gives one to a
+    model trained before, its weights and noise emulators unchanged."""
+    from experiments.add_anchor import main as add_anchor
+    from survey2survey.model import save_model
+
+    model = load_model(phys_model)
+    for name in ("generator_sdss_to_cfht", "generator_cfht_to_sdss"):
+        assert model.modules[name].anchor is not None, name
+        model.modules[name].anchor = None  # as a model from before the anchor
+        model.modules[name].init_kwargs.pop("anchor")
+    save_model(tmp_path / "old", model.modules, model.config)
+    assert load_model(tmp_path / "old").modules["generator_sdss_to_cfht"].anchor is None
+    assert add_anchor(["--model", str(tmp_path / "old"), "--out", str(tmp_path / "new")]) == 0
+    new, trained = load_model(tmp_path / "new"), load_model(phys_model)
+    assert new.config["anchor_added"]["directions"] == ["sdss->cfht", "cfht->sdss"]
+    for name, module in trained.modules.items():
+        for key, value in module.state_dict().items():  # the anchor built again is the one trained with
+            assert torch.allclose(new.modules[name].state_dict()[key], value, atol=1e-6), (name, key)
+    with pytest.raises(SystemExit, match="no physics-residual generator without an anchor"):
+        add_anchor(["--model", str(tmp_path / "new"), "--out", str(tmp_path / "again")])
+
+
+def test_emulate_noise_draws_the_surveys_whole_noise_not_the_calibrated_top_up(phys_model, tmp_path):
+    """An ours-phys noise emulator is scaled to add only what its generator lacks (the tiny model:
+    by 0, its generator carries the SDSS noise).  emulate-noise divides that out: the CFHT maps
+    have the registry's CFHT sigma."""
+    from astropy.io import fits
+
+    cfht = get_survey("cfht")
+    scales = load_model(phys_model).config["steps"]["step2"]["finalized"]["noise_scale_cfht"]
+    assert scales[cfht.band_index("r")] < 0.5  # (the calibration would draw far less than the survey's noise)
+    result = CliRunner().invoke(app, ["emulate-noise", "--model", str(phys_model), "--survey", "cfht", "--band", "r",
+                                      "--n", "40", "--seed", "3", "--out", str(tmp_path / "noise.fits")])
+    assert result.exit_code == 0, result.output
+    with fits.open(tmp_path / "noise.fits") as hdul:
+        maps = hdul[0].data
+        assert "calibration" in str(hdul[0].header["HISTORY"])
+    assert np.std(maps) == pytest.approx(cfht.typical_sky_sigma("r"), rel=0.05)
+
+
+def test_a_checkpoint_from_before_the_anchor_resumes_with_it(phys_model):
+    """A run's checkpoint whose generators have no anchor buffers loads into this method's
+    generators (with the anchor) and keeps everything that was trained."""
+    from survey2survey.data.loader import open_dataset
+    from survey2survey.methods.ours_phys import OursPhys
+
+    dataset = open_dataset(phys_model.parent / "ds")
+    fresh, trained = OursPhys(dataset.surveys, step=2), OursPhys(dataset.surveys, step=2)
+    with torch.no_grad():
+        for weights in trained.nets["generator_sdss_to_cfht"].residual.parameters():
+            weights.normal_(0.0, 0.05)
+    state = trained.state_dict()
+    state["modules"] = {name: {k: v for k, v in module.items() if not k.startswith("anchor.")}
+                        for name, module in state["modules"].items()}
+    fresh.load_state_dict(state)
+    for name, net in trained.nets.items():
+        for key, value in net.state_dict().items():
+            assert torch.equal(fresh.nets[name].state_dict()[key], value), (name, key)
+
+
+def test_onnx_export_of_an_anchored_model_reproduces_torch(phys_model, tmp_path, monkeypatch):
+    from survey2survey.runtime.export import TOLERANCE, export_model
+
+    monkeypatch.setenv("S2S_CACHE", str(tmp_path / "cache"))
+    assert load_model(phys_model).modules["generator_sdss_to_cfht"].anchor is not None
+    export_model(phys_model, tmp_path / "onnx", directions=["sdss->cfht"])
+    import onnx
+
+    (path,) = (tmp_path / "onnx").glob("*.onnx")
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert float(meta["s2s.max_abs_diff"]) <= TOLERANCE

@@ -70,7 +70,7 @@ def test_translate_uses_the_default_model_and_says_which_translator(tmp_path, mo
             else:
                 assert h["S2SMETH"] == "ours-phys" and h["S2SHASH"] == load_model(SHIPPED).weights_sha256
                 assert h["S2SDIR"] == f"{source}->{target}"
-                assert "translating with model sdss-cfht (ours-phys" in said
+                assert f"translating with model {config['name']} (ours-phys" in said
 
 
 def test_selection_noise_split_has_known_answers():

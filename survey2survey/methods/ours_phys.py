@@ -9,8 +9,11 @@ surveys (:mod:`survey2survey.physics`), and learn on a CPU budget:
   (:class:`~survey2survey.nets.residual.PhysicsResidualGenerator`): P is PSF matching and
   flux-conserving resampling at the registry's typical seeing, R a small network that
   starts at zero and keeps the object's and the sky's flux apart (``correction="object"``),
-  so at iteration 0 the model is the physics translation and at every iteration it
-  conserves flux and the sky level;
+  so at iteration 0 the model is the physics translation (with the anchor below) and at
+  every iteration it conserves flux and the sky level;
+* where the cutouts are large enough, the generator's 2" aperture flux on the centre is held
+  to the physics's linear estimate of it (:class:`~survey2survey.nets.anchor.PhotometryAnchor`):
+  a denoising network pulls faint galaxies towards the population, and their colours with them;
 * the content losses (Eq. 4-5) are Huber's in units of the target survey's registry sky
   sigma (:meth:`OursPhys.content`): the paper's plain mean squared error lets the noisier
   survey's terms drown the other direction, and squares rule by the bright pixels;
@@ -33,11 +36,13 @@ import torch.nn.functional as F
 
 from survey2survey.errors import ModelError, UsageError
 from survey2survey.methods.ours import Ours
+from survey2survey.nets.anchor import PhotometryAnchor
 from survey2survey.nets.residual import PhysicsResidualGenerator, model_space_sky_sigma, physics_noise_emulator
 from survey2survey.physics.noise import corner_squares, high_k_power
 from survey2survey.surveys import unstretch
 
-__all__ = ["OursPhys", "CALIBRATION_PAIRS", "HUBER_DELTA", "APERTURES_ARCSEC", "APERTURE_FLOOR"]
+__all__ = ["OursPhys", "undo_noise_calibration", "survey_with_physics", "CALIBRATION_PAIRS", "HUBER_DELTA",
+           "APERTURES_ARCSEC", "APERTURE_FLOOR"]
 
 #: Training pairs the noise calibration after step 2 reads (:meth:`OursPhys.finalize`).
 CALIBRATION_PAIRS = 256
@@ -76,7 +81,11 @@ class OursPhys(Ours):
         return state
 
     def load_state_dict(self, state) -> None:
-        super().load_state_dict(state)
+        """A checkpoint's state; one of a run started before generators had the photometry anchor
+        resumes with this run's (its buffers follow from the surveys: nothing trained is lost)."""
+        modules = {name: _with_anchor(saved, self.nets[name]) if name in self.nets else saved
+                   for name, saved in state["modules"].items()}
+        super().load_state_dict({**state, "modules": modules})
         self._fine_tuned_from = state.get("fine_tuned_from", self._fine_tuned_from)
 
     def build(self) -> None:
@@ -86,7 +95,9 @@ class OursPhys(Ours):
         a, b, c = self.a, self.b, self.bands
         for s, t in ((a, b), (b, a)):
             generator = PhysicsResidualGenerator.from_surveys(self.physics_survey(s), self.physics_survey(t), c,
-                                                              self.size[s], self.size[t], correction="object")
+                                                              self.size[s], self.size[t], correction="object",
+                                                              anchor=PhotometryAnchor.fits(self.physics_survey(t),
+                                                                                           self.size[t]))
             self.add(self.G(s, t), generator, "generators")
         for d in (a, b):
             self.add(self.NE(d), self.new_noise_emulator(d), None)  # frozen
@@ -96,8 +107,8 @@ class OursPhys(Ours):
         return physics_noise_emulator(self.physics_survey(domain), self.bands)
 
     def physics_survey(self, domain: str):
-        """The survey of ``domain`` with its PSF and noise (:func:`_with_physics`)."""
-        return _with_physics(next(s for s in self.surveys.values() if s.name == domain))
+        """The survey of ``domain`` with its PSF and noise (:func:`survey_with_physics`)."""
+        return survey_with_physics(next(s for s in self.surveys.values() if s.name == domain))
 
     def content(self, pred, target, domain: str):
         """Content loss per pixel in units of the target's sky noise: Huber's, quadratic up to
@@ -256,10 +267,35 @@ class OursPhys(Ours):
                 raise ModelError(f"{loaded.path}: {name} is not a generator with correction='object' "
                                  "(a model from before that correction cannot be fine-tuned)")
             try:
-                self.nets[name].load_state_dict(generator.state_dict())
+                self.nets[name].load_state_dict(_with_anchor(generator.state_dict(), self.nets[name]))
             except RuntimeError as exc:
                 raise ModelError(f"{loaded.path}: {name} does not fit ({str(exc).splitlines()[0]})") from None
         self._fine_tuned_from = {k: config.get(k) for k in ("name", "iterations", "weights_sha256")}
+
+
+def undo_noise_calibration(config: dict, emulator, survey) -> bool:
+    """Divide out, in place, the calibration of ``emulator`` (the noise emulator of ``survey`` in a
+    model with ``config``), so that it draws the survey's whole noise.
+
+    An ``ours-phys`` model's noise emulators are scaled to add only the noise its generator
+    lacks (:meth:`OursPhys.finalize`); other models' are left as they are.  Returns whether
+    anything was divided out (False also when every scale is 1).
+    """
+    if config.get("method") != OursPhys.name:
+        return False
+    scale = config.get("steps", {}).get("step2", {}).get("finalized", {}).get(f"noise_scale_{survey.name}")
+    if scale is None or all(v == 1 for v in scale):
+        return False
+    _undo_noise_scale(emulator, scale, physics_noise_emulator(survey_with_physics(survey), len(scale)))
+    return True
+
+
+def _with_anchor(state: dict, net) -> dict:
+    """``state`` of a generator from before the photometry anchor, with ``net``'s anchor buffers
+    (unchanged when it has its own, or ``net`` has none)."""
+    if getattr(net, "anchor", None) is None or any(k.startswith("anchor.") for k in state):
+        return state
+    return {**state, **{k: v for k, v in net.state_dict().items() if k.startswith("anchor.")}}
 
 
 def _undo_noise_scale(ne, scale, registry) -> None:
@@ -274,7 +310,7 @@ def _undo_noise_scale(ne, scale, registry) -> None:
                 value[band] = fresh[name][band]
 
 
-def _with_physics(survey):
+def survey_with_physics(survey):
     """The dataset's survey, or the registry's of that name for a dataset written before
     surveys carried their PSF and noise (same bands, grid and units required)."""
     if survey.has_physics:

@@ -4,14 +4,17 @@
 target is broader, flux-conserving resampling onto the target grid) written as a fixed
 linear map of the flux (:class:`PhysicsOperator`); ``R`` is a small convolutional network
 on the target grid that learns what the physics cannot (sharper cores and texture, the
-noise the input carried).  Three properties hold for any weights:
+noise the input carried).  For any weights:
 
 * at initialisation ``R = 0`` (its last convolution starts at zero), so the generator *is*
-  the noise-free physics translation;
+  the noise-free physics translation (with the anchor: its 2" flux moved to the estimate);
 * ``R``'s flux sums to zero in every band of every image: the network may move flux (from
   the wings into a sharper core) but never create or lose it, so the total flux is the
   physics translation's (flux-conserving to the float32 rounding);
-* the convolutions pad by reflection, so the border gets no frame from zero padding.
+* the convolutions pad by reflection, so the border gets no frame from zero padding;
+* with ``anchor=True`` the flux in a 2" circle on the cutout's centre is the physics's linear
+  estimate of the target's (:mod:`survey2survey.nets.anchor`), moved from or to the ring around
+  it, where the object is bright enough for the estimate to be more than noise.
 
 Model space is the Lin & Fouchez (2021) stretch of the common flux scale
 (:func:`survey2survey.surveys.stretch`); the generator takes and returns model-space
@@ -25,15 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from survey2survey.nets.anchor import PhotometryAnchor
 from survey2survey.nets.layers import LEAKY_SLOPE, check_bands, check_input, to_pair
 from survey2survey.nets.noise_emulator import KERNEL_SIZE, NoiseEmulator
-from survey2survey.surveys import stretch, unstretch
+from survey2survey.nets.sky import frame_sky
+from survey2survey.surveys import get_survey, stretch, unstretch
 
 __all__ = ["PhysicsOperator", "PhysicsResidualGenerator", "physics_operator", "physics_noise_emulator",
            "model_space_sky_sigma", "conserve_flux", "CORRECTIONS"]
 
-#: Width (target pixels) of the outer frame on which the sky is measured.
-BORDER = 4
 #: The ways a correction is made flux-conserving (:class:`PhysicsResidualGenerator` ``correction``).
 CORRECTIONS = ("object", "frame")
 #: SVD components of a matching kernel below this fraction of the first are dropped
@@ -163,10 +166,14 @@ class PhysicsResidualGenerator(nn.Module):
         How the correction keeps the flux and the sky level: ``"object"`` the object and the
         sky each their own (new models), ``"frame"`` the frame's mean and the total (the
         first models, and the default of a saved model that does not say).
+    anchor : bool
+        Hold the 2" aperture flux of the result to the physics's linear estimate
+        (:class:`~survey2survey.nets.anchor.PhotometryAnchor`, filled by :meth:`from_surveys`).
     """
 
     def __init__(self, bands: int = 5, in_size=64, out_size=136, rank: int = 1, width: int = 16,
-                 dilations=(1, 2, 4, 8), physics: dict | None = None, correction: str = "frame"):
+                 dilations=(1, 2, 4, 8), physics: dict | None = None, correction: str = "frame",
+                 anchor: bool = False):
         super().__init__()
         bands = check_bands(bands, "PhysicsResidualGenerator")
         self.bands = bands
@@ -179,7 +186,10 @@ class PhysicsResidualGenerator(nn.Module):
                             "width": int(width), "dilations": dilations, "physics": dict(physics or {})}
         if correction != "frame":  # a model saved before the choice existed rebuilds as "frame"
             self.init_kwargs["correction"] = correction
+        if anchor:  # models saved without one rebuild without one
+            self.init_kwargs["anchor"] = True
         self.physics = PhysicsOperator(bands, in_size, out_size, rank)
+        self.anchor = PhotometryAnchor(bands, out_size) if anchor else None
         layers: list[nn.Module] = [nn.Conv2d(bands, width, 5, padding=2, padding_mode="reflect")]
         for d in dilations:
             layers += [nn.LeakyReLU(LEAKY_SLOPE), nn.Conv2d(width, width, 3, padding=d, dilation=d, padding_mode="reflect")]
@@ -194,6 +204,9 @@ class PhysicsResidualGenerator(nn.Module):
         my, mx, description = physics_operator(source, target, bands, in_size, out_size)
         net = cls(bands, in_size, out_size, rank=my.shape[1], physics=description, **kwargs)
         net.physics.set_operator(my, mx)
+        if net.anchor is not None:
+            net.anchor = PhotometryAnchor.from_surveys(get_survey(source), get_survey(target), bands, net.physics,
+                                                       out_size)
         return net
 
     def prior(self, x: torch.Tensor) -> torch.Tensor:
@@ -206,25 +219,14 @@ class PhysicsResidualGenerator(nn.Module):
         p = self.prior(x)
         s = stretch(p)
         delta = self.residual(s) * (2.0 * (1.0 + s.abs()))  # flux
-        return stretch(p + conserve_flux(p, delta, self.correction))
+        g = p + conserve_flux(p, delta, self.correction)
+        return stretch(g if self.anchor is None else self.anchor(g, p, unstretch(x.float())))
 
 
 def conserve_flux(p: torch.Tensor, delta: torch.Tensor, correction: str = "object") -> torch.Tensor:
     """The flux correction ``delta`` to the physics image ``p`` (both ``(N, bands, H, W)`` flux)
     made to keep every band's flux and sky level, as ``correction`` says (:data:`CORRECTIONS`)."""
     return (_object_and_sky if correction == "object" else _frame_and_object)(p, delta)
-
-
-def _sky(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The outer :data:`BORDER` pixels' mask ``(1, 1, H, W)``, and per image and band the sky
-    level and noise sigma of ``p`` there (mean, and 1.2533 x the mean absolute deviation)."""
-    frame = torch.ones_like(p[:1, :1])
-    frame[..., BORDER:-BORDER, BORDER:-BORDER] = 0.0
-    edge = p * frame
-    n_frame = frame.sum()
-    level = edge.sum(dim=(2, 3), keepdim=True) / n_frame
-    sigma = 1.2533 * ((edge - level * frame).abs().sum(dim=(2, 3), keepdim=True) / n_frame)
-    return frame, level, sigma
 
 
 def _take_back(delta: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
@@ -243,7 +245,7 @@ def _frame_and_object(p: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     Taking the whole sum back from the object also moves there the sum of the sky's noise that
     R removes, which is as large as a faint object's flux: it fought R's learning to denoise.
     """
-    frame, level, sigma = _sky(p)
+    frame, level, sigma = frame_sky(p)
     delta = delta - (delta * frame).sum(dim=(2, 3), keepdim=True) / frame.sum()
     weight = F.relu(p - level - 2.0 * sigma) + 1e-3 * F.relu(p)
     return _take_back(delta, weight / weight.sum(dim=(2, 3), keepdim=True).clamp_min(1e-30))
@@ -260,7 +262,7 @@ def _object_and_sky(p: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     every band keeps P's total flux, and removing the sky's noise moves no flux into the object.
     An image with no pixel above twice the noise takes the object part back over the sky.
     """
-    _, level, sigma = _sky(p)
+    _, level, sigma = frame_sky(p)
     m = ((p - level) / sigma.clamp_min(1e-30) - 2.0).clamp(0.0, 3.0) / 3.0
     sky = 1.0 - m
     sky_share = sky / sky.sum(dim=(2, 3), keepdim=True).clamp_min(1e-30)

@@ -132,6 +132,9 @@ def emulate_noise(
     band_idx = list(range(survey.n_bands)) if band.lower() == "all" else [survey.band_index(band)]
     if getattr(emulator, "bands", survey.n_bands) != survey.n_bands:
         raise ModelError(f"{model_dir}: noise emulator has {emulator.bands} bands, survey {survey.name} {survey.n_bands}")
+    from survey2survey.methods.ours_phys import undo_noise_calibration
+
+    calibrated = undo_noise_calibration(config, emulator, survey)  # the survey's whole noise
     names = tuple(survey.bands[i] for i in band_idx)
     height, width = size if size is not None else (survey.cutout_size, survey.cutout_size)
     if height < 1 or width < 1:
@@ -165,6 +168,9 @@ def emulate_noise(
         report.rms_native[name] = float(np.median(rms[b]))
     hdus = [_cube_hdu(fits, b, cubes[b], rms[b], report, survey, model, find_noise_emulator(config, survey), seed)
             for b in range(len(names))]  # fmt: skip
+    if calibrated:
+        hdus[0].header.add_history("the model's noise calibration (the part its generator lacks) divided out: "
+                                   "the survey's whole noise")
     _write_noise_file(hdus, path, overwrite, survey, names, amps, rms, amp_unit=None)
     return report
 
