@@ -113,10 +113,10 @@ class PhotometryAnchor(nn.Module):
             g, p, x = g.float(), p.float(), x.float()
             _, level, sigma = frame_sky(p)  # (N, B, 1, 1)
             shape = torch.relu(g - level) + SHAPE_FLOOR * sigma
-            parts = shape[:, :, None] * self.windows[None]  # (N, B, 2, H, W): within the disc, the ring
-            mass = parts.sum(dim=(3, 4)).clamp_min(1e-30)  # (N, B, 2)
-            # the correction's unit: the disc's part of the shape less the ring's, each of unit flux
-            unit = parts[:, :, 0] / mass[..., 0, None, None] - parts[:, :, 1] / mass[..., 1, None, None]
+            mass = torch.einsum("nbhw,bkhw->nbk", shape, self.windows).clamp_min(1e-30)  # in the disc, the ring
+            # the correction's unit: the shape within the disc less within the ring, each of unit flux
+            unit = shape * (self.windows[None, :, 0] / mass[..., 0, None, None]
+                            - self.windows[None, :, 1] / mass[..., 1, None, None])  # (N, B, H, W)
             held = (unit * self.aperture).sum(dim=(2, 3))  # (N, B): the circle's flux per unit
             area = self.aperture.sum()
             have = (g * self.aperture).sum(dim=(2, 3)) - level[..., 0, 0] * area  # above the sky
