@@ -38,6 +38,9 @@ def main(argv=None) -> int:
         if not isinstance(generator, PhysicsResidualGenerator) or generator.anchor is not None:
             continue
         source, target = survey_with_physics(spec.source), survey_with_physics(spec.target)
+        if not PhotometryAnchor.fits(target, generator.out_size):
+            print(f"{direction}: a {generator.out_size[1]}x{generator.out_size[0]} cutout is too small for the anchor")
+            continue
         generator.anchor = PhotometryAnchor.from_surveys(source, target, generator.bands, generator.physics,
                                                          generator.out_size)
         generator.init_kwargs["anchor"] = True

@@ -291,9 +291,13 @@ def undo_noise_calibration(config: dict, emulator, survey) -> bool:
 
 
 def _with_anchor(state: dict, net) -> dict:
-    """``state`` of a generator from before the photometry anchor, with ``net``'s anchor buffers
-    (unchanged when it has its own, or ``net`` has none)."""
-    if getattr(net, "anchor", None) is None or any(k.startswith("anchor.") for k in state):
+    """``state`` of a generator made to fit ``net``: a state from before the photometry anchor gets
+    ``net``'s anchor buffers, and one with an anchor loses it where ``net`` has none (a cutout too
+    small for it)."""
+    has = any(k.startswith("anchor.") for k in state)
+    if getattr(net, "anchor", None) is None:
+        return {k: v for k, v in state.items() if not k.startswith("anchor.")} if has else state
+    if has:
         return state
     return {**state, **{k: v for k, v in net.state_dict().items() if k.startswith("anchor.")}}
 

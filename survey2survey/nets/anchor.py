@@ -17,8 +17,12 @@ the ring around it (out to :data:`RING_ARCSEC`) until they agree:
   :data:`SHAPE_FLOOR` sky sigma for an object it lost), within the disc and within the ring,
   each seen through the target's PSF: the galaxy keeps its shape, and no disc or ring of
   flux is drawn around it;
-* nothing beyond the ring changes: the total flux, the sky and any neighbour further out
-  are the generator's;
+* the total flux is kept, and past the ring nothing changes but for the PSF's blur of its
+  edge (about 1 % of the moved flux lands beyond 4", nothing measurable beyond 5"): the sky and
+  any neighbour further out are the generator's;
+* the estimate is held within a factor 2 of the generator's own flux: a wild estimate (a
+  rare noise excursion past the gate, a source far from what the PSFs assume) changes the
+  core by at most that, and never empties it;
 * it is applied in full where the generator's object flux in the circle is at least
   ``GATE[1]`` times the estimate's noise (the source's sky sigma, measured on its outer
   frame, through the estimator's weights), not at all below ``GATE[0]`` times, linearly
@@ -121,6 +125,7 @@ class PhotometryAnchor(nn.Module):
             area = self.aperture.sum()
             have = (g * self.aperture).sum(dim=(2, 3)) - level[..., 0, 0] * area  # above the sky
             wanted = (p * self.estimator).sum(dim=(2, 3)) - level[..., 0, 0] * self.estimator.sum(dim=(1, 2))
+            wanted = torch.minimum(torch.maximum(wanted, 0.5 * have), 2.0 * have)  # have <= 0: the gate is shut
             ok = held.abs() > 1e-6
             amount = torch.where(ok, (wanted - have) / torch.where(ok, held, torch.ones_like(held)), torch.zeros_like(held))
             _, _, source_sigma = frame_sky(x)

@@ -13,8 +13,8 @@ noise the input carried).  For any weights:
   physics translation's (flux-conserving to the float32 rounding);
 * the convolutions pad by reflection, so the border gets no frame from zero padding;
 * with ``anchor=True`` the flux in a 2" circle on the cutout's centre is the physics's linear
-  estimate of the target's (:mod:`survey2survey.nets.anchor`), moved from or to the ring around
-  it, where the object is bright enough for the estimate to be more than noise.
+  estimate of the target's (:mod:`survey2survey.nets.anchor`), moved from or to the ring out to
+  4", where the object is bright enough for the estimate to be more than noise.
 
 Model space is the Lin & Fouchez (2021) stretch of the common flux scale
 (:func:`survey2survey.surveys.stretch`); the generator takes and returns model-space
