@@ -131,6 +131,24 @@ def test_output_wcs_is_centred_on_the_input_at_the_target_scale(rotation):
     assert abs(cx - (wo - 1) / 2) < 0.01 and abs(cy - (ho - 1) / 2) < 0.01
 
 
+def test_a_square_cutout_of_nearly_square_pixels_stays_square():
+    """Real SDSS frames' WCSs have scales 0.3959 and 0.3961"/px: 64 x 0.3959 / 0.187 = 135.49 rounds
+    to 135 on one axis and 136 on the other; the CFHT output is 136 x 136, centred as before."""
+    cube, wcs = render("sdss", POINT, bands=("r",))
+    wcs.wcs.cd = np.diag([-0.3959, 0.3961]) / 3600.0
+    wcs.wcs.set()
+    t = PhysicsTranslator("sdss", "cfht")
+    (ho, wo), wcs_out = t.output_geometry(cube.shape, wcs)
+    assert (ho, wo) == (136, 136)
+    out, _, _ = t.translate(cube, ("r",), wcs, noise=False)
+    assert out.shape[1:] == (136, 136)
+    x, y = wcs_out.world_to_pixel(wcs.pixel_to_world(31.5, 31.5))
+    assert abs(x - 67.5) < 0.01 and abs(y - 67.5) < 0.01
+    wcs.wcs.cd = np.diag([-0.3959, 0.42]) / 3600.0  # pixels 6 % apart are not square: each axis its own
+    wcs.wcs.set()
+    assert t.output_geometry(cube.shape, wcs)[0] == (int(round(64 * 0.42 / 0.187)), 135)
+
+
 def test_a_cdelt_pc_wcs_and_no_wcs():
     from astropy.wcs import WCS
 

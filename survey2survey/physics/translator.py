@@ -58,6 +58,10 @@ class _Geometry:
     basis: str
 
 
+#: Pixels whose two scales differ by at most this fraction count as square (:meth:`PhysicsTranslator._geometry`).
+_SQUARE_PIXELS = 0.01
+
+
 class PhysicsTranslator:
     """Translate cutouts from ``source`` to ``target`` by the physics of the two surveys.
 
@@ -115,6 +119,11 @@ class PhysicsTranslator:
         sy, sx = self._scales(wcs)
         p = self.target.pixel_scale
         out = (max(1, int(round(h * sy / p))), max(1, int(round(w * sx / p))))
+        if h == w and abs(sy - sx) <= _SQUARE_PIXELS * max(sy, sx):
+            # a square cutout of square pixels stays square: real WCSs carry scales that differ in
+            # the 4th digit (SDSS 0.3959 and 0.3961"/px), and each axis rounded alone can differ
+            side = max(1, int(round(h * 0.5 * (sy + sx) / p)))
+            out = (side, side)
         basis = "box" if min(p / sy, p / sx) >= 1.0 else "linear"
         return _Geometry((h, w), out, (sy, sx), basis)
 
