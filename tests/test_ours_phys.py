@@ -495,3 +495,32 @@ def test_onnx_export_of_an_anchored_model_reproduces_torch(phys_model, tmp_path,
         generator.anchor = anchor
     assert np.abs(want - without).max() > 1e-3  # the anchor acted on these galaxies
     assert np.abs(got["generator"] - want).max() < 1e-4
+
+
+def test_a_cutout_the_network_cannot_take_is_translated_by_the_physics_and_said(phys_model, tmp_path):
+    """A 100 x 100 SDSS cutout (the network takes 64 x 64) is translated by the physics, with a
+    warning and the header saying so, next to 64 x 64 ones by the network; one the physics cannot
+    do either (no WCS) fails with the network's reason."""
+    from astropy.io import fits
+
+    from survey2survey.fits_io import make_wcs, write_cutout
+
+    sdss = get_survey("sdss")
+    inputs = tmp_path / "in"
+    write_inputs(inputs, sdss, 2)
+    yy, xx = np.mgrid[0:100, 0:100] - 49.5
+    big = (20 * np.exp(-np.hypot(yy, xx) / 3))[None].repeat(5, axis=0).astype(np.float32)
+    big += 0.05 * np.random.default_rng(0).standard_normal(big.shape).astype(np.float32)
+    write_cutout(inputs / "Jbig.fits", big, sdss, wcs=make_wcs(151.0, 2.0, sdss.pixel_scale, (100, 100)))
+    write_cutout(inputs / "Jnowcs.fits", big, sdss)
+    result = CliRunner().invoke(app, ["translate", str(inputs), "--to", "cfht", "--model", str(phys_model),
+                                      "--out", str(tmp_path / "out"), "--seed", "1"])
+    assert result.exit_code != 0  # (one input failed)
+    assert "Jbig.fits: translated by the physics instead of the network: wrong size 100x100 px" in result.output
+    assert "Jnowcs.fits: wrong size 100x100 px, the model takes 64x64 px sdss cutouts" in result.output
+    out = tmp_path / "out"
+    header, data = fits.getheader(out / "Jbig.cfht.fits"), fits.getdata(out / "Jbig.cfht.fits")
+    assert header["S2SMETH"] == "physics" and data.shape == (5, 212, 212)
+    assert "by the physics, not model" in str(header["HISTORY"])
+    for name in ("J0000", "J0001"):
+        assert fits.getheader(out / f"{name}.cfht.fits")["S2SMETH"] == "ours-phys"

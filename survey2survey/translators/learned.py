@@ -110,6 +110,7 @@ class LearnedTranslator(Translator):
         self.training_range = model.config.get("training_range") or None
         self._model: LoadedModel | None = model
         self._engines: dict = {}
+        self._physics = None  # made on first use (_by_physics): a cutout the network cannot take
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, to, *, backend: str = "torch", device: str = "auto", **options) -> LearnedTranslator:
@@ -158,11 +159,43 @@ class LearnedTranslator(Translator):
                 f"{', '.join(d.name for d in self.into.values())}")
         return f"{line}; {self.validity}" if self.validity else line
 
-    def run(self, batch: Sequence[Prepared], keys: np.ndarray, samples: int) -> np.ndarray:
+    def run(self, batch: Sequence[Prepared], keys: np.ndarray, samples: int) -> np.ndarray | list:
+        physics = [i for i, p in enumerate(batch) if _by_physics(p)]
+        if physics:  # cutouts the network cannot take, translated by the physics (prepare)
+            out: list = [None] * len(batch)
+            learned = [i for i in range(len(batch)) if i not in physics]
+            for i in physics:
+                out[i] = self._fallback().run([batch[i]], keys[i : i + 1], samples)[0]
+            if learned:
+                for i, data in zip(learned, self.run([batch[i] for i in learned], keys[learned], samples)):
+                    out[i] = data
+            return out
         engine = self._engines[batch[0].source.name]
         x = np.stack([p.x for p in batch])  # (N, C, H, W) model space
         pad = self._batch if self.compile and self.backend == "torch" else None
         return engine.run(x, keys, samples, self.noise, pad)  # (N, S, C, H, W) model space
+
+    def _fallback(self):
+        """The physics translator into the target, for cutouts the network cannot take."""
+        if self._physics is None:
+            from survey2survey.translators.physics import SurveyPhysicsTranslator
+
+            self._physics = SurveyPhysicsTranslator(self.target, noise=self.noise)
+        return self._physics
+
+    def _prepare_by_physics(self, cutout, survey: Survey, why: CutoutError) -> Prepared:
+        """``cutout`` prepared for the physics translation, or ``why`` raised where the physics cannot do it."""
+        from survey2survey.errors import S2SError
+
+        if not (survey.has_physics and self.target.has_physics):
+            raise why
+        try:
+            prepared = self._fallback().prepare(cutout, survey)
+        except S2SError:
+            raise why from None
+        prepared.state["by_physics"] = why.reason
+        prepared.warnings.append(f"translated by the physics instead of the network: {why.reason}")
+        return prepared
 
     # --- worker processes -------------------------------------------------------------
     def prepare(self, cutout, survey: Survey) -> Prepared:
@@ -173,6 +206,7 @@ class LearnedTranslator(Translator):
         scale = cutout.pixel_scale
         if scale is not None and abs(scale - survey.pixel_scale) > SCALE_TOLERANCE * survey.pixel_scale:
             # a model learnt the survey's sampling: other pixels would be translated as if they were its own
+            # (and are likely another survey's: not left to the physics under this survey's name either)
             raise CutoutError(
                 path, f"pixel scale {scale:.4g}\"/px (WCS) is not {name}'s {survey.pixel_scale:.4g}\"/px "
                 f"(more than {SCALE_TOLERANCE:.0%} off): the model takes {name} pixels; resample the cutout first",
@@ -180,10 +214,10 @@ class LearnedTranslator(Translator):
         in_shape, out_shape = self.shapes[name]  # the generator's grids
         # a regridded model reads the survey's own cutouts and resamples them itself
         want = (survey.cutout_size, survey.cutout_size) if d.source_grid is not None else in_shape
-        if tuple(cutout.data.shape[1:]) != tuple(want):
-            raise CutoutError(
+        if tuple(cutout.data.shape[1:]) != tuple(want):  # another cutout size of the same survey: its physics
+            return self._prepare_by_physics(cutout, survey, CutoutError(
                 path, f"wrong size {cutout.data.shape[2]}x{cutout.data.shape[1]} px, the model takes {want[1]}x{want[0]} px {name} cutouts"
-            )
+            ))
         data, wcs = cutout.data, cutout.wcs
         if d.source_grid is not None:
             from survey2survey.data.regrid import regrid_to_survey
@@ -213,6 +247,8 @@ class LearnedTranslator(Translator):
         return Prepared(survey, to_model_space(data, survey), geometry, mask, warnings, resample)
 
     def finish(self, prepared: Prepared, data: np.ndarray) -> np.ndarray:
+        if _by_physics(prepared):
+            return data  # the physics writes native units on the output grid
         native = to_native(data, self.target)  # (S, C, H, W) float32, target's native units
         if prepared.state is None or not np.isfinite(native).all():
             return native
@@ -227,6 +263,10 @@ class LearnedTranslator(Translator):
         return np.stack([regrid(sample, grid_wcs, out_wcs, shape) for sample in native])  # (S, C, H', W')
 
     def provenance(self, prepared: Prepared, object_id: str, seed: int, n_samples: int):
+        if _by_physics(prepared):
+            prov, history, cards = self._fallback().provenance(prepared, object_id, seed, n_samples)
+            why = prepared.state["by_physics"]
+            return prov, [f"by the physics, not model {self.model_name}: {why}", *history], cards
         d, target = self.into[prepared.source.name], self.target
         prov = Provenance(
             model=self.model_name, model_sha256=self.weights_sha256, method=self.method, direction=d.name,
@@ -255,6 +295,11 @@ class LearnedTranslator(Translator):
         if self.provider:
             cards.append(("S2SPROV", self.provider, "ONNX Runtime execution provider"))
         return prov, history, cards
+
+
+def _by_physics(prepared: Prepared) -> bool:
+    """Whether ``prepared`` is a cutout the network could not take, to be translated by the physics."""
+    return isinstance(prepared.state, dict) and "by_physics" in prepared.state
 
 
 def _grid_history(d: Direction, target: Survey) -> list[str]:
