@@ -20,19 +20,20 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
-# The demo: every line is a plain s2s command a user can copy.  The bundled example set is
+# The demo: every line is a plain s2s command a user can copy; --overwrite: a second run replaces
+# the first's outputs in $(DEMO)/ (made with the model of that time).  The bundled example set is
 # 8 simulated galaxies seen by SDSS and CFHT, with their noise-free truth.
 EX := survey2survey/examples
 
 demo: install
 	@mkdir -p $(DEMO)
 	$(S2S) --version
-	$(S2S) translate $(EX)/sdss --to cfht --out $(DEMO)/cfht --seed 1
-	$(S2S) translate $(EX)/cfht --to sdss --out $(DEMO)/sdss --seed 1
-	$(S2S) translate $(EX)/sdss --to cfht --model physics --out $(DEMO)/physics-cfht --preview
+	$(S2S) translate $(EX)/sdss --to cfht --out $(DEMO)/cfht --seed 1 --overwrite
+	$(S2S) translate $(EX)/cfht --to sdss --out $(DEMO)/sdss --seed 1 --overwrite
+	$(S2S) translate $(EX)/sdss --to cfht --model physics --out $(DEMO)/physics-cfht --preview --overwrite
 	$(S2S) emulate-noise --survey cfht --band all --n 200 --seed 1 --out $(DEMO)/noise-cfht.fits --overwrite
-	$(S2S) evaluate --pred default=$(DEMO)/cfht --ref $(EX)/cfht --truth $(EX)/truth/cfht --out $(DEMO)/eval-sdss-to-cfht
-	$(S2S) evaluate --pred default=$(DEMO)/sdss --ref $(EX)/sdss --truth $(EX)/truth/sdss --out $(DEMO)/eval-cfht-to-sdss
+	$(S2S) evaluate --pred default=$(DEMO)/cfht --ref $(EX)/cfht --truth $(EX)/truth/cfht --out $(DEMO)/eval-sdss-to-cfht --overwrite
+	$(S2S) evaluate --pred default=$(DEMO)/sdss --ref $(EX)/sdss --truth $(EX)/truth/sdss --out $(DEMO)/eval-cfht-to-sdss --overwrite
 	@echo "demo done: translations, noise maps, metrics and plots are in $(DEMO)/"
 
 test: install
