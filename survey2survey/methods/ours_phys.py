@@ -253,11 +253,8 @@ class OursPhys(Ours):
         config = loaded.config
         if self.step != 2 or config.get("method") != self.name or config.get("step") != 2:
             return
-        finalized = config.get("steps", {}).get("step2", {}).get("finalized", {})
         for d in (self.a, self.b):
-            scale = finalized.get(f"noise_scale_{d}")
-            if scale is not None:
-                _undo_noise_scale(self.nets[self.NE(d)], scale, self.new_noise_emulator(d))
+            undo_noise_calibration(config, self.nets[self.NE(d)], self.physics_survey(d))
         if not explicit:
             return
         for s, t in ((self.a, self.b), (self.b, self.a)):

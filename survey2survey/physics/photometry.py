@@ -66,8 +66,6 @@ def aperture_estimators(psf_physics: np.ndarray, psf_target: np.ndarray, radii_p
     ndarray, shape (bands, len(radii_px), H, W)
         The weights, on the target grid.
     """
-    from survey2survey.metrics.apertures import circular_weights
-
     bands, h, w = psf_physics.shape
     n = 2 * max(h, w)  # zero padding: the circle's correlation with h does not wrap
     physics, target = _padded_ft(psf_physics, n), _padded_ft(psf_target, n)
@@ -76,10 +74,19 @@ def aperture_estimators(psf_physics: np.ndarray, psf_target: np.ndarray, radii_p
     ratio = np.where(passes, target / np.where(passes, physics, 1.0), 0.0)
     amplitude = np.abs(ratio)
     ratio = np.where(amplitude > max_gain, ratio * max_gain / np.maximum(amplitude, 1e-300), ratio).real
-    out = np.zeros((bands, len(radii_px), h, w))
+    return _circles_through(ratio, radii_px, (h, w), n)  # the PSFs are symmetric: no flip
+
+
+def _circles_through(transfer: np.ndarray, radii_px, shape: tuple[int, int], n: int) -> np.ndarray:
+    """``(bands, radii, H, W)``: centred circles of ``radii_px`` convolved with the centred kernels
+    whose transforms on the ``n`` x ``n`` padded grid are ``transfer`` (bands, n, n // 2 + 1)."""
+    from survey2survey.metrics.apertures import circular_weights
+
+    h, w = shape
+    out = np.zeros((transfer.shape[0], len(radii_px), h, w))
     for i, radius in enumerate(radii_px):
         circle = _padded_ft(circular_weights((h, w), float(radius)), n)
-        out[:, i] = np.fft.irfft2(circle[None] * ratio, s=(n, n))[:, :h, :w]  # the PSFs are symmetric
+        out[:, i] = np.fft.irfft2(circle[None] * transfer, s=(n, n))[:, :h, :w]
     return out
 
 
@@ -87,16 +94,9 @@ def blurred_discs(psf_target: np.ndarray, radii_px) -> np.ndarray:
     """Centred discs of ``radii_px`` seen through the target's PSF, ``(bands, radii, H, W)``: 1 well
     inside, 0 well outside, as smooth between as the target's PSF allows, centred where the
     circles are (the PSF's transform taken without its centre's phase: it is symmetric)."""
-    from survey2survey.metrics.apertures import circular_weights
-
-    bands, h, w = psf_target.shape
+    h, w = psf_target.shape[-2:]
     n = 2 * max(h, w)
-    transfer = np.abs(_padded_ft(psf_target, n))  # (bands, n, n // 2 + 1), the centred PSF's transform
-    out = np.zeros((bands, len(radii_px), h, w))
-    for i, radius in enumerate(radii_px):
-        disc = _padded_ft(circular_weights((h, w), float(radius)), n)
-        out[:, i] = np.fft.irfft2(disc[None] * transfer, s=(n, n))[:, :h, :w]
-    return out
+    return _circles_through(np.abs(_padded_ft(psf_target, n)), radii_px, (h, w), n)  # the centred PSF's transform
 
 
 def source_noise_gain(estimators: np.ndarray, my: np.ndarray, mx: np.ndarray, correlation: float = 0.0) -> np.ndarray:
@@ -104,14 +104,14 @@ def source_noise_gain(estimators: np.ndarray, my: np.ndarray, mx: np.ndarray, co
 
     The physics operator is ``P = sum_r My[b, r] X Mx[b, r]^T`` (:class:`~survey2survey.nets.residual.PhysicsOperator`),
     so an estimate ``sum(w * P)`` weighs the source pixels with ``v = sum_r My^T w Mx``.  The
-    source's noise is white noise through the registry's separable ``[c, 1, c]`` kernel of unit
-    norm (``correlation`` c); the estimate's sigma is the norm of ``v`` seen through that kernel
-    times the pixels' sigma.
+    source's noise is white noise through the registry's separable ``[c, 1, c]`` kernel
+    (``correlation`` c): by Parseval the estimate's variance per unit pixel variance is ``v``'s
+    power weighted by that noise's spectrum (:func:`~survey2survey.physics.spectra.kernel_spectrum`,
+    mean 1; 1 everywhere for white noise), as the registry's noise-equivalent areas are.
     """
-    from scipy.ndimage import correlate1d
+    from survey2survey.physics.spectra import kernel_spectrum
 
     weights = np.einsum("brih,bjiw,brwx->bjhx", my, estimators, mx)
-    if correlation:
-        k1 = np.array([correlation, 1.0, correlation]) / np.sqrt(1 + 2 * correlation**2)
-        weights = correlate1d(correlate1d(weights, k1, axis=-1, mode="constant"), k1, axis=-2, mode="constant")
-    return np.sqrt((weights**2).sum(axis=(-2, -1)))
+    power = np.abs(np.fft.fft2(weights)) ** 2
+    shape = weights.shape[-2:]
+    return np.sqrt((power * kernel_spectrum(shape, correlation)).sum(axis=(-2, -1)) / (shape[0] * shape[1]))
