@@ -7,8 +7,10 @@ The generators stay as they are; each noise emulator gets its calibration divide
 ``s2s train --init`` does) and is scaled again by ``OursPhys.finalize`` on the training pairs of
 ``--dataset``, as a run finishing now would be.  config.json keeps the model's training record,
 with the new scales under ``steps.step2.finalized`` and the old ones under
-``steps.step2.finalized.recalibrated_from``.  For models calibrated before the calibration
-measured on the sky alone.
+``steps.step2.finalized.recalibrated_from`` and the fingerprint of ``--dataset`` under
+``recalibrated_on``.  For models calibrated before the calibration measured on the sky alone, or
+on a simulation whose survey noise has changed since (the registry's SDSS noise, measured on real
+frames, is lower than the first simulations').
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def main(argv=None) -> int:
     config = copy.deepcopy(loaded.config)
     finalized = config["steps"]["step2"].get("finalized", {})
     config["steps"]["step2"]["finalized"] = {**scales, "recalibrated_from": {k: v for k, v in finalized.items()
-                                                                              if k.startswith("noise_scale_")}}
+                                                                              if k.startswith("noise_scale_")},
+                                             "recalibrated_on": dataset.fingerprint}
     save_model(args.out, {name: method.nets[name] for name in loaded.modules}, config, overwrite=args.overwrite)
     print(f"wrote {args.out}: noise scales " + "; ".join(f"{k} {v}" for k, v in scales.items()))
     return 0

@@ -197,11 +197,12 @@ def test_bundled_example_set():
     assert size < 10e6  # stays a small download
 
 
-def test_conditions_come_from_the_registry_unchanged():
-    # the values the simulator used before they moved into surveys.toml: same data, same seed
+def test_conditions_come_from_the_registry():
+    # the values the simulator used before they moved into surveys.toml, but for the SDSS sky
+    # sigma, since measured on real SDSS frames (1.4-2.7x below the first values)
     sdss, cfht = survey_conditions(get_survey("sdss")), survey_conditions(get_survey("cfht"))
     assert (sdss.seeing, sdss.seeing_scatter, sdss.band_seeing_scatter, sdss.seeing_limits) == (1.4, 0.18, 0.03, (0.8, 2.6))
-    assert sdss.sky_sigma == {"u": 0.07, "g": 0.045, "r": 0.05, "i": 0.10, "z": 0.25}
+    assert sdss.sky_sigma == {"u": 0.045, "g": 0.017, "r": 0.028, "i": 0.05, "z": 0.18}
     assert (sdss.sky_scatter_image, sdss.sky_scatter_band, sdss.noise_correlation, sdss.astrometric_jitter) == (
         0.15, 0.15, 0.0, 0.08)
     assert (cfht.seeing, cfht.seeing_scatter, cfht.band_seeing_scatter, cfht.seeing_limits) == (0.7, 0.15, 0.12, (0.45, 1.3))

@@ -130,15 +130,21 @@ def test_samples_seed_workers_and_shard(capsys, tmp_path):
 
 
 def test_no_noise_is_added_where_the_input_is_already_noisier(capsys, tmp_path):
-    """SDSS -> CFHT: SDSS's noise, carried over, exceeds CFHT's in every pixel, so nothing is
-    added (no denoising either): every realisation is the same image, and the headers say so."""
+    """SDSS -> CFHT: where SDSS's noise, carried over, exceeds CFHT's at every frequency (u and z of
+    this cutout), nothing is added (no denoising either) and the realisations are the same image;
+    where it is below (r: the real SDSS r sky is quieter than CFHT's on CFHT's pixels), it is
+    topped up to CFHT's.  The headers say which."""
     args = ["--to", "cfht", "--model", "physics", "-q"]
     assert run(capsys, "translate", EX / "sdss", *args, "--samples", 2, "--out", tmp_path / "two")[0] == 0
     with fits.open(tmp_path / "two" / "sim0000003.cfht.fits") as b:
-        assert np.array_equal(b[0].data, b[1].data)
         h = b[0].header
-        for n in range(1, 6):
+        for n in (1, 5):  # u, z
+            assert np.array_equal(b[0].data[n - 1], b[1].data[n - 1])
             assert h[f"NOISAD{n}"] == 0 and h[f"NOISCR{n}"] > h[f"NOISTG{n}"]
+        assert h["NOISCR3"] < h["NOISTG3"] and h["NOISAD3"] > 0  # r
+        assert not np.array_equal(b[0].data[2], b[1].data[2])
+        for n in range(1, 6):  # carried and added together reach the target
+            assert np.hypot(h[f"NOISCR{n}"], h[f"NOISAD{n}"]) >= 0.97 * h[f"NOISTG{n}"]
 
 
 def test_a_single_band_file_translates_its_band(capsys, tmp_path):

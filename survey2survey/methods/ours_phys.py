@@ -231,10 +231,11 @@ class OursPhys(Ours):
             sky_g_y, sky_noise = corner_squares(g - y), corner_squares(noise)
             for band in range(self.bands):
                 ratio = np.median(high_k_power(sky_g_y[:, band])) / np.median(high_k_power(sky_noise[:, band]))
-                scale.append(float(np.sqrt(np.clip(2.0 - ratio, 0.0, 1.0))))
+                # rounded as config.json records it: dividing the recorded scale out restores the kernel
+                scale.append(round(float(np.sqrt(np.clip(2.0 - ratio, 0.0, 1.0))), 4))
             with torch.no_grad():
                 ne.kernel.mul_(torch.tensor(scale, device=ne.kernel.device).reshape(-1, 1, 1, 1))
-            out[f"noise_scale_{t}"] = [round(v, 4) for v in scale]
+            out[f"noise_scale_{t}"] = scale
         return out
 
     def optional_init_modules(self) -> list[str]:
