@@ -7,10 +7,11 @@ The generators stay as they are; each noise emulator gets its calibration divide
 ``s2s train --init`` does) and is scaled again by ``OursPhys.finalize`` on the training pairs of
 ``--dataset``, as a run finishing now would be.  config.json keeps the model's training record,
 with the new scales under ``steps.step2.finalized`` and the old ones under
-``steps.step2.finalized.recalibrated_from`` and the fingerprint of ``--dataset`` under
-``recalibrated_on``.  For models calibrated before the calibration measured on the sky alone, or
-on a simulation whose survey noise has changed since (the registry's SDSS noise, measured on real
-frames, is lower than the first simulations').
+``steps.step2.finalized.recalibrated_from`` (with an earlier recalibration's record nested in
+it) and the fingerprint of ``--dataset`` under ``recalibrated_on``.  For models calibrated
+before the calibration measured on the sky alone, or on SDSS inputs noisier than the real ones
+(the registry's SDSS noise was measured since): the calibration only scales an emulator down,
+so an emulator louder than the survey's noise stays as loud (it needs training, or a new model).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def main(argv=None) -> int:
     scales = method.finalize(dataset)
     config = copy.deepcopy(loaded.config)
     finalized = config["steps"]["step2"].get("finalized", {})
-    config["steps"]["step2"]["finalized"] = {**scales, "recalibrated_from": {k: v for k, v in finalized.items()
-                                                                              if k.startswith("noise_scale_")},
+    earlier = {k: v for k, v in finalized.items() if k.startswith(("noise_scale_", "recalibrated_"))}
+    config["steps"]["step2"]["finalized"] = {**scales, "recalibrated_from": earlier,  # an earlier one nested
                                              "recalibrated_on": dataset.fingerprint}
     save_model(args.out, {name: method.nets[name] for name in loaded.modules}, config, overwrite=args.overwrite)
     print(f"wrote {args.out}: noise scales " + "; ".join(f"{k} {v}" for k, v in scales.items()))

@@ -178,11 +178,32 @@ class Evaluation:
 class _Runner:
     """Reads the chunks of one prediction set (thread-safe; failures filed under a lock)."""
 
-    def __init__(self, survey, band_index, failures, lock):
+    def __init__(self, survey, band_index, failures, lock, align: bool = False, offsets: list | None = None):
         self.survey = survey
         self.band_index = band_index
         self.failures = failures
         self.lock = lock
+        self.align = align
+        self.offsets = offsets if offsets is not None else []  # px between the grids, per pair with WCSs
+
+    def _on_grid(self, pred, ref, p):
+        """``p`` (pred's planes) on the reference's grid where aligning, else as it is; None: not comparable."""
+        from survey2survey.evaluation.align import ALIGN_TOLERANCE_PX, grid_offset, shift_image
+
+        if pred.wcs is None or ref.wcs is None:
+            return p
+        try:
+            dy, dx = grid_offset(pred.wcs, ref.wcs, ref.data.shape[-2:])
+        except ValueError as exc:
+            if self.align:
+                self._fail(pred.path, str(exc))
+                return None
+            return p
+        with self.lock:
+            self.offsets.append(float(np.hypot(dy, dx)))
+        if self.align and max(abs(dy), abs(dx)) > ALIGN_TOLERANCE_PX:
+            return shift_image(p, dy, dx)
+        return p
 
     def _fail(self, path, reason):
         with self.lock:
@@ -224,7 +245,9 @@ class _Runner:
                 self._fail(truth.path, f"size differs from the reference's ({ref.path.name})")
                 continue
             sel = self.band_index
-            p, r = pred.data[sel], ref.data[sel]
+            p, r = self._on_grid(pred, ref, pred.data[sel]), ref.data[sel]
+            if p is None:
+                continue
             t = truth.data[sel] if truth is not None else None
             bad = None
             for cut in (pred, ref, truth):
@@ -450,6 +473,7 @@ def evaluate(
     jobs: int | None = None,
     chunk_size: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    align: bool = False,
 ) -> Evaluation:
     """Measure how close translated cutouts are to their references.
 
@@ -488,6 +512,11 @@ def evaluate(
         Images per chunk; default about 16 MB per array.
     progress : callable, optional
         ``progress(method, done, total)`` after each chunk.
+    align : bool
+        Shift each prediction onto its reference's pixel grid, as their WCSs place them
+        (:mod:`survey2survey.evaluation.align`); a prediction on a rotated or scaled grid is
+        reported and left out.  Without it the offset is measured, and a warning says when
+        it is large enough to count in the pixel metrics.
 
     Returns
     -------
@@ -509,11 +538,11 @@ def evaluate(
         warnings.simplefilter("ignore", RuntimeWarning)
         return _evaluate(pred, ref, truth, metrics=metrics, band=band, survey=survey, out=out, overwrite=overwrite,
                          plots=plots, match_radius=match_radius, r_max=r_max, aperture_radius=aperture_radius,
-                         jobs=jobs, chunk_size=chunk_size, progress=progress)  # fmt: skip
+                         jobs=jobs, chunk_size=chunk_size, progress=progress, align=align)  # fmt: skip
 
 
 def _evaluate(pred, ref, truth, *, metrics, band, survey, out, overwrite, plots, match_radius, r_max,
-              aperture_radius, jobs, chunk_size, progress) -> Evaluation:  # fmt: skip
+              aperture_radius, jobs, chunk_size, progress, align=False) -> Evaluation:  # fmt: skip
     """:func:`evaluate`, its warnings filtered."""
     import time
 
@@ -541,7 +570,7 @@ def _evaluate(pred, ref, truth, *, metrics, band, survey, out, overwrite, plots,
         truth_by_ref=truth_by_ref if have_truth else None, match_radius=match_radius,
         context=_context(survey_obj, bands, r_max, aperture_radius),
         jobs=max(1, int(jobs)) if jobs else max(1, min(2, os.cpu_count() or 1)),
-        chunk=_chunk_size(survey_obj, len(bands), chunk_size), failures=failures, progress=progress,
+        chunk=_chunk_size(survey_obj, len(bands), chunk_size), failures=failures, progress=progress, align=bool(align),
     )  # fmt: skip
     matched = [_evaluate_method(evaluation, name, inputs, setup) for name, inputs in pred_inputs.items()]
     if not any(matched):
@@ -562,6 +591,7 @@ def _evaluate(pred, ref, truth, *, metrics, band, survey, out, overwrite, plots,
         **{k: v for cls in classes for k, v in cls.parameters.items()},
         "jobs": setup.jobs,
         "chunk_size": setup.chunk,
+        **_grid_offsets(evaluation, setup),
     }
     evaluation.inputs = {"pred": pred_inputs, "ref": ref_inputs, "truth": truth_inputs}
     evaluation.timings["measure_s"] = time.perf_counter() - t_start
@@ -571,6 +601,23 @@ def _evaluate(pred, ref, truth, *, metrics, band, survey, out, overwrite, plots,
         write_report(evaluation, out, plots=plots)
         evaluation.timings["write_s"] = time.perf_counter() - t0
     return evaluation
+
+
+#: A median offset between the grids of predictions and references (px) that the pixel metrics feel.
+OFFSET_WARNING_PX = 0.05
+
+
+def _grid_offsets(evaluation: Evaluation, setup: _Setup) -> dict:
+    """The report's grid-offset parameters, and the warning for an offset left in."""
+    if not setup.offsets:
+        return {"align": setup.align}
+    median, worst = float(np.median(setup.offsets)), float(np.max(setup.offsets))
+    if not setup.align and median > OFFSET_WARNING_PX:
+        evaluation.warnings.append(
+            f"predictions and references lie on pixel grids {median:.2f} px apart (median; at most {worst:.2f}) by "
+            "their WCSs: the pixel metrics count that offset as error; --align shifts the predictions onto the "
+            "references' grids")
+    return {"align": setup.align, "grid_offset_px_median": round(median, 4), "grid_offset_px_max": round(worst, 4)}
 
 
 def _as_list(paths) -> list[str]:
@@ -636,6 +683,8 @@ class _Setup:
     chunk: int
     failures: list[tuple[str, str]]
     progress: Callable[[str, int, int], None] | None
+    align: bool = False
+    offsets: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -660,7 +709,7 @@ def _evaluate_method(evaluation: Evaluation, name: str, inputs: list[str], setup
     if not pairs:
         return False
     instances = [cls(setup.context) for cls in setup.classes]
-    runner = _Runner(setup.survey, setup.band_index, setup.failures, setup.lock)
+    runner = _Runner(setup.survey, setup.band_index, setup.failures, setup.lock, setup.align, setup.offsets)
     chunks = [pairs[i : i + setup.chunk] for i in range(0, len(pairs), setup.chunk)]
     loaders = [lambda c=c: runner.load_chunk(c) for c in chunks]
     done = [0]

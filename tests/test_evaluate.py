@@ -171,6 +171,45 @@ def test_bad_pixels_are_left_out_of_every_image(sky, tmp_path):
     assert np.all(m.columns["flux_absdiff"] == 0)  # zeroed in both: no spurious difference
 
 
+def _gaussians(size, cy, cx, width=2.5, flux=3000.0):
+    yy, xx = np.mgrid[:size, :size]
+    gal = flux / (2 * np.pi * width**2) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * width**2))
+    return np.stack([gal * f for f in (0.3, 0.7, 1.0, 1.1, 0.9)]).astype(np.float32)
+
+
+def test_align_shifts_predictions_onto_the_references_grid(tmp_path):
+    """A prediction cut 0.3, -0.4 px off the reference's grid (its WCS says so) of the same bright
+    source: pixel by pixel it is far from the sqrt(2) line of a perfect translation, and a warning
+    says why; aligned it is on the line, its noise untouched; a rotated grid is refused."""
+    rng = np.random.default_rng(3)
+    c, (dy, dx) = 31.5, (0.3, -0.4)
+    for i in range(6):
+        ra, dec = 150.0 + 0.01 * i, 2.0
+        wcs = make_wcs(ra, dec, SDSS.pixel_scale, (64, 64))
+        ref = _gaussians(64, c, c) + rng.normal(0, SIGMA, (5, 64, 64)).astype(np.float32)
+        write_cutout(tmp_path / "ref" / f"obj{i}.fits", ref, SDSS, wcs=wcs)
+        off = make_wcs(ra, dec, SDSS.pixel_scale, (64, 64))
+        off.wcs.crpix = [off.wcs.crpix[0] + dx, off.wcs.crpix[1] + dy]  # the sky's centre at pixel c + (dy, dx)
+        off.wcs.set()
+        pred = _gaussians(64, c + dy, c + dx) + rng.normal(0, SIGMA, (5, 64, 64)).astype(np.float32)
+        write_cutout(tmp_path / "pred" / f"obj{i}.fits", pred, SDSS, wcs=off)
+    plain = evaluate([tmp_path / "pred"], tmp_path / "ref", metrics="flux", band="r")
+    aligned = evaluate([tmp_path / "pred"], tmp_path / "ref", metrics="flux", band="r", align=True)
+    assert np.median(plain.methods["pred"].columns["flux_absdiff_norm"]) > 3
+    assert np.median(aligned.methods["pred"].columns["flux_absdiff_norm"]) == pytest.approx(math.sqrt(2), rel=0.05)
+    assert plain.parameters["grid_offset_px_median"] == pytest.approx(0.5, abs=0.01)
+    assert any("--align" in w for w in plain.warnings) and not aligned.warnings
+    assert aligned.parameters["align"] and aligned.exit_code == 0
+
+    rotated = make_wcs(150.0, 2.0, SDSS.pixel_scale, (64, 64))
+    rotated.wcs.cd = np.array([[0.0, SDSS.pixel_scale / 3600], [SDSS.pixel_scale / 3600, 0.0]])
+    rotated.wcs.set()
+    write_cutout(tmp_path / "pred" / "obj0.fits", _gaussians(64, c, c), SDSS, wcs=rotated, overwrite=True)
+    ev = evaluate([tmp_path / "pred"], tmp_path / "ref", metrics="flux", band="r", align=True)
+    assert ev.exit_code == 1 and len(ev.methods["pred"].pairs) == 5
+    assert [(Path(f).name, "rotated or scaled" in r) for f, r in ev.failures] == [("obj0.fits", True)]
+
+
 def test_misuse_raises_usage_errors(sky, tmp_path):
     with pytest.raises(UsageError, match="unknown metric"):
         evaluate([sky / "same"], sky / "ref", metrics="flux,psnr")

@@ -393,6 +393,9 @@ def test_recalibrating_a_model_keeps_its_generators_and_records_the_old_scales(p
     old = before.config["steps"]["step2"]["finalized"]
     new = after.config["steps"]["step2"]["finalized"]
     assert new["recalibrated_from"] == {k: v for k, v in old.items() if k.startswith("noise_scale_")}
+    from survey2survey.data.loader import open_dataset
+
+    assert new["recalibrated_on"] == open_dataset(phys_model.parent / "ds").fingerprint != ""
     assert "fine_tuned_from" not in new and after.config["iterations"] == before.config["iterations"]
     for name in ("generator_sdss_to_cfht", "generator_cfht_to_sdss"):
         for key, value in before.modules[name].state_dict().items():

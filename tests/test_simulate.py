@@ -199,7 +199,7 @@ def test_bundled_example_set():
 
 def test_conditions_come_from_the_registry():
     # the values the simulator used before they moved into surveys.toml, but for the SDSS sky
-    # sigma, since measured on real SDSS frames (1.4-2.7x below the first values)
+    # sigma, since measured on real SDSS frames (1.4-2.6x below the first values)
     sdss, cfht = survey_conditions(get_survey("sdss")), survey_conditions(get_survey("cfht"))
     assert (sdss.seeing, sdss.seeing_scatter, sdss.band_seeing_scatter, sdss.seeing_limits) == (1.4, 0.18, 0.03, (0.8, 2.6))
     assert sdss.sky_sigma == {"u": 0.045, "g": 0.017, "r": 0.028, "i": 0.05, "z": 0.18}

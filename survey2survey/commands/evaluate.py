@@ -98,6 +98,10 @@ def main(
         1.0, "--match-radius", metavar="ARCSEC", help="Largest separation when matching by sky position."
     ),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", metavar="N", help="Threads (default: up to 2)."),
+    align: bool = typer.Option(
+        False, "--align", help="Shift each prediction onto its reference's pixel grid, as their WCSs place them "
+        "(a Fourier shift: no smoothing); without it the offset counts as error and a warning says when it is large.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     from rich.console import Console
@@ -129,7 +133,7 @@ def main(
         result = evaluate(
             pred_sets, list(ref), list(truth) if truth else None, metrics=metrics, band=band, survey=survey,
             out=out, overwrite=overwrite, plots=plots, match_radius=match_radius, r_max=r_max, aperture_radius=aperture, jobs=jobs,
-            progress=progress_cb,
+            progress=progress_cb, align=align,
         )
     finally:
         if bar is not None:
