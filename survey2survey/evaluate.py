@@ -178,36 +178,44 @@ class Evaluation:
 class _Runner:
     """Reads the chunks of one prediction set (thread-safe; failures filed under a lock)."""
 
-    def __init__(self, survey, band_index, failures, lock, align: bool = False, offsets: list | None = None):
+    def __init__(self, survey, band_index, failures, lock, align: bool = False, grids: dict | None = None):
         self.survey = survey
         self.band_index = band_index
         self.failures = failures
         self.lock = lock
         self.align = align
-        self.offsets = offsets if offsets is not None else []  # px between the grids, per pair with WCSs
+        # per pair: the offset (px) between the grids where both have a WCS, else a count of why not
+        self.grids = grids if grids is not None else {"offsets": [], "no_wcs": 0, "warped": 0}
 
-    def _on_grid(self, pred, ref, p):
-        """``p`` (pred's planes) on the reference's grid where aligning, else as it is; None: not comparable."""
-        from survey2survey.evaluation.align import ALIGN_TOLERANCE_PX, grid_offset, shift_image
+    def _fail(self, path, reason):
+        with self.lock:
+            self.failures.append((str(path), reason))
+
+    def _on_grid(self, pred, ref, p, mask):
+        """``p`` and ``mask`` (pred's planes and bad pixels, or None) on the reference's grid where
+        aligning, else as they are; None: not comparable (a file failed)."""
+        from survey2survey.evaluation.align import ALIGN_TOLERANCE_PX, grid_offset, shift_image, shift_masked
 
         if pred.wcs is None or ref.wcs is None:
-            return p
+            with self.lock:
+                self.grids["no_wcs"] += 1
+            return p, mask
         try:
             dy, dx = grid_offset(pred.wcs, ref.wcs, ref.data.shape[-2:])
         except ValueError as exc:
             if self.align:
                 self._fail(pred.path, str(exc))
                 return None
-            return p
+            with self.lock:
+                self.grids["warped"] += 1
+            return p, mask
         with self.lock:
-            self.offsets.append(float(np.hypot(dy, dx)))
+            self.grids["offsets"].append(float(np.hypot(dy, dx)))
         if self.align and max(abs(dy), abs(dx)) > ALIGN_TOLERANCE_PX:
-            return shift_image(p, dy, dx)
-        return p
-
-    def _fail(self, path, reason):
-        with self.lock:
-            self.failures.append((str(path), reason))
+            if mask is not None and mask.any():
+                return shift_masked(p, mask, dy, dx)
+            return shift_image(p, dy, dx), mask
+        return p, mask
 
     def _read(self, src, cache):
         from survey2survey.fits_io import read_cutout
@@ -245,12 +253,13 @@ class _Runner:
                 self._fail(truth.path, f"size differs from the reference's ({ref.path.name})")
                 continue
             sel = self.band_index
-            p, r = self._on_grid(pred, ref, pred.data[sel]), ref.data[sel]
-            if p is None:
+            on_grid = self._on_grid(pred, ref, pred.data[sel], pred.mask[sel] if pred.mask is not None else None)
+            if on_grid is None:
                 continue
+            (p, pred_bad), r = on_grid, ref.data[sel]
             t = truth.data[sel] if truth is not None else None
-            bad = None
-            for cut in (pred, ref, truth):
+            bad = pred_bad
+            for cut in (ref, truth):
                 if cut is not None and cut.mask is not None:
                     bad = cut.mask[sel] if bad is None else (bad | cut.mask[sel])
             if bad is not None and bad.any():
@@ -608,16 +617,26 @@ OFFSET_WARNING_PX = 0.05
 
 
 def _grid_offsets(evaluation: Evaluation, setup: _Setup) -> dict:
-    """The report's grid-offset parameters, and the warning for an offset left in."""
-    if not setup.offsets:
-        return {"align": setup.align}
-    median, worst = float(np.median(setup.offsets)), float(np.max(setup.offsets))
-    if not setup.align and median > OFFSET_WARNING_PX:
+    """The report's grid-offset parameters, and the warnings for what the pixel metrics count as error."""
+    from survey2survey.evaluation.align import MAX_WARP_PX
+
+    grids, out = setup.grids, {"align": setup.align}
+    if grids["no_wcs"] and setup.align:
+        evaluation.warnings.append(f"{grids['no_wcs']} pair(s) not aligned: the prediction or the reference has "
+                                   "no WCS (compared pixel by pixel)")
+    if grids["warped"]:
         evaluation.warnings.append(
-            f"predictions and references lie on pixel grids {median:.2f} px apart (median; at most {worst:.2f}) by "
-            "their WCSs: the pixel metrics count that offset as error; --align shifts the predictions onto the "
-            "references' grids")
-    return {"align": setup.align, "grid_offset_px_median": round(median, 4), "grid_offset_px_max": round(worst, 4)}
+            f"{grids['warped']} prediction(s) lie on pixel grids rotated or scaled against their references' (more "
+            f"than {MAX_WARP_PX:g} px apart at the corners): their pixel metrics compare unrelated pixels")
+    if grids["offsets"]:
+        median, worst = float(np.median(grids["offsets"])), float(np.max(grids["offsets"]))
+        if not setup.align and median > OFFSET_WARNING_PX:
+            evaluation.warnings.append(
+                f"predictions and references lie on pixel grids {median:.2f} px apart (median; at most {worst:.2f}) "
+                "by their WCSs: the pixel metrics count that offset as error; --align shifts the predictions onto "
+                "the references' grids")
+        out.update(grid_offset_px_median=round(median, 4), grid_offset_px_max=round(worst, 4))
+    return {**out, "pairs_without_wcs": grids["no_wcs"]}
 
 
 def _as_list(paths) -> list[str]:
@@ -684,7 +703,7 @@ class _Setup:
     failures: list[tuple[str, str]]
     progress: Callable[[str, int, int], None] | None
     align: bool = False
-    offsets: list = field(default_factory=list)
+    grids: dict = field(default_factory=lambda: {"offsets": [], "no_wcs": 0, "warped": 0})
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -709,7 +728,7 @@ def _evaluate_method(evaluation: Evaluation, name: str, inputs: list[str], setup
     if not pairs:
         return False
     instances = [cls(setup.context) for cls in setup.classes]
-    runner = _Runner(setup.survey, setup.band_index, setup.failures, setup.lock, setup.align, setup.offsets)
+    runner = _Runner(setup.survey, setup.band_index, setup.failures, setup.lock, setup.align, setup.grids)
     chunks = [pairs[i : i + setup.chunk] for i in range(0, len(pairs), setup.chunk)]
     loaders = [lambda c=c: runner.load_chunk(c) for c in chunks]
     done = [0]

@@ -201,6 +201,27 @@ def test_align_shifts_predictions_onto_the_references_grid(tmp_path):
     assert any("--align" in w for w in plain.warnings) and not aligned.warnings
     assert aligned.parameters["align"] and aligned.exit_code == 0
 
+    # a prediction with a row of bad pixels through the galaxy: its mask moves with it
+    for i in range(6):
+        path = tmp_path / "pred" / f"obj{i}.fits"
+        from survey2survey.fits_io import read_cutout
+
+        cut = read_cutout(path, SDSS)
+        data = cut.data.copy()
+        data[:, 33, :] = np.nan
+        write_cutout(tmp_path / "holed" / f"obj{i}.fits", data, SDSS, wcs=cut.wcs)
+    holed = evaluate([tmp_path / "holed"], tmp_path / "ref", metrics="flux", band="r", align=True)
+    # the sqrt(2) line less the masked pixels' share (zero in both; the spline shift smooths a little)
+    expected = math.sqrt(2) * (1 - 6 * 64 / 64**2)
+    assert np.median(holed.methods["pred"].columns["flux_absdiff_norm"]) == pytest.approx(expected, rel=0.05)
+    assert set(holed.methods["pred"].n_masked[:, 0]) == {6 * 64}  # the row, where it lands, grown by 2 px
+
+    # no WCS on one side: said, not aligned
+    for i in range(6):
+        write_cutout(tmp_path / "bare" / f"obj{i}.fits", read_cutout(tmp_path / "pred" / f"obj{i}.fits", SDSS).data, SDSS)
+    bare = evaluate([tmp_path / "bare"], tmp_path / "ref", metrics="flux", band="r", align=True)
+    assert any("6 pair(s) not aligned" in w for w in bare.warnings) and bare.parameters["pairs_without_wcs"] == 6
+
     rotated = make_wcs(150.0, 2.0, SDSS.pixel_scale, (64, 64))
     rotated.wcs.cd = np.array([[0.0, SDSS.pixel_scale / 3600], [SDSS.pixel_scale / 3600, 0.0]])
     rotated.wcs.set()
@@ -208,6 +229,8 @@ def test_align_shifts_predictions_onto_the_references_grid(tmp_path):
     ev = evaluate([tmp_path / "pred"], tmp_path / "ref", metrics="flux", band="r", align=True)
     assert ev.exit_code == 1 and len(ev.methods["pred"].pairs) == 5
     assert [(Path(f).name, "rotated or scaled" in r) for f, r in ev.failures] == [("obj0.fits", True)]
+    plain = evaluate([tmp_path / "pred"], tmp_path / "ref", metrics="flux", band="r")  # measured, and said
+    assert plain.exit_code == 0 and any("1 prediction(s) lie on pixel grids rotated" in w for w in plain.warnings)
 
 
 def test_misuse_raises_usage_errors(sky, tmp_path):

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ALIGN_TOLERANCE_PX", "MAX_WARP_PX", "grid_offset", "shift_image"]
+__all__ = ["ALIGN_TOLERANCE_PX", "MAX_WARP_PX", "grid_offset", "shift_image", "shift_masked"]
 
+#: How far (pixels) the mask of a shifted image with unknown pixels is grown.
+MASK_GROWTH_PX = 2
 #: Offsets below this (pixels) are left alone.
 ALIGN_TOLERANCE_PX = 1e-3
 #: Largest distance (pixels) at the image's corners, once the centres agree, of two grids taken as
@@ -41,7 +43,7 @@ def grid_offset(pred_wcs, ref_wcs, shape: tuple[int, int]) -> tuple[float, float
     y, x = (shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0
     # a reference pixel's step seen on the prediction's grid, less the step itself, at the corners
     warp = np.linalg.solve(a, b) - np.eye(2)
-    worst = float(np.abs(warp @ np.array([[x, x, -x, -x], [y, -y, y, -y]])).max())
+    worst = float(np.hypot(*(warp @ np.array([[x, x, -x, -x], [y, -y, y, -y]]))).max())
     if worst > MAX_WARP_PX:
         raise ValueError(f"its WCS is rotated or scaled against the reference's ({worst:.2f} px apart at the "
                          "corners once the centres agree): --align only shifts")
@@ -61,3 +63,27 @@ def shift_image(planes: np.ndarray, dy: float, dx: float) -> np.ndarray:
     phase = np.exp(2j * np.pi * (ky * dy + kx * dx))
     out = np.fft.irfft2(np.fft.rfft2(big) * phase, s=(2 * h, 2 * w))
     return out[..., :h, :w].astype(np.float32)
+
+
+def shift_masked(planes: np.ndarray, mask: np.ndarray, dy: float, dx: float) -> tuple[np.ndarray, np.ndarray]:
+    """``planes`` (..., H, W) whose pixels under ``mask`` are unknown, shifted as :func:`shift_image`
+    does, and the mask with them.
+
+    A Fourier shift rings every error of a filled pixel through the whole image, so here the
+    unknown pixels are filled from their neighbours (a Gaussian-weighted mean of the known ones)
+    and the image is shifted by a cubic spline, whose reach is a few pixels (it smooths the noise
+    a little); the mask moves with the image, grown by :data:`MASK_GROWTH_PX` pixels.
+    """
+    from scipy.ndimage import binary_dilation, gaussian_filter
+    from scipy.ndimage import shift as spline_shift
+
+    planes = np.asarray(planes, dtype=np.float64)
+    known = (~mask).astype(np.float64)
+    lead = (0,) * (planes.ndim - 2)
+    near = gaussian_filter(planes * known, lead + (2.0, 2.0)) / np.maximum(gaussian_filter(known, lead + (2.0, 2.0)), 1e-6)
+    moved = spline_shift(np.where(mask, near, planes), lead + (-dy, -dx), order=3, mode="mirror")
+    # the pixels whose new position takes anything from an unknown one (linear weights), grown
+    bad = spline_shift(mask.astype(np.float64), lead + (-dy, -dx), order=1, mode="nearest") > 0
+    grow = np.zeros((1,) * (mask.ndim - 2) + (3, 3), bool)
+    grow[..., 1, :] = grow[..., :, 1] = True
+    return moved.astype(np.float32), binary_dilation(bad, structure=grow, iterations=MASK_GROWTH_PX)
