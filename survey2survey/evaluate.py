@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from survey2survey.errors import CutoutError, S2SError, SurveyError, UsageError
+from survey2survey.evaluation.align import GridTally
 from survey2survey.evaluation.matching import (
     MATCH_RADIUS_ARCSEC,
     Matching,
@@ -178,44 +179,16 @@ class Evaluation:
 class _Runner:
     """Reads the chunks of one prediction set (thread-safe; failures filed under a lock)."""
 
-    def __init__(self, survey, band_index, failures, lock, align: bool = False, grids: dict | None = None):
+    def __init__(self, survey, band_index, failures, lock, grids=None):
         self.survey = survey
         self.band_index = band_index
         self.failures = failures
         self.lock = lock
-        self.align = align
-        # per pair: the offset (px) between the grids where both have a WCS, else a count of why not
-        self.grids = grids if grids is not None else {"offsets": [], "no_wcs": 0, "warped": 0}
+        self.grids = grids  # a GridTally: each prediction on its reference's grid (or not), counted
 
     def _fail(self, path, reason):
         with self.lock:
             self.failures.append((str(path), reason))
-
-    def _on_grid(self, pred, ref, p, mask):
-        """``p`` and ``mask`` (pred's planes and bad pixels, or None) on the reference's grid where
-        aligning, else as they are; None: not comparable (a file failed)."""
-        from survey2survey.evaluation.align import ALIGN_TOLERANCE_PX, grid_offset, shift_image, shift_masked
-
-        if pred.wcs is None or ref.wcs is None:
-            with self.lock:
-                self.grids["no_wcs"] += 1
-            return p, mask
-        try:
-            dy, dx = grid_offset(pred.wcs, ref.wcs, ref.data.shape[-2:])
-        except ValueError as exc:
-            if self.align:
-                self._fail(pred.path, str(exc))
-                return None
-            with self.lock:
-                self.grids["warped"] += 1
-            return p, mask
-        with self.lock:
-            self.grids["offsets"].append(float(np.hypot(dy, dx)))
-        if self.align and max(abs(dy), abs(dx)) > ALIGN_TOLERANCE_PX:
-            if mask is not None and mask.any():
-                return shift_masked(p, mask, dy, dx)
-            return shift_image(p, dy, dx), mask
-        return p, mask
 
     def _read(self, src, cache):
         from survey2survey.fits_io import read_cutout
@@ -253,10 +226,14 @@ class _Runner:
                 self._fail(truth.path, f"size differs from the reference's ({ref.path.name})")
                 continue
             sel = self.band_index
-            on_grid = self._on_grid(pred, ref, pred.data[sel], pred.mask[sel] if pred.mask is not None else None)
-            if on_grid is None:
-                continue
-            (p, pred_bad), r = on_grid, ref.data[sel]
+            p, pred_bad = pred.data[sel], pred.mask[sel] if pred.mask is not None else None
+            if self.grids is not None:
+                placed = self.grids.place(pred, ref, p, pred_bad)
+                if isinstance(placed, str):
+                    self._fail(pred.path, placed)
+                    continue
+                p, pred_bad = placed
+            r = ref.data[sel]
             t = truth.data[sel] if truth is not None else None
             bad = pred_bad
             for cut in (ref, truth):
@@ -579,7 +556,8 @@ def _evaluate(pred, ref, truth, *, metrics, band, survey, out, overwrite, plots,
         truth_by_ref=truth_by_ref if have_truth else None, match_radius=match_radius,
         context=_context(survey_obj, bands, r_max, aperture_radius),
         jobs=max(1, int(jobs)) if jobs else max(1, min(2, os.cpu_count() or 1)),
-        chunk=_chunk_size(survey_obj, len(bands), chunk_size), failures=failures, progress=progress, align=bool(align),
+        chunk=_chunk_size(survey_obj, len(bands), chunk_size), failures=failures, progress=progress,
+        grids=GridTally(bool(align)),
     )  # fmt: skip
     matched = [_evaluate_method(evaluation, name, inputs, setup) for name, inputs in pred_inputs.items()]
     if not any(matched):
@@ -591,6 +569,8 @@ def _evaluate(pred, ref, truth, *, metrics, band, survey, out, overwrite, plots,
         )
     # one line per file, even if several methods tripped on the same reference
     evaluation.failures = list(dict.fromkeys(failures))
+    grid_params, grid_warnings = setup.grids.report()
+    evaluation.warnings += grid_warnings
     evaluation.parameters = {
         "r_max_px": r_max if r_max is not None else survey_obj.cutout_size / 2.0,
         "r_max_rule": "given" if r_max is not None else "half the cutout side",
@@ -600,7 +580,7 @@ def _evaluate(pred, ref, truth, *, metrics, band, survey, out, overwrite, plots,
         **{k: v for cls in classes for k, v in cls.parameters.items()},
         "jobs": setup.jobs,
         "chunk_size": setup.chunk,
-        **_grid_offsets(evaluation, setup),
+        **grid_params,
     }
     evaluation.inputs = {"pred": pred_inputs, "ref": ref_inputs, "truth": truth_inputs}
     evaluation.timings["measure_s"] = time.perf_counter() - t_start
@@ -610,33 +590,6 @@ def _evaluate(pred, ref, truth, *, metrics, band, survey, out, overwrite, plots,
         write_report(evaluation, out, plots=plots)
         evaluation.timings["write_s"] = time.perf_counter() - t0
     return evaluation
-
-
-#: A median offset between the grids of predictions and references (px) that the pixel metrics feel.
-OFFSET_WARNING_PX = 0.05
-
-
-def _grid_offsets(evaluation: Evaluation, setup: _Setup) -> dict:
-    """The report's grid-offset parameters, and the warnings for what the pixel metrics count as error."""
-    from survey2survey.evaluation.align import MAX_WARP_PX
-
-    grids, out = setup.grids, {"align": setup.align}
-    if grids["no_wcs"] and setup.align:
-        evaluation.warnings.append(f"{grids['no_wcs']} pair(s) not aligned: the prediction or the reference has "
-                                   "no WCS (compared pixel by pixel)")
-    if grids["warped"]:
-        evaluation.warnings.append(
-            f"{grids['warped']} prediction(s) lie on pixel grids rotated or scaled against their references' (more "
-            f"than {MAX_WARP_PX:g} px apart at the corners): their pixel metrics compare unrelated pixels")
-    if grids["offsets"]:
-        median, worst = float(np.median(grids["offsets"])), float(np.max(grids["offsets"]))
-        if not setup.align and median > OFFSET_WARNING_PX:
-            evaluation.warnings.append(
-                f"predictions and references lie on pixel grids {median:.2f} px apart (median; at most {worst:.2f}) "
-                "by their WCSs: the pixel metrics count that offset as error; --align shifts the predictions onto "
-                "the references' grids")
-        out.update(grid_offset_px_median=round(median, 4), grid_offset_px_max=round(worst, 4))
-    return {**out, "pairs_without_wcs": grids["no_wcs"]}
 
 
 def _as_list(paths) -> list[str]:
@@ -702,8 +655,7 @@ class _Setup:
     chunk: int
     failures: list[tuple[str, str]]
     progress: Callable[[str, int, int], None] | None
-    align: bool = False
-    grids: dict = field(default_factory=lambda: {"offsets": [], "no_wcs": 0, "warped": 0})
+    grids: Any = None  # a GridTally
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -728,7 +680,7 @@ def _evaluate_method(evaluation: Evaluation, name: str, inputs: list[str], setup
     if not pairs:
         return False
     instances = [cls(setup.context) for cls in setup.classes]
-    runner = _Runner(setup.survey, setup.band_index, setup.failures, setup.lock, setup.align, setup.grids)
+    runner = _Runner(setup.survey, setup.band_index, setup.failures, setup.lock, setup.grids)
     chunks = [pairs[i : i + setup.chunk] for i in range(0, len(pairs), setup.chunk)]
     loaders = [lambda c=c: runner.load_chunk(c) for c in chunks]
     done = [0]

@@ -17,12 +17,17 @@ resampled.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
-__all__ = ["ALIGN_TOLERANCE_PX", "MAX_WARP_PX", "grid_offset", "shift_image", "shift_masked"]
+__all__ = ["ALIGN_TOLERANCE_PX", "MAX_WARP_PX", "OFFSET_WARNING_PX", "GridTally", "grid_offset", "shift_image",
+           "shift_masked"]
 
 #: How far (pixels) the mask of a shifted image with unknown pixels is grown.
 MASK_GROWTH_PX = 2
+#: A median offset between the grids of predictions and references (px) that the pixel metrics feel.
+OFFSET_WARNING_PX = 0.05
 #: Offsets below this (pixels) are left alone.
 ALIGN_TOLERANCE_PX = 1e-3
 #: Largest distance (pixels) at the image's corners, once the centres agree, of two grids taken as
@@ -88,3 +93,59 @@ def shift_masked(planes: np.ndarray, mask: np.ndarray, dy: float, dx: float) -> 
     grow = np.zeros((1,) * (mask.ndim - 2) + (3, 3), bool)
     grow[..., 1, :] = grow[..., :, 1] = True
     return moved.astype(np.float32), binary_dilation(bad, structure=grow, iterations=MASK_GROWTH_PX)
+
+
+class GridTally:
+    """Where each prediction lies against its reference's grid, over an evaluation (thread-safe):
+    :meth:`place` puts a prediction on the reference's grid (or leaves it), :meth:`report` says
+    what was seen."""
+
+    def __init__(self, align: bool):
+        self.align = align
+        self.offsets: list[float] = []  # px between the grids, per pair with two WCSs
+        self.no_wcs = 0
+        self.warped = 0
+        self._lock = threading.Lock()
+
+    def place(self, pred, ref, planes: np.ndarray, mask):
+        """``(planes, mask)`` of the cutout ``pred`` (its bands as compared; ``mask`` its bad pixels
+        or None) on ``ref``'s grid when aligning, else as they are; a str: why it cannot be (aligning)."""
+        if pred.wcs is None or ref.wcs is None:
+            with self._lock:
+                self.no_wcs += 1
+            return planes, mask
+        try:
+            dy, dx = grid_offset(pred.wcs, ref.wcs, ref.data.shape[-2:])
+        except ValueError as exc:
+            if self.align:
+                return str(exc)
+            with self._lock:
+                self.warped += 1
+            return planes, mask
+        with self._lock:
+            self.offsets.append(float(np.hypot(dy, dx)))
+        if not self.align or max(abs(dy), abs(dx)) <= ALIGN_TOLERANCE_PX:
+            return planes, mask
+        if mask is not None and mask.any():
+            return shift_masked(planes, mask, dy, dx)
+        return shift_image(planes, dy, dx), mask
+
+    def report(self) -> tuple[dict, list[str]]:
+        """The report's parameters, and the warnings for what the pixel metrics count as error."""
+        params: dict = {"align": self.align, "pairs_without_wcs": self.no_wcs}
+        warnings = []
+        if self.no_wcs and self.align:
+            warnings.append(f"{self.no_wcs} pair(s) not aligned: the prediction or the reference has no WCS "
+                            "(compared pixel by pixel)")
+        if self.warped:
+            warnings.append(f"{self.warped} prediction(s) lie on pixel grids rotated or scaled against their "
+                            f"references' (more than {MAX_WARP_PX:g} px apart at the corners): their pixel metrics "
+                            "compare unrelated pixels")
+        if self.offsets:
+            median, worst = float(np.median(self.offsets)), float(np.max(self.offsets))
+            if not self.align and median > OFFSET_WARNING_PX:
+                warnings.append(f"predictions and references lie on pixel grids {median:.2f} px apart (median; at "
+                                f"most {worst:.2f}) by their WCSs: the pixel metrics count that offset as error; "
+                                "--align shifts the predictions onto the references' grids")
+            params.update(grid_offset_px_median=round(median, 4), grid_offset_px_max=round(worst, 4))
+        return params, warnings
