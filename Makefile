@@ -32,8 +32,8 @@ demo: install
 	$(S2S) translate $(EX)/cfht --to sdss --out $(DEMO)/sdss --seed 1 --overwrite
 	$(S2S) translate $(EX)/sdss --to cfht --model physics --out $(DEMO)/physics-cfht --preview --overwrite
 	$(S2S) emulate-noise --survey cfht --band all --n 200 --seed 1 --out $(DEMO)/noise-cfht.fits --overwrite
-	$(S2S) evaluate --pred default=$(DEMO)/cfht --ref $(EX)/cfht --truth $(EX)/truth/cfht --out $(DEMO)/eval-sdss-to-cfht --overwrite
-	$(S2S) evaluate --pred default=$(DEMO)/sdss --ref $(EX)/sdss --truth $(EX)/truth/sdss --out $(DEMO)/eval-cfht-to-sdss --overwrite
+	$(S2S) evaluate --pred default=$(DEMO)/cfht --ref $(EX)/cfht --truth $(EX)/truth/cfht --out $(DEMO)/eval-sdss-to-cfht --align --overwrite
+	$(S2S) evaluate --pred default=$(DEMO)/sdss --ref $(EX)/sdss --truth $(EX)/truth/sdss --out $(DEMO)/eval-cfht-to-sdss --align --overwrite
 	@echo "demo done: translations, noise maps, metrics and plots are in $(DEMO)/"
 
 test: install
