@@ -158,6 +158,16 @@ def test_bad_files_are_reported_and_the_rest_measured(sky, tmp_path):
     assert len(ev.unused_ref["pred"]) == 12 - 6
 
 
+def test_nothing_measured_is_said_and_no_plot_is_attempted(sky, tmp_path):
+    for i in range(3):  # every prediction of the wrong size
+        write_cutout(tmp_path / "pred" / f"obj{i:02d}.fits", np.zeros((5, 32, 32), np.float32), SDSS)
+    ev = evaluate([tmp_path / "pred"], sky / "ref", out=tmp_path / "report")
+    assert ev.exit_code == 1 and len(ev.failures) == 3 and not ev.methods["pred"].pairs
+    assert any(w.startswith("nothing measured") for w in ev.warnings)
+    assert not [w for w in ev.warnings if "plot not drawn" in w]
+    assert (tmp_path / "report" / "metrics.json").exists()
+
+
 def test_bad_pixels_are_left_out_of_every_image(sky, tmp_path):
     ref = find_cutouts([sky / "ref"])[0]
     from survey2survey.fits_io import read_cutout

@@ -235,6 +235,9 @@ def draw_plots(evaluation: Evaluation, out: str | os.PathLike) -> dict[str, Path
     from survey2survey.metrics import get_metric_class
 
     done: dict[str, Path] = {}
+    if not any(m.pairs for m in evaluation.methods.values()):
+        evaluation.warnings.append("nothing measured: every matched pair failed (each listed): no plots")
+        return done
     for name in evaluation.metrics:
         try:
             done.update(get_metric_class(name).plot(evaluation, Path(out)))
