@@ -11,7 +11,8 @@ with the new scales under ``steps.step2.finalized`` and the old ones under
 it) and the fingerprint of ``--dataset`` under ``recalibrated_on``.  For models calibrated
 before the calibration measured on the sky alone, or on SDSS inputs noisier than the real ones
 (the registry's SDSS noise was measured since): the calibration only scales an emulator down,
-so an emulator louder than the survey's noise stays as loud (it needs training, or a new model).
+so each emulator is first rebased from the sky sigma its model was made with to the dataset's
+(:func:`rebase`, ``rebased`` in config.json), then calibrated.
 """
 
 from __future__ import annotations
@@ -42,16 +43,43 @@ def main(argv=None) -> int:
     method = OursPhys(dataset.surveys, step=2)
     for name in loaded.modules:  # generators and noise emulators as they are ...
         method.nets[name].load_state_dict(loaded.modules[name].state_dict())
+    config = copy.deepcopy(loaded.config)
+    rebased = rebase(method, config)  # ... at the dataset's survey noise ...
     method.initialised_from(loaded, explicit=False)  # ... then the noise without its calibration
     scales = method.finalize(dataset)
-    config = copy.deepcopy(loaded.config)
     finalized = config["steps"]["step2"].get("finalized", {})
     earlier = {k: v for k, v in finalized.items() if k.startswith(("noise_scale_", "recalibrated_"))}
     config["steps"]["step2"]["finalized"] = {**scales, "recalibrated_from": earlier,  # an earlier one nested
-                                             "recalibrated_on": dataset.fingerprint}
+                                             "recalibrated_on": dataset.fingerprint,
+                                             **({"rebased": rebased} if rebased else {})}
     save_model(args.out, {name: method.nets[name] for name in loaded.modules}, config, overwrite=args.overwrite)
     print(f"wrote {args.out}: noise scales " + "; ".join(f"{k} {v}" for k, v in scales.items()))
     return 0
+
+
+def rebase(method, config: dict) -> dict:
+    """Scale each noise emulator of ``method`` (a model's, loaded) from the sky sigma its model was
+    made with (``config["surveys"]``) to its dataset survey's, per band, and write the new sigma
+    into ``config``; returns ``{survey: [ratio per band]}`` for those that changed.
+
+    The emulators started at their survey's registry noise; training shaped their spectrum, not
+    this level.  A registry measured since (SDSS's) moves the level, and :meth:`OursPhys.finalize`
+    can only scale an emulator down: without this an emulator louder than the survey stays so.
+    """
+    import torch
+
+    changed = {}
+    for spec in config["surveys"].values():
+        survey = method.physics_survey(spec["name"])
+        old = spec.get("sky_sigma") or {}
+        ratio = [survey.typical_sky_sigma(b) / old[b] if old.get(b) else 1.0 for b in survey.bands]
+        if all(abs(r - 1.0) < 1e-9 for r in ratio):
+            continue
+        with torch.no_grad():
+            method.nets[method.NE(spec["name"])].kernel.mul_(torch.tensor(ratio).reshape(-1, 1, 1, 1))
+        spec["sky_sigma"] = {b: survey.typical_sky_sigma(b) for b in survey.bands}
+        changed[spec["name"]] = [round(r, 4) for r in ratio]
+    return changed
 
 
 if __name__ == "__main__":

@@ -384,6 +384,34 @@ def test_fine_tuning_a_model_without_a_generator_is_a_one_line_error(phys_model,
     assert str(shipped / "config.json") in err and "no module 'noise_emulator_sdss'" in err  # its direction's NE went too
 
 
+def test_rebasing_scales_a_noise_emulator_from_its_models_sigma_to_the_datasets(phys_model):
+    """A model made when the registry's SDSS sigma was twice today's: its SDSS noise emulator is
+    halved, band by band, and config.json gets today's sigma; CFHT, unchanged, is left alone."""
+    import copy
+
+    from experiments.recalibrate_noise import rebase
+    from survey2survey.data.loader import open_dataset
+    from survey2survey.methods.ours_phys import OursPhys
+
+    loaded = load_model(phys_model)
+    method = OursPhys(open_dataset(phys_model.parent / "ds").surveys, step=2)
+    for name in loaded.modules:
+        method.nets[name].load_state_dict(loaded.modules[name].state_dict())
+    for s in ("sdss", "cfht"):  # the tiny model's calibration zeroed them: the registry's instead
+        method.nets[f"noise_emulator_{s}"].load_state_dict(physics_noise_emulator(get_survey(s), 5).state_dict())
+    before = {s: method.nets[f"noise_emulator_{s}"].kernel.detach().clone() for s in ("sdss", "cfht")}
+    assert all(k.abs().amax(dim=(1, 2, 3)).min() > 0 for k in before.values())
+    config = copy.deepcopy(loaded.config)
+    sdss = next(spec for spec in config["surveys"].values() if spec["name"] == "sdss")
+    today = dict(sdss["sky_sigma"])
+    sdss["sky_sigma"] = {b: 2 * v for b, v in today.items()}
+    assert rebase(method, config) == {"sdss": [0.5] * 5}
+    assert sdss["sky_sigma"] == today
+    assert torch.allclose(method.nets["noise_emulator_sdss"].kernel, 0.5 * before["sdss"])
+    assert torch.equal(method.nets["noise_emulator_cfht"].kernel, before["cfht"])
+    assert rebase(method, config) == {}  # at today's sigma: nothing to do
+
+
 def test_recalibrating_a_model_keeps_its_generators_and_records_the_old_scales(phys_model, tmp_path):
     from experiments.recalibrate_noise import main as recalibrate
 
