@@ -78,22 +78,19 @@ def photometry(generator, xs, truth, source):
     """Per image and band the 2" fluxes over the truth's: P, estimate, network, anchored network."""
     import torch
 
-    from survey2survey.nets.residual import conserve_flux, stretch, unstretch
+    from survey2survey.nets.residual import unstretch
     from survey2survey.nets.sky import frame_sky
     from survey2survey.surveys import to_model_space
 
     anchor = generator.anchor
     x = torch.tensor(to_model_space(xs, source))
     with torch.no_grad():
-        p = generator.prior(x)
-        s = stretch(p)
-        g0 = p + conserve_flux(p, generator.residual(s) * (2.0 * (1.0 + s.abs())), generator.correction)
+        p, g0 = generator.unanchored(x)
         g1 = anchor(g0, p, unstretch(x))
-        level = frame_sky(p)[1][..., 0, 0]
-        estimate = (p * anchor.estimator).sum((2, 3)) - level * anchor.estimator.sum((1, 2))
+        estimate = anchor.estimate(p, frame_sky(p)[1])
 
         def circle(im):
-            return (im * anchor.aperture).sum((2, 3)) - frame_sky(im)[1][..., 0, 0] * anchor.aperture.sum()
+            return anchor.circle_flux(im, frame_sky(im)[1])
 
         true = (torch.as_tensor(truth, dtype=torch.float32) * anchor.aperture).sum((2, 3))
         return {name: (v / true).numpy() for name, v in

@@ -179,7 +179,7 @@ class Evaluation:
 class _Runner:
     """Reads the chunks of one prediction set (thread-safe; failures filed under a lock)."""
 
-    def __init__(self, survey, band_index, failures, lock, grids=None):
+    def __init__(self, survey, band_index, failures, lock, grids: GridTally):
         self.survey = survey
         self.band_index = band_index
         self.failures = failures
@@ -226,14 +226,11 @@ class _Runner:
                 self._fail(truth.path, f"size differs from the reference's ({ref.path.name})")
                 continue
             sel = self.band_index
-            p, pred_bad = pred.data[sel], pred.mask[sel] if pred.mask is not None else None
-            if self.grids is not None:
-                placed = self.grids.place(pred, ref, p, pred_bad)
-                if isinstance(placed, str):
-                    self._fail(pred.path, placed)
-                    continue
-                p, pred_bad = placed
-            r = ref.data[sel]
+            placed = self.grids.place(pred, ref, pred.data[sel], pred.mask[sel] if pred.mask is not None else None)
+            if isinstance(placed, str):
+                self._fail(pred.path, placed)
+                continue
+            (p, pred_bad), r = placed, ref.data[sel]
             t = truth.data[sel] if truth is not None else None
             bad = pred_bad
             for cut in (ref, truth):
@@ -655,7 +652,7 @@ class _Setup:
     chunk: int
     failures: list[tuple[str, str]]
     progress: Callable[[str, int, int], None] | None
-    grids: Any = None  # a GridTally
+    grids: GridTally
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 

@@ -111,6 +111,15 @@ class PhotometryAnchor(nn.Module):
                 getattr(anchor, name).copy_(torch.tensor(np.array(value), dtype=torch.float32))
         return anchor
 
+    def circle_flux(self, g: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """(N, B) flux of the images ``g`` in the circle above the sky ``level`` (N, B, 1, 1)."""
+        return (g * self.aperture).sum(dim=(2, 3)) - level[..., 0, 0] * self.aperture.sum()
+
+    def estimate(self, p: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """(N, B) the physics images ``p``'s linear estimate of the target's flux in the circle,
+        above the sky ``level`` (N, B, 1, 1); not yet held to the generator's own flux."""
+        return (p * self.estimator).sum(dim=(2, 3)) - level[..., 0, 0] * self.estimator.sum(dim=(1, 2))
+
     def forward(self, g: torch.Tensor, p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``g`` (N, bands, H, W) with its circle's flux moved to ``p``'s estimate (module docstring)."""
         with torch.autocast(g.device.type, enabled=False):  # fp32: bf16 sums round to ~0.4 %
@@ -122,9 +131,7 @@ class PhotometryAnchor(nn.Module):
             unit = shape * (self.windows[None, :, 0] / mass[..., 0, None, None]
                             - self.windows[None, :, 1] / mass[..., 1, None, None])  # (N, B, H, W)
             held = (unit * self.aperture).sum(dim=(2, 3))  # (N, B): the circle's flux per unit
-            area = self.aperture.sum()
-            have = (g * self.aperture).sum(dim=(2, 3)) - level[..., 0, 0] * area  # above the sky
-            wanted = (p * self.estimator).sum(dim=(2, 3)) - level[..., 0, 0] * self.estimator.sum(dim=(1, 2))
+            have, wanted = self.circle_flux(g, level), self.estimate(p, level)
             wanted = torch.minimum(torch.maximum(wanted, 0.5 * have), 2.0 * have)  # have <= 0: the gate is shut
             ok = held.abs() > 1e-6
             amount = torch.where(ok, (wanted - have) / torch.where(ok, held, torch.ones_like(held)), torch.zeros_like(held))

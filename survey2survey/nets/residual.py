@@ -214,12 +214,16 @@ class PhysicsResidualGenerator(nn.Module):
         check_input(x, "PhysicsResidualGenerator", self.bands, self.in_size)
         return self.physics(unstretch(x.float()))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Translate ``x`` (N, bands, *in_size), model space -> (N, bands, *out_size), model space."""
+    def unanchored(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(P(x), P(x) + R(x))`` in flux, before the photometry anchor (``x`` in model space)."""
         p = self.prior(x)
         s = stretch(p)
         delta = self.residual(s) * (2.0 * (1.0 + s.abs()))  # flux
-        g = p + conserve_flux(p, delta, self.correction)
+        return p, p + conserve_flux(p, delta, self.correction)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Translate ``x`` (N, bands, *in_size), model space -> (N, bands, *out_size), model space."""
+        p, g = self.unanchored(x)
         return stretch(g if self.anchor is None else self.anchor(g, p, unstretch(x.float())))
 
 

@@ -160,7 +160,7 @@ class LearnedTranslator(Translator):
         return f"{line}; {self.validity}" if self.validity else line
 
     def run(self, batch: Sequence[Prepared], keys: np.ndarray, samples: int) -> np.ndarray | list:
-        physics = [i for i, p in enumerate(batch) if _by_physics(p)]
+        physics = {i for i, p in enumerate(batch) if _by_physics(p)}
         if physics:  # cutouts the network cannot take, translated by the physics (prepare)
             out: list = [None] * len(batch)
             learned = [i for i in range(len(batch)) if i not in physics]
