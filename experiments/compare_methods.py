@@ -294,11 +294,6 @@ def iterations_per_step(args, run: dict) -> int:
     return args.iterations // len(run["steps"]) if multi and args.ours_budget == "split" else args.iterations
 
 
-def iterations_per_step(args, run: dict) -> int:
-    multi = len(run["steps"]) > 1
-    return args.iterations // len(run["steps"]) if multi and args.ours_budget == "split" else args.iterations
-
-
 def train_status(model_dir: Path, run: dict, iterations: int, args) -> str:
     """What to do with ``model_dir``: "complete", "resume", "fresh", or "stale: why".
 

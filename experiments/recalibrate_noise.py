@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     method.initialised_from(loaded, explicit=False)  # ... then the noise without its calibration
     scales = method.finalize(dataset)
     finalized = config["steps"]["step2"].get("finalized", {})
-    earlier = {k: v for k, v in finalized.items() if k.startswith(("noise_scale_", "recalibrated_"))}
+    earlier = {k: v for k, v in finalized.items() if k.startswith(("noise_scale_", "recalibrated_", "rebased"))}
     config["steps"]["step2"]["finalized"] = {**scales, "recalibrated_from": earlier,  # an earlier one nested
                                              "recalibrated_on": dataset.fingerprint,
                                              **({"rebased": rebased} if rebased else {})}

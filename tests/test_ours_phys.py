@@ -189,27 +189,48 @@ def test_inputs_outside_the_training_range_are_named_once(phys_model, tmp_path):
 
 
 def test_noise_calibration_adds_only_the_noise_the_generator_lacks():
-    # Known answer: targets y = G(x) + c NE-noise.  Then HK(G - y) = c^2 HK(NE) and the
-    # emulator must be scaled by s = sqrt(2 - c^2): c^2 = 1.5 -> 0.707, c^2 = 0.5 -> 1 (clipped).
+    # Known answer: a generator that writes c times the emulator's noise power on a smooth
+    # image.  The emulator must be scaled by s = sqrt(1 - c): c = 0 -> 1, c = 0.5 -> 0.707,
+    # c = 1.5 -> 0 (clipped).  A misfit on the galaxy (the centre) is no noise (s stays 1),
+    # and the targets are not read.
     from types import SimpleNamespace
 
     from survey2survey.methods.ours_phys import OursPhys
 
     sdss, cfht = get_survey("sdss"), get_survey("cfht")
     rng = np.random.default_rng(5)
-    pair_a = stretch(_native(rng, sdss, 24, 64) * sdss.flux_factor).astype(np.float32)
-    # A misfit on the galaxy (the centre) is no noise: with the noise right (c^2 = 1) s stays 1.
-    misfit = np.zeros((1, 5, 136, 136), np.float32)
-    misfit[..., 58:78, 58:78] = np.random.default_rng(6).normal(0.0, 0.05, (20, 20))
-    for c2, extra, expected in ((1.5, 0.0, np.sqrt(0.5)), (0.5, 0.0, 1.0), (1.0, misfit, 1.0)):
+
+    def sky(survey, size):  # the survey's sky noise, in model space
+        sigma = np.array([survey.typical_sky_sigma(b) for b in survey.bands])[None, :, None, None]
+        return stretch(rng.normal(0.0, 1.0, (24, 5, size, size)) * sigma * survey.flux_factor).astype(np.float32)
+
+    pair_a, pair_b = sky(sdss, 64), sky(cfht, 136)
+    yy, xx = np.mgrid[0:136, 0:136] - 67.5
+    galaxy = torch.from_numpy(np.exp(-(yy**2 + xx**2) / (2 * 8.0**2)).astype(np.float32))
+    misfit = torch.zeros((1, 5, 136, 136))
+    misfit[..., 58:78, 58:78] = torch.from_numpy(np.random.default_rng(6).normal(0.0, 0.05, (20, 20)))
+
+    class Carrying(torch.nn.Module):
+        def __init__(self, ne, c, extra):
+            super().__init__()
+            self.ne, self.c, self.extra = ne, c, extra
+
+        def forward(self, x):
+            z1, z2 = self.ne.sample_inputs(len(x), 136, 136, generator=torch.Generator().manual_seed(11))
+            return galaxy * x.mean() + np.sqrt(self.c) * self.ne(z1, z2) + self.extra
+
+    def scales(c, extra=0.0, targets=pair_b):
         method = OursPhys({"a": sdss, "b": cfht}, step=2)
-        gen, ne = method.nets["generator_sdss_to_cfht"], method.nets["noise_emulator_cfht"]
-        with torch.no_grad():
-            g = gen(torch.from_numpy(pair_a))
-            z1, z2 = ne.sample_inputs(24, 136, 136, generator=torch.Generator().manual_seed(11))
-            pair_b = (g + np.sqrt(c2) * ne(z1, z2)).numpy() + extra
-        info = method.finalize(SimpleNamespace(arrays={"train_a": pair_a, "train_b": pair_b}))
-        assert np.allclose(info["noise_scale_cfht"], expected, atol=0.04), (c2, info)
+        ne = method.nets["noise_emulator_cfht"]
+        method.nets["generator_sdss_to_cfht"] = Carrying(ne, c, extra)
+        data = SimpleNamespace(arrays={"train_a": pair_a, "train_b": targets})
+        return np.array(method.finalize(data)["noise_scale_cfht"])
+
+    assert np.allclose(scales(0.0), 1.0)
+    assert np.allclose(scales(0.5), np.sqrt(0.5), atol=0.03)
+    assert np.allclose(scales(1.5), 0.0)
+    assert np.allclose(scales(0.0, misfit), 1.0)
+    assert np.array_equal(scales(0.5, targets=2 * pair_b), scales(0.5))  # the CFHT images calibrate the other way only
 
 
 def test_content_loss_is_hubers_in_sky_sigma():
@@ -432,6 +453,14 @@ def test_recalibrating_a_model_keeps_its_generators_and_records_the_old_scales(p
         scale = torch.tensor(new[f"noise_scale_{survey}"]).reshape(-1, 1, 1, 1)
         kernel = physics_noise_emulator(get_survey(survey), 5).kernel * scale
         assert torch.allclose(after.modules[f"noise_emulator_{survey}"].kernel, kernel, atol=1e-7), survey
+    # a second recalibration nests the whole first record, a rebase included
+    config = json.loads((tmp_path / "recal" / "config.json").read_text())
+    config["steps"]["step2"]["finalized"]["rebased"] = {"sdss": [0.5] * 5}
+    (tmp_path / "recal" / "config.json").write_text(json.dumps(config))
+    assert recalibrate(["--model", str(tmp_path / "recal"), "--dataset", str(phys_model.parent / "ds"),
+                        "--out", str(tmp_path / "again")]) == 0
+    again = load_model(tmp_path / "again").config["steps"]["step2"]["finalized"]
+    assert again["recalibrated_from"] == config["steps"]["step2"]["finalized"]
 
 
 def test_anchor_is_built_in_and_can_be_added_to_a_model_without_one(phys_model, tmp_path):
