@@ -2,6 +2,7 @@
 
     python bench/psf_families.py --model models/sdss-cfht-ours-phys --n 150
     python bench/psf_families.py --model runs/m --families kolmogorov gaussian moffat2.5 moffat4.5
+    python bench/psf_families.py --families kolmogorov moffat2.5@0.82/kolmogorov moffat2.5@0.82/moffat2.5
 
 Not a speed test.  The photometry anchor's estimate (``survey2survey.physics.photometry``) and
 the network's sharpening assume the registry's PSFs (Kolmogorov for SDSS and CFHT); real and
@@ -13,6 +14,11 @@ median 2" aperture flux over the noise-free truth's (SDSS -> CFHT, centre of the
 physics P, the anchor's estimate, the network without and with its anchor, and the colour biases
 (mag) of the anchored network and of P.  A family that moves the estimate moves the anchored
 fluxes with it: the numbers say by how much.
+
+A family is one name for both surveys' PSFs at the registry's FWHM, or ``SOURCE[@SCALE]/TARGET[@SCALE]``
+for each its own, SCALE multiplying the registry's FWHM: ``moffat2.5@0.82/kolmogorov`` is the
+real SDSS PSF as ``bench/psf_growth.py`` measures it on SDSS frames (Moffat beta 2.5 of 1.15" in
+r where the registry's Kolmogorov has 1.4") with the registry's CFHT.
 """
 
 from __future__ import annotations
@@ -43,9 +49,29 @@ def psf(family: str, fwhm: float):
     raise SystemExit(f"unknown PSF family {family!r}: kolmogorov, gaussian or moffatBETA (e.g. moffat2.5)")
 
 
-def draw_pairs(family: str, n: int, seed: int, source, target):
-    """``n`` noisy source cutouts (native units) and noise-free target truths (flux) through ``family``."""
+def families(spec: str) -> tuple[tuple[str, float], tuple[str, float]]:
+    """``((source family, FWHM scale), (target family, FWHM scale))`` of a ``--families`` entry."""
+    parts = spec.split("/")
+    if len(parts) > 2:
+        raise SystemExit(f"PSF families {spec!r}: SOURCE[@SCALE]/TARGET[@SCALE] or one family")
+    out = []
+    for part in parts if len(parts) == 2 else parts * 2:
+        name, _, scale = part.partition("@")
+        try:
+            value = float(scale) if scale else 1.0
+        except ValueError:
+            raise SystemExit(f"PSF families {spec!r}: {scale!r} is no FWHM scale") from None
+        psf(name, 1.0)  # an unknown family fails here
+        out.append((name, value))
+    return out[0], out[1]
+
+
+def draw_pairs(spec: str, n: int, seed: int, source, target):
+    """``n`` noisy source cutouts (native units) and noise-free target truths (flux) through the
+    PSFs of ``spec`` (:func:`families`)."""
     import galsim
+
+    (src_family, src_scale), (tgt_family, tgt_scale) = families(spec)
 
     rng = np.random.default_rng(seed)
     bands = list(source.bands)
@@ -66,10 +92,10 @@ def draw_pairs(family: str, n: int, seed: int, source, target):
                 galsim.Exponential(half_light_radius=hlr_d, flux=f * (1 - bt) * 10 ** (-0.4 * (DISK_SED[b] + shift[b])))
                 .shear(q=q, beta=beta),
             ]).shift(dx, dy)
-            src = galsim.Convolve(psf(family, seeing[0] * source.psf_fwhm[b]), gal).drawImage(
+            src = galsim.Convolve(psf(src_family, src_scale * seeing[0] * source.psf_fwhm[b]), gal).drawImage(
                 nx=source.cutout_size, ny=source.cutout_size, scale=source.pixel_scale).array
             xs[k, b] = src / source.flux_factor + rng.normal(0, sigma[b], src.shape)
-            truth[k, b] = galsim.Convolve(psf(family, seeing[1] * target.psf_fwhm[b]), gal).drawImage(
+            truth[k, b] = galsim.Convolve(psf(tgt_family, tgt_scale * seeing[1] * target.psf_fwhm[b]), gal).drawImage(
                 nx=target.cutout_size, ny=target.cutout_size, scale=target.pixel_scale).array
     return xs, truth
 
@@ -105,6 +131,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--families", nargs="+", default=["kolmogorov", "gaussian", "moffat2.5", "moffat3.5"])
     args = parser.parse_args(argv)
+    for spec in args.families:
+        families(spec)  # a bad entry fails before any drawing
     from survey2survey.model import load_model
     from survey2survey.surveys import get_survey
 
