@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from survey2survey.errors import CutoutError, S2SError, SurveyError, UsageError
-from survey2survey.evaluation.align import GridTally
+from survey2survey.evaluation.align import GridTally, truth_off_grid
 from survey2survey.evaluation.matching import (
     MATCH_RADIUS_ARCSEC,
     Matching,
@@ -225,6 +225,11 @@ class _Runner:
             if truth is not None and truth.data.shape != ref.data.shape:
                 self._fail(truth.path, f"size differs from the reference's ({ref.path.name})")
                 continue
+            if truth is not None and truth.wcs is not None and ref.wcs is not None:
+                off = truth_off_grid(truth.wcs, ref.wcs, ref.data.shape[-2:])
+                if off:
+                    self._fail(truth.path, f"{off} ({ref.path.name})")
+                    continue
             sel = self.band_index
             placed = self.grids.place(pred, ref, pred.data[sel], pred.mask[sel] if pred.mask is not None else None)
             if isinstance(placed, str):

@@ -42,9 +42,14 @@ __all__ = [
     "plot_profile",
     "plot_noise",
     "REFERENCE_COLOR",
+    "PLOT_NAMES",
+    "png_metadata",
+    "is_s2s_png",
 ]
 
 REFERENCE_COLOR = "black"
+#: The file names (without ``.png``) of an evaluation's plots: a name, or a name and ``_<band>``.
+PLOT_NAMES = ("flux", "fourier", "ssim", "magnitude", "snr", "profile", "photometry", "noise")
 #: Histogram range: pooled percentiles, so that a few outliers (kept, in the edge bins) do
 #: not squash the distributions.
 _PCT = (2.0, 98.0)
@@ -61,11 +66,30 @@ def _figure(n_rows: int, n_cols: int, width: float = 4.0, height: float = 3.3):
     return fig, axes
 
 
+def png_metadata() -> dict:
+    """The PNG text s2s writes into its plots and previews (what :func:`is_s2s_png` looks for)."""
+    from survey2survey import __version__
+
+    return {"Software": f"survey2survey {__version__}"}
+
+
+def is_s2s_png(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a PNG that s2s wrote (its ``Software`` text): one a later run may
+    replace; any other file of that name is the user's."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return str(image.info.get("Software", "")).startswith("survey2survey")
+    except Exception:  # not a PNG, unreadable, or no PIL: not ours
+        return False
+
+
 def _save(fig, path: Path) -> Path:
     from survey2survey.atomic import atomic_write
 
     with atomic_write(path, fsync=False) as fh:
-        fig.savefig(fh, format="png", dpi=110)
+        fig.savefig(fh, format="png", dpi=110, metadata=png_metadata())
     return path
 
 

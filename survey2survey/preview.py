@@ -54,6 +54,8 @@ def write_preview(path: str | os.PathLike, inp: tuple, out: tuple, *, title: str
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from survey2survey.plots import png_metadata
+
     data_in, bands_in, survey_in, scale_in = inp
     data_out, bands_out, survey_out, scale_out = out
     lowered = [b.lower() for b in bands_in]
@@ -80,5 +82,5 @@ def write_preview(path: str | os.PathLike, inp: tuple, out: tuple, *, title: str
             ax.set_title(f"{survey.name} {band}, {scale:.3g}\"/px", fontsize=8)
     fig.suptitle(f"{title}\nasinh stretch, nanomaggies/arcsec$^2$, same per row", fontsize=8)
     with atomic_write(path, overwrite=overwrite, fsync=False) as fh:
-        fig.savefig(fh, format="png", dpi=80)
+        fig.savefig(fh, format="png", dpi=80, metadata=png_metadata())
     return path

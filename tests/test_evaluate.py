@@ -168,6 +168,43 @@ def test_nothing_measured_is_said_and_no_plot_is_attempted(sky, tmp_path):
     assert (tmp_path / "report" / "metrics.json").exists()
 
 
+def test_a_users_png_named_as_a_plot_is_never_replaced_without_overwrite(sky, tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "flux.png").write_bytes(b"mine")
+    (out / "notes.png").write_bytes(b"also mine")  # no plot's name: not the report's business
+    with pytest.raises(UsageError, match="flux.png, which the report's plots would replace"):
+        evaluate([sky / "noisy"], sky / "ref", out=out, metrics="flux", band="r")
+    assert (out / "flux.png").read_bytes() == b"mine" and not (out / "metrics.json").exists()
+    ev = evaluate([sky / "noisy"], sky / "ref", out=out, metrics="flux", band="r", overwrite=True)
+    assert ev.exit_code == 0 and (out / "flux.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "notes.png").read_bytes() == b"also mine"
+    # s2s's own plot (its earlier report gone) is no user's file
+    (out / "metrics.json").unlink()
+    (out / "per_image.csv").unlink()
+    (out / "arrays.npz").unlink()
+    assert evaluate([sky / "noisy"], sky / "ref", out=out, metrics="flux", band="r").exit_code == 0
+
+
+def test_a_truth_off_its_references_grid_is_refused(sky, tmp_path):
+    """A noise-free truth must lie on its reference's pixels: one 0.4 px off (its WCS says so) is
+    refused per file, not measured against the wrong pixels."""
+    from survey2survey.fits_io import read_cutout
+
+    for i in range(3):
+        cut = read_cutout(sky / "truth" / f"obj{i:02d}.fits", SDSS)
+        wcs = cut.wcs.deepcopy()
+        if i == 0:
+            wcs.wcs.crpix = [wcs.wcs.crpix[0] + 0.4, wcs.wcs.crpix[1] - 0.3]
+            wcs.wcs.set()
+        write_cutout(tmp_path / "truth" / f"obj{i:02d}.fits", cut.data, SDSS, wcs=wcs)
+    refs = [sky / "ref" / f"obj{i:02d}.fits" for i in range(3)]
+    ev = evaluate([sky / "noisy"], refs, truth=[tmp_path / "truth"], metrics="noise", band="r")
+    assert [Path(f).name for f, _ in ev.failures] == ["obj00.fits"]
+    assert "0.5 px from the reference's: a truth must lie on its reference's pixels" in ev.failures[0][1]
+    assert [len(m.pairs) for m in ev.methods.values()] == [2]
+
+
 def test_bad_pixels_are_left_out_of_every_image(sky, tmp_path):
     ref = find_cutouts([sky / "ref"])[0]
     from survey2survey.fits_io import read_cutout
@@ -240,7 +277,25 @@ def test_align_shifts_predictions_onto_the_references_grid(tmp_path):
     assert ev.exit_code == 1 and len(ev.methods["pred"].pairs) == 5
     assert [(Path(f).name, "rotated or scaled" in r) for f, r in ev.failures] == [("obj0.fits", True)]
     plain = evaluate([tmp_path / "pred"], tmp_path / "ref", metrics="flux", band="r")  # measured, and said
-    assert plain.exit_code == 0 and any("1 prediction(s) lie on pixel grids rotated" in w for w in plain.warnings)
+    assert plain.exit_code == 0 and any("1 prediction(s) lie on pixel grids that are more than shifted" in w
+                                        for w in plain.warnings)
+
+    # a grid 10 px away (another cutout of the sky), and one whose WCS cannot place the reference's
+    # centre (its projection centred on the other side of the sky): refused per file with --align,
+    # counted in the warning without, and no offset of theirs in the report
+    far = make_wcs(150.0, 2.0, SDSS.pixel_scale, (64, 64))
+    far.wcs.crpix = [far.wcs.crpix[0] + 10, far.wcs.crpix[1]]
+    far.wcs.set()
+    write_cutout(tmp_path / "pred" / "obj0.fits", _gaussians(64, c, c), SDSS, wcs=far, overwrite=True)
+    opposite = make_wcs(330.0, -2.0, SDSS.pixel_scale, (64, 64))
+    write_cutout(tmp_path / "pred" / "obj1.fits", _gaussians(64, c, c), SDSS, wcs=opposite, overwrite=True)
+    ev = evaluate([tmp_path / "pred"], tmp_path / "ref", metrics="flux", band="r", align=True)
+    reasons = dict((Path(f).name, r) for f, r in ev.failures)
+    assert ev.exit_code == 1 and len(ev.methods["pred"].pairs) == 4
+    assert "10 px from the reference's" in reasons["obj0.fits"] and "cannot place" in reasons["obj1.fits"]
+    plain = evaluate([tmp_path / "pred"], tmp_path / "ref", metrics="flux", band="r")
+    assert plain.exit_code == 0 and any("2 prediction(s) lie on pixel grids" in w for w in plain.warnings)
+    assert plain.parameters["grid_offset_px_max"] < 1
 
 
 def test_misuse_raises_usage_errors(sky, tmp_path):

@@ -142,6 +142,18 @@ def test_one_file_per_band_grouped_by_object(tmp_path, sep):
         assert c.wcs is not None
 
 
+def test_a_band_file_of_another_size_is_the_one_named(tmp_path):
+    data = _cube(4)
+    for b in "ugriz":
+        plane = data[BANDS.index(b)][:60, :60] if b == "z" else data[BANDS.index(b)]
+        fits.PrimaryHDU(plane, header=_wcs_header()).writeto(tmp_path / f"sz-{b}.fits")
+    (source,) = find_cutouts([tmp_path], "sdss")
+    with pytest.raises(CutoutError) as err:
+        read_cutout(source, "sdss")
+    assert err.value.path.name == "sz-z.fits"
+    assert "sz-z.fits is 60x60 px, the others 64x64 px" in str(err.value)
+
+
 def test_find_cutouts_directories_globs_and_missing(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for p in ["a/one.fits", "a/b/two.fits", "a/b/notes.txt", "a/.hidden.fits"]:

@@ -77,6 +77,10 @@ def test_registry_noise_white_and_correlated():
     assert lag1_correlation(stack) == pytest.approx(2 * c / (1 + 2 * c * c), abs=0.03)
     # map i is the same whatever n
     np.testing.assert_array_equal(sample_noise("sdss", "g", 3, seed=9)[2], sample_noise("sdss", "g", 10, seed=9)[2])
+    # ... and the bands are independent of each other (the same map scaled was each band's noise)
+    maps = {b: sample_noise("sdss", b, 20, seed=9).ravel() for b in "ugriz"}
+    for a, b in (("u", "g"), ("g", "r"), ("r", "z")):
+        assert abs(np.corrcoef(maps[a], maps[b])[0, 1]) < 0.02, (a, b)
 
 
 def test_sky_sigma_ignores_sources():

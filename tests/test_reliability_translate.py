@@ -71,22 +71,30 @@ def test_t1_a_users_file_at_the_output_name_is_kept(aecnn_model, tmp_path, capsy
     before = _state(theirs)
     run = s2s(capsys, "translate", d, "--to", "cfht", "--model", aecnn_model, "--out", d, "-q")  # into itself
     assert run.code == 1, run.text
+    # the cube is no earlier output of s2s (no provenance): an input, read and never written
+    assert "already a cfht cutout" in run.lines_naming(theirs)[0], run.text
     lines = run.lines_naming(d / "J0000.fits")
-    assert len(lines) == 1 and "exists and is not an s2s output (output exists; use --overwrite" in lines[0], run.text
-    assert "translated 1, skipped 0 (output exists), failed 1 of 2 inputs" in run.out
+    assert len(lines) == 1 and f"output {theirs} is an input file" in lines[0], run.text
+    assert "translated 1, skipped 0 (output exists), failed 2 of 3 inputs" in run.out
     assert _state(theirs) == before
     verify_fits(d / "J0001.cfht.fits")
-    # our own broken output is still redone without --overwrite
+    # our own broken output is still redone without --overwrite (and no input: it has s2s's provenance)
     ours = d / "J0001.cfht.fits"
     ours.write_bytes(ours.read_bytes()[:-2880])
     run = s2s(capsys, "translate", d / "J0001.fits", "--to", "cfht", "--model", aecnn_model, "--out", d, "-q")
     assert run.code == 0 and "existing output was broken and is redone" in run.err, run.text
     verify_fits(ours)
-    # --overwrite is the user's say-so
+    # a user's file at the output name that is not among the inputs: --overwrite is the user's say-so
+    run = s2s(capsys, "translate", d / "J0000.fits", "--to", "cfht", "--model", aecnn_model, "--out", d, "-q")
+    assert run.code == 1 and "exists and is not an s2s output (output exists; use --overwrite" in run.err, run.text
+    assert _state(theirs) == before
     run = s2s(capsys, "translate", d / "J0000.fits", "--to", "cfht", "--model", aecnn_model, "--out", d, "-q",
               "--overwrite")
     assert run.code == 0, run.text
     assert "S2SVER" in fits.getheader(theirs)
+    # the directory again, with --overwrite: the earlier outputs are no inputs, the inputs are redone
+    run = s2s(capsys, "translate", d, "--to", "cfht", "--model", aecnn_model, "--out", d, "-q", "--overwrite")
+    assert run.code == 0 and "translated 2, skipped 0 (output exists), failed 0 of 2 inputs" in run.out, run.text
 
 
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])

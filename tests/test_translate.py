@@ -224,6 +224,28 @@ def test_existing_outputs_are_kept_and_broken_ones_redone(model_dir, sdss_dir, t
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+def test_an_input_named_like_an_output_is_read_never_replaced(sdss_dir, tmp_path):
+    """In --out, a *.cfht.fits that s2s wrote is an earlier output (skipped as an input); one
+    without s2s's provenance is the user's: it is translated, and the input whose output would
+    land on it is refused, --overwrite or not."""
+    files = sorted(sdss_dir.glob("*.fits"))[:2]
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "x.cfht.fits"  # an SDSS cutout with an output's name
+    mine.write_bytes(files[0].read_bytes())
+    other = out / "x.fits"
+    other.write_bytes(files[1].read_bytes())
+    before = mine.read_bytes()
+    for overwrite in (False, True):
+        report = translate([mine, other], "cfht", model_dir="physics", out_dir=out, seed=1, overwrite=overwrite)
+        assert report.ignored == 0 and mine.read_bytes() == before
+        assert [(Path(p).name, m) for p, m in report.failed] == [("x.fits", f"{other}: output {mine} is an input file; give another --out")]
+        assert fits.getheader(out / "x.cfht.cfht.fits")["S2SSRC"].endswith("x.cfht.fits")
+    # an earlier output of s2s below an input directory is no input
+    again = translate([out], "cfht", model_dir="physics", out_dir=out, seed=1)
+    assert again.ignored == 1 and mine.read_bytes() == before
+
+
 def test_worker_processes_mirror_directories_and_carry_the_mask(model_dir, tmp_path):
     src = tmp_path / "in"
     (src / "field1").mkdir(parents=True)

@@ -221,6 +221,21 @@ def test_preview_writes_a_png_per_cutout(capsys, tmp_path):
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     assert 300 < width < 500 and height > 4 * width / 2  # 2 columns, 5 band rows
+    # a PNG of that name that s2s did not write is the user's: that input fails, the file is kept
+    mine = tmp_path / "out2" / pngs[0].name
+    mine.parent.mkdir()
+    mine.write_bytes(b"mine")
+    code, _, err = run(capsys, "translate", EX / "sdss", "--to", "cfht", "--model", "physics", "--preview",
+                       "--out", tmp_path / "out2", "-q")
+    assert code == 1 and f"{mine} exists and is no s2s preview" in err and mine.read_bytes() == b"mine"
+    assert len(list((tmp_path / "out2").glob("*.cfht.fits"))) == 7
+    # s2s's own preview is redone with its output (here: the output removed), --overwrite replaces the user's
+    (tmp_path / "out" / pngs[1].name.replace(".png", ".fits")).unlink()
+    assert run(capsys, "translate", EX / "sdss", "--to", "cfht", "--model", "physics", "--preview",
+               "--out", tmp_path / "out", "-q")[0] == 0
+    assert run(capsys, "translate", EX / "sdss", "--to", "cfht", "--model", "physics", "--preview",
+               "--out", tmp_path / "out2", "-q", "--overwrite")[0] == 0
+    assert mine.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_physics_refuses_the_options_of_a_model_engine(capsys, tmp_path):

@@ -12,7 +12,9 @@ without smoothing it, so the prediction's noise keeps its level and spectrum (an
 interpolation would lower both).  Only an offset is taken out: a prediction whose grid is
 rotated or scaled against the reference's (more than :data:`MAX_WARP_PX` apart at the corners
 once the centres agree) is not comparable pixel by pixel and is reported (per file) rather than
-resampled.
+resampled, and so is one whose grid is further from the reference's than
+:data:`MAX_OFFSET_FRACTION` of the image's side (another cutout of the sky, or a WCS that
+cannot place the other's centre): the shift would bring in that much mirrored image.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import threading
 
 import numpy as np
 
-__all__ = ["ALIGN_TOLERANCE_PX", "MAX_WARP_PX", "OFFSET_WARNING_PX", "GridTally", "grid_offset", "shift_image",
-           "shift_masked"]
+__all__ = ["ALIGN_TOLERANCE_PX", "MAX_OFFSET_FRACTION", "MAX_WARP_PX", "OFFSET_WARNING_PX", "TRUTH_TOLERANCE_PX",
+           "GridTally", "grid_offset", "shift_image", "shift_masked", "truth_off_grid"]
 
 #: How far (pixels) the mask of a shifted image with unknown pixels is grown.
 MASK_GROWTH_PX = 2
@@ -35,6 +37,10 @@ ALIGN_TOLERANCE_PX = 1e-3
 #: learned model's output grid can differ from the survey's by a few 0.1 % in scale: the default
 #: model's 136 px CFHT cutouts are 0.35 % finer than CFHT's pixels, 0.33 px at the corners).
 MAX_WARP_PX = 0.5
+#: Largest offset between the two grids, as a fraction of the image's shorter side: survey cutouts
+#: of one object are centred within a pixel or two of each other; further apart they are cut
+#: around other positions, and a shift would fill that much of the image with its mirror.
+MAX_OFFSET_FRACTION = 0.05
 
 
 def grid_offset(pred_wcs, ref_wcs, shape: tuple[int, int]) -> tuple[float, float]:
@@ -42,7 +48,8 @@ def grid_offset(pred_wcs, ref_wcs, shape: tuple[int, int]) -> tuple[float, float
     own position (pixels; 0-based, ``shape`` = (H, W) of both images).
 
     Raises ValueError (its message a reason for one line) when the grids differ by more than an
-    offset: another pixel scale or orientation.
+    offset (another pixel scale or orientation), when the prediction's WCS cannot place the
+    reference's centre, or when the offset is more than :data:`MAX_OFFSET_FRACTION` of the side.
     """
     a = np.asarray(pred_wcs.celestial.pixel_scale_matrix, dtype=float)
     b = np.asarray(ref_wcs.celestial.pixel_scale_matrix, dtype=float)
@@ -53,8 +60,34 @@ def grid_offset(pred_wcs, ref_wcs, shape: tuple[int, int]) -> tuple[float, float
     if worst > MAX_WARP_PX:
         raise ValueError(f"its WCS is rotated or scaled against the reference's ({worst:.2f} px apart at the "
                          "corners once the centres agree): --align only shifts")
-    px, py = pred_wcs.celestial.world_to_pixel(ref_wcs.celestial.pixel_to_world(x, y))
-    return float(py) - y, float(px) - x
+    try:
+        px, py = pred_wcs.celestial.world_to_pixel(ref_wcs.celestial.pixel_to_world(x, y))
+        dy, dx = float(py) - y, float(px) - x
+    except Exception as exc:  # noqa: BLE001 - astropy raises several kinds for a point off the projection
+        raise ValueError(f"its WCS cannot place the reference's centre ({type(exc).__name__})") from None
+    if not (np.isfinite(dy) and np.isfinite(dx)):
+        raise ValueError("its WCS cannot place the reference's centre (off its projection)")
+    limit = MAX_OFFSET_FRACTION * min(shape)
+    if np.hypot(dy, dx) > limit:
+        raise ValueError(f"its grid is {np.hypot(dy, dx):.4g} px from the reference's (more than {limit:.3g} px, "
+                         f"{MAX_OFFSET_FRACTION:.0%} of the side): not a cutout of the same position")
+    return dy, dx
+
+
+#: Largest offset (pixels) between a noise-free truth's grid and its reference's: the truth is the
+#: reference without its noise, on the same pixels.
+TRUTH_TOLERANCE_PX = 0.01
+
+
+def truth_off_grid(truth_wcs, ref_wcs, shape: tuple[int, int]) -> str | None:
+    """Why a truth image does not lie on its reference's pixels (one line), or None when it does."""
+    try:
+        dy, dx = grid_offset(truth_wcs, ref_wcs, shape)
+    except ValueError as exc:
+        return f"{exc}; a truth must lie on its reference's pixels"
+    if np.hypot(dy, dx) > TRUTH_TOLERANCE_PX:
+        return f"its grid is {np.hypot(dy, dx):.3g} px from the reference's: a truth must lie on its reference's pixels"
+    return None
 
 
 def shift_image(planes: np.ndarray, dy: float, dx: float) -> np.ndarray:
@@ -138,9 +171,10 @@ class GridTally:
             warnings.append(f"{self.no_wcs} pair(s) not aligned: the prediction or the reference has no WCS "
                             "(compared pixel by pixel)")
         if self.warped:
-            warnings.append(f"{self.warped} prediction(s) lie on pixel grids rotated or scaled against their "
-                            f"references' (more than {MAX_WARP_PX:g} px apart at the corners): their pixel metrics "
-                            "compare unrelated pixels")
+            warnings.append(f"{self.warped} prediction(s) lie on pixel grids that are more than shifted from their "
+                            f"references' (rotated or scaled: more than {MAX_WARP_PX:g} px apart at the corners; or "
+                            f"more than {MAX_OFFSET_FRACTION:.0%} of the side apart, or not placed by the WCS): their "
+                            "pixel metrics compare unrelated pixels")
         if self.offsets:
             median, worst = float(np.median(self.offsets)), float(np.max(self.offsets))
             if not self.align and median > OFFSET_WARNING_PX:

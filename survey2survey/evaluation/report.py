@@ -162,14 +162,23 @@ def _arrays(evaluation: Evaluation) -> dict[str, np.ndarray]:
 def check_report_dir(out: str | os.PathLike, overwrite: bool) -> None:
     """Refuse (``UsageError``) an ``out`` that holds an earlier report, unless ``overwrite``.
 
-    A report is recognised by its files (:data:`REPORT_FILES`); other files in the
-    directory do not count and are never touched.
+    A report is recognised by its files (:data:`REPORT_FILES`).  A PNG named as one of the
+    report's plots (:data:`survey2survey.plots.PLOT_NAMES`) that s2s did not write is refused
+    too; other files in the directory do not count and are never touched.
     """
+    from survey2survey.plots import PLOT_NAMES, is_s2s_png
+
     out = Path(out)
     found = [name for name in REPORT_FILES if (out / name).exists()]
     if found and not overwrite:
         raise UsageError(f"{out}: holds an earlier report ({', '.join(found)}): use --overwrite to replace it "
                          "or choose another --out")
+    # a PNG named as a plot of the report's, which s2s did not write, is the user's
+    theirs = sorted(p.name for p in out.glob("*.png") if p.stem.split("_")[0] in PLOT_NAMES and not is_s2s_png(p))
+    if theirs and not overwrite:
+        shown = ", ".join(theirs[:3]) + (f" and {len(theirs) - 3} more" if len(theirs) > 3 else "")
+        raise UsageError(f"{out}: holds {shown}, which the report's plots would replace: use --overwrite to "
+                         "replace them or choose another --out")
 
 
 def _earlier_report_files(out: Path) -> set[str]:

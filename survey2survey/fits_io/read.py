@@ -168,7 +168,8 @@ def _load_data(hdu, path: Path) -> np.ndarray:
         expected *= hdu.header.get(f"NAXIS{i}", 0)
     if data.size != expected:
         raise CutoutError(path, "truncated image data")
-    return np.asarray(data, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, a bad pixel (masked) like NaN
+        return np.asarray(data, dtype=np.float32)
 
 
 def _is_plain_fits(path: Path) -> bool:
@@ -341,6 +342,12 @@ def read_cutout(
         names = _band_names(planes, source, survey_obj)
     shapes = {p.shape for p in planes.data}
     if len(shapes) != 1:
+        if source.per_band and len(source.paths) == len(planes.data):  # name the odd files, not the first
+            counts = [p.shape for p in planes.data]
+            common = max(shapes, key=counts.count)
+            odd = [f"{f.name} is {s[1]}x{s[0]} px" for f, s in zip(source.paths, counts) if s != common]
+            raise CutoutError(source.paths[counts.index(next(s for s in counts if s != common))],
+                              f"bands have different image sizes: {', '.join(odd)}, the others {common[1]}x{common[0]} px")
         raise CutoutError(path, f"bands have different image sizes {sorted(shapes)}")
     shape = shapes.pop()
     if min(shape) < 4:

@@ -342,18 +342,20 @@ def sample_noise(
     shape : (H, W), optional
         Default the survey's cutout size.
     seed : int
-        Map i is drawn from ``numpy.random.default_rng([seed, i])``: the same map for any n.
+        Map i of band k (the band's index in the survey) is drawn from
+        ``numpy.random.default_rng([seed, k, i])``: the same map for any n, and each band's
+        maps independent of the other bands'.
     noise_model : NoiseModel or path, optional
         Measured model; default the registry's ``noise_model`` file, else white (or
         ``noise_correlation``-correlated) noise of the registry's sky sigma.
     """
     survey = get_survey(survey)
-    survey.band_index(band)
+    k = survey.band_index(band)
     if isinstance(noise_model, (str, Path)):
         noise_model = load_noise_model(noise_model)
     shape = (survey.cutout_size, survey.cutout_size) if shape is None else (int(shape[0]), int(shape[1]))
     sigma, spectrum = target_noise(survey, band, noise_model, shape)
     out = np.empty((int(n),) + shape, np.float32)
     for i in range(int(n)):
-        out[i] = coloured_noise(np.random.default_rng([int(seed), i]), 1, shape, spectrum)[0] * sigma
+        out[i] = coloured_noise(np.random.default_rng([int(seed), k, i]), 1, shape, spectrum)[0] * sigma
     return out

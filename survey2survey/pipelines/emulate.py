@@ -280,7 +280,8 @@ def emulate_physics_noise(
     model file (``noise_model`` in the registry) when it names one, else Gaussian noise of
     the registry's sky sigma (``sky_sigma`` or from ``depth``), white or
     ``noise_correlation``-correlated.  Map ``i`` of a band comes from
-    ``numpy.random.default_rng([seed, i])``.  The ``AMPLITUDE`` table's ``AMP_<band>``
+    ``numpy.random.default_rng([seed, k, i])``, k the band's index in the survey (the bands
+    independent).  The ``AMPLITUDE`` table's ``AMP_<band>``
     holds the model's sigma (native units; the learned emulator's is in model space).
     """
 
@@ -337,5 +338,5 @@ def _physics_cards(survey: Survey, band: str, n: int, sigma: float, rms_median: 
         ("RMSMED", rms_median, "median pixel RMS of a map (native units)"),
         ("RMSMEAN", float(np.mean(rms)), "mean pixel RMS of a map (native units)"),
         ("S2SMODEL", "physics", "registry noise, no trained model"), ("S2SMETH", "physics", "noise without training"),
-        ("S2SSEED", int(seed), "seed: map i uses numpy default_rng([seed, i])"), ("S2SNE", source[:60], "noise source"),
+        ("S2SSEED", int(seed), "map i of band k: numpy default_rng([seed, k, i])"), ("S2SNE", source[:60], "noise source"),
     ]

@@ -42,7 +42,7 @@ import numpy as np
 
 from survey2survey.atomic import check_parents, remove_stale
 from survey2survey.errors import S2SError, UsageError
-from survey2survey.fits_io import find_cutouts
+from survey2survey.fits_io import find_cutouts, is_s2s_output
 from survey2survey.model import default_model_dir
 from survey2survey.pipelines.translate_schedule import run_batched, run_per_cutout
 from survey2survey.pipelines.translate_steps import Job, Setup
@@ -102,8 +102,10 @@ def _plan(inputs: Sequence[str], sources: list, out_dir: Path, target: Survey) -
         A job per source, or a failure when two sources would write the same file or
         the output would be one of the files read.
     ignored : int
-        Sources skipped because they are this command's own outputs
-        (``*.<target>.fits`` inside ``out_dir``, e.g. when ``out_dir`` is below an input).
+        Sources skipped because they are this command's own earlier outputs
+        (``*.<target>.fits`` inside ``out_dir`` whose header says s2s wrote it, e.g. when
+        ``out_dir`` is below an input).  A file of that name without s2s's provenance is
+        the user's: it is read, and never written.
     """
     dirs = [Path(i).resolve() for i in inputs if Path(i).is_dir()]
     out_resolved = out_dir.resolve()
@@ -114,7 +116,8 @@ def _plan(inputs: Sequence[str], sources: list, out_dir: Path, target: Survey) -
     kept = []
     for source in sources:
         parent = source.path.resolve().parent
-        if (parent == out_resolved or out_resolved in parent.parents) and source.path.name.endswith(suffix):
+        if ((parent == out_resolved or out_resolved in parent.parents) and source.path.name.endswith(suffix)
+                and is_s2s_output(source.path)):
             ignored += 1
         else:
             kept.append(source)

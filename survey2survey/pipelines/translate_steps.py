@@ -312,6 +312,7 @@ def write_one(job: WriteJob, setup: Setup, outputs: _Outputs | None = None) -> t
 def _write_preview(job: WriteJob, out: np.ndarray, target: Survey, setup: Setup) -> None:
     """``<output>.png`` beside the output: the input and ``out`` (C, H, W) side by side per band."""
     from survey2survey.fits_io import pixel_scale_arcsec
+    from survey2survey.plots import is_s2s_png
     from survey2survey.preview import write_preview
 
     data, bands, source, scale_in = job.record.preview
@@ -322,8 +323,12 @@ def _write_preview(job: WriteJob, out: np.ndarray, target: Survey, setup: Setup)
         from astropy.wcs import WCS
 
         scale_out = pixel_scale_arcsec(WCS(fits.Header.fromstring(wcs)))
+    path = job.out_path.with_suffix(".png")
+    if path.exists() and not setup.overwrite and not is_s2s_png(path):
+        raise CutoutError(job.source_file, f"{path} exists and is no s2s preview: use --overwrite to replace it "
+                          "or choose another --out")
     write_preview(
-        job.out_path.with_suffix(".png"), (data, bands, source, scale_in), (out, target.bands, target, scale_out),
+        path, (data, bands, source, scale_in), (out, target.bands, target, scale_out),
         title=f"{job.object_id}: {source.name} -> {target.name}", overwrite=True,
     )
 
