@@ -37,6 +37,7 @@ from survey2survey.model import (
     model_directions,
     physics_directions,
 )
+from survey2survey.physics.defects import psf_pixels, repair_sharp_pixels
 from survey2survey.runtime.device import batch_size as device_batch_size
 from survey2survey.runtime.device import ort_has_cuda, resolve_device
 from survey2survey.surveys import Survey, get_survey, to_model_space, to_native
@@ -218,12 +219,14 @@ class LearnedTranslator(Translator):
             return self._prepare_by_physics(cutout, survey, CutoutError(
                 path, f"wrong size {cutout.data.shape[2]}x{cutout.data.shape[1]} px, the model takes {want[1]}x{want[0]} px {name} cutouts"
             ))
-        data, wcs = cutout.data, cutout.wcs
+        # a cosmic ray or hot pixel: the network would paint it into the other bands
+        data, repaired = repair_sharp_pixels(cutout.data, psf_pixels(survey))
+        wcs = cutout.wcs
         if d.source_grid is not None:
             from survey2survey.data.regrid import regrid_to_survey
 
             # onto the grid the model was trained on, as `s2s prepare --regrid` does (flux conserved)
-            data, grid_wcs = regrid_to_survey(cutout.data, survey, d.source_grid, cutout.wcs, return_wcs=True)
+            data, grid_wcs = regrid_to_survey(data, survey, d.source_grid, cutout.wcs, return_wcs=True)
             wcs = grid_wcs if cutout.wcs is not None else None
         grid_shape = data.shape[1:]
         final_shape = (self.target.cutout_size,) * 2 if d.target_grid is not None else out_shape
@@ -242,6 +245,10 @@ class LearnedTranslator(Translator):
         )
         mask = resample_mask(cutout.mask, final_shape) if cutout.mask is not None else None
         warnings = list(cutout.warnings)
+        if repaired.any():
+            bands = ", ".join(f"{b} {n}" for b, n in zip(survey.bands, repaired) if n)
+            warnings.append(f"{int(repaired.sum())} pixel(s) sharper than the PSF (a cosmic ray or hot pixel: {bands}) "
+                            "set to their neighbours' median before the network")
         if self.training_range:
             warnings += range_warnings(cutout.data, survey, self.training_range)
         return Prepared(survey, to_model_space(data, survey), geometry, mask, warnings, resample)
