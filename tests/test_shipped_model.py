@@ -90,3 +90,25 @@ def test_selection_noise_split_has_known_answers():
     assert np.allclose(sky, 4.0, rtol=0.1)
     assert galaxy[0] == pytest.approx(4.0, rel=0.1)
     assert galaxy[1] == pytest.approx((4.0 * 400 + 1e4) / 400, rel=0.1)  # (noise + spike) / noise, 20 x 20 px
+
+
+def test_a_noise_free_input_gets_no_hole_in_its_core(tmp_path):
+    """The default network on a noise-free SDSS image (a simulation's truth): with a sky sigma of 0
+    every faint wing counted as the object and R's sky correction was taken back from the core
+    (u -42, z -16 CFHT sky sigma).  With the flux correction's sky floor the image is sane, and a
+    noisy input is translated as before (the floor is far below the noise P carries)."""
+    from survey2survey.pipelines.translate import translate
+    from survey2survey.surveys import get_survey
+
+    cfht = get_survey("cfht")
+    truth = example_dir() / "truth" / "sdss" / "sim0000000.fits"
+    report = translate([truth], "cfht", out_dir=tmp_path, noise=False)
+    assert report.translated == 1
+    out = fits.getdata(tmp_path / "sim0000000.cfht.fits")
+    sigma = np.array([cfht.typical_sky_sigma(b) for b in cfht.bands])
+    assert (out.min(axis=(1, 2)) > -sigma).all(), out.min(axis=(1, 2)) / sigma
+    expected = fits.getdata(example_dir() / "truth" / "cfht" / "sim0000000.fits")
+    yy, xx = np.mgrid[:136, :136] - 67.5
+    circle = np.hypot(yy, xx) < 2 / cfht.pixel_scale
+    ratio = out[:, circle].sum(axis=1) / expected[:, circle].sum(axis=1)
+    assert np.all(np.abs(ratio - 1) < 0.15), ratio  # 2" flux near the truth's (the seeings differ)

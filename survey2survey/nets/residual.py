@@ -188,6 +188,7 @@ class PhysicsResidualGenerator(nn.Module):
             self.init_kwargs["correction"] = correction
         if anchor:  # models saved without one rebuild without one
             self.init_kwargs["anchor"] = True
+        self.sky_floor = _sky_floor((physics or {}).get("target"), bands)
         self.physics = PhysicsOperator(bands, in_size, out_size, rank)
         self.anchor = PhotometryAnchor(bands, out_size) if anchor else None
         layers: list[nn.Module] = [nn.Conv2d(bands, width, 5, padding=2, padding_mode="reflect")]
@@ -219,7 +220,8 @@ class PhysicsResidualGenerator(nn.Module):
         p = self.prior(x)
         s = stretch(p)
         delta = self.residual(s) * (2.0 * (1.0 + s.abs()))  # flux
-        return p, p + conserve_flux(p, delta, self.correction)
+        floor = None if self.sky_floor is None else self.sky_floor.to(p.device, p.dtype)
+        return p, p + conserve_flux(p, delta, self.correction, floor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate ``x`` (N, bands, *in_size), model space -> (N, bands, *out_size), model space."""
@@ -227,10 +229,30 @@ class PhysicsResidualGenerator(nn.Module):
         return stretch(g if self.anchor is None else self.anchor(g, p, unstretch(x.float())))
 
 
-def conserve_flux(p: torch.Tensor, delta: torch.Tensor, correction: str = "object") -> torch.Tensor:
+#: The least sky noise the flux correction assumes, as a fraction of the target survey's registry
+#: sky sigma: a noise-free input has none, and with a sky sigma of 0 every faint wing counted as
+#: the object, whose flux R's sky correction was then taken back from (a hole of -40 sky sigma in
+#: the core).  Real inputs carry far more (P carries the source's noise): it never acts on them.
+SKY_FLOOR_FRACTION = 0.1
+
+
+def _sky_floor(target: str | None, bands: int) -> torch.Tensor | None:
+    """``(1, bands, 1, 1)`` flux: :data:`SKY_FLOOR_FRACTION` of ``target``'s registry sky sigma, or
+    None when the registry does not know it."""
+    try:
+        survey = get_survey(target)
+        sigma = [SKY_FLOOR_FRACTION * survey.typical_sky_sigma(b) * survey.flux_factor for b in survey.bands[:bands]]
+    except Exception:  # noqa: BLE001 - no such survey or no noise in the registry: no floor
+        return None
+    return torch.tensor(sigma, dtype=torch.float32).reshape(1, -1, 1, 1) if len(sigma) == bands else None
+
+
+def conserve_flux(p: torch.Tensor, delta: torch.Tensor, correction: str = "object",
+                  sky_floor: torch.Tensor | None = None) -> torch.Tensor:
     """The flux correction ``delta`` to the physics image ``p`` (both ``(N, bands, H, W)`` flux)
-    made to keep every band's flux and sky level, as ``correction`` says (:data:`CORRECTIONS`)."""
-    return (_object_and_sky if correction == "object" else _frame_and_object)(p, delta)
+    made to keep every band's flux and sky level, as ``correction`` says (:data:`CORRECTIONS`);
+    ``sky_floor`` (``(1, bands, 1, 1)`` flux) the least sky sigma assumed (:data:`SKY_FLOOR_FRACTION`)."""
+    return (_object_and_sky if correction == "object" else _frame_and_object)(p, delta, sky_floor)
 
 
 def _take_back(delta: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
@@ -241,7 +263,12 @@ def _take_back(delta: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
     return delta
 
 
-def _frame_and_object(p: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+def _frame_sky(p: torch.Tensor, sky_floor: torch.Tensor | None):
+    frame, level, sigma = frame_sky(p)
+    return frame, level, (sigma if sky_floor is None else torch.maximum(sigma, sky_floor))
+
+
+def _frame_and_object(p: torch.Tensor, delta: torch.Tensor, sky_floor: torch.Tensor | None = None) -> torch.Tensor:
     """``correction="frame"`` (the first ``ours-phys`` models): the correction's mean over the
     outer frame is removed (no pedestal), then its whole sum is taken back in proportion to P
     where the object is (above twice the sky's noise), so every band keeps P's total flux.
@@ -249,13 +276,13 @@ def _frame_and_object(p: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     Taking the whole sum back from the object also moves there the sum of the sky's noise that
     R removes, which is as large as a faint object's flux: it fought R's learning to denoise.
     """
-    frame, level, sigma = frame_sky(p)
+    frame, level, sigma = _frame_sky(p, sky_floor)
     delta = delta - (delta * frame).sum(dim=(2, 3), keepdim=True) / frame.sum()
     weight = F.relu(p - level - 2.0 * sigma) + 1e-3 * F.relu(p)
     return _take_back(delta, weight / weight.sum(dim=(2, 3), keepdim=True).clamp_min(1e-30))
 
 
-def _object_and_sky(p: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+def _object_and_sky(p: torch.Tensor, delta: torch.Tensor, sky_floor: torch.Tensor | None = None) -> torch.Tensor:
     """``correction="object"``: the object and the sky each keep their own flux.
 
     Object weight ``m``: 0 where P is within twice the sky's noise of the sky level (measured
@@ -266,7 +293,7 @@ def _object_and_sky(p: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     every band keeps P's total flux, and removing the sky's noise moves no flux into the object.
     An image with no pixel above twice the noise takes the object part back over the sky.
     """
-    _, level, sigma = frame_sky(p)
+    _, level, sigma = _frame_sky(p, sky_floor)
     m = ((p - level) / sigma.clamp_min(1e-30) - 2.0).clamp(0.0, 3.0) / 3.0
     sky = 1.0 - m
     sky_share = sky / sky.sum(dim=(2, 3), keepdim=True).clamp_min(1e-30)
