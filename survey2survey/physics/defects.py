@@ -34,15 +34,14 @@ def psf_pixels(survey) -> float | None:
     return min(survey.psf_fwhm) / survey.pixel_scale if survey.psf_fwhm else None
 
 
-def _neighbours(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(brightest of the 4 edge neighbours, median of the 8 neighbours) of each pixel, the image
-    mirrored at its edges."""
+_EDGE = ((-1, 0), (1, 0), (0, -1), (0, 1))
+_AROUND = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
+
+
+def _at(plane: np.ndarray, ys: np.ndarray, xs: np.ndarray, offsets) -> np.ndarray:
+    """``(len(offsets), n)``: the values at (ys + dy, xs + dx), the image mirrored at its edges."""
     padded = np.pad(plane, 1, mode="reflect")
-    h, w = plane.shape
-    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
-    around = np.stack([padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in shifts])
-    edge = np.stack([padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in shifts if dy == 0 or dx == 0])
-    return edge.max(axis=0), np.median(around, axis=0)
+    return np.stack([padded[ys + 1 + dy, xs + 1 + dx] for dy, dx in offsets])
 
 
 def sharp_pixels(data: np.ndarray, psf_fwhm_px: float | None = None) -> np.ndarray:
@@ -59,9 +58,10 @@ def sharp_pixels(data: np.ndarray, psf_fwhm_px: float | None = None) -> np.ndarr
         sigma = 1.4826 * float(np.median(np.abs(plane - sky)))
         if not sigma > 0:
             continue
-        edge, _ = _neighbours(plane)
-        height = plane - sky
-        flags[c] = (height > MIN_SIGMA * sigma) & (height > MIN_CONTRAST * np.maximum(edge - sky, sigma))
+        ys, xs = np.nonzero(plane - sky > MIN_SIGMA * sigma)  # few: only these are compared with their edges
+        if len(ys):
+            edge = _at(plane, ys, xs, _EDGE).max(axis=0)
+            flags[c, ys, xs] = plane[ys, xs] - sky > MIN_CONTRAST * np.maximum(edge - sky, sigma)
     return flags
 
 
@@ -74,6 +74,6 @@ def repair_sharp_pixels(data: np.ndarray, psf_fwhm_px: float | None = None) -> t
         return data, counts
     out = np.array(data, dtype=np.float32, copy=True)
     for c in np.nonzero(counts)[0]:
-        _, median = _neighbours(out[c].astype(np.float64))
-        out[c][flags[c]] = median[flags[c]]
+        ys, xs = np.nonzero(flags[c])
+        out[c, ys, xs] = np.median(_at(np.asarray(data[c], dtype=np.float64), ys, xs, _AROUND), axis=0)
     return out, counts
