@@ -16,7 +16,7 @@ FWHM is the width the registry would carry for it.
 
 Stars: peaks of the frame smoothed by a 1-px Gaussian between 100x and 2000x the frame's sigma
 (``--min-peak``, ``--max-peak``), 40 px from the edges, nothing brighter than 2 % of the peak
-within 12" outside its own 2.4", and among those the most compact: half-maximum areas within
+plus 5 sigma within 12" outside its own 2.4", and among those the most compact: half-maximum areas within
 15 % of the frame's 20th percentile (galaxies are wider).  Frames with fewer than 5 such stars
 are left out.
 """
@@ -53,8 +53,10 @@ def read_frame(path: Path) -> np.ndarray:
     elif path.suffix == ".gz":
         raw = gzip.decompress(raw)
     with fits.open(io.BytesIO(raw)) as hdul:
-        data = next(h.data for h in hdul if h.data is not None and h.data.ndim == 2)
-        return np.asarray(data, dtype=np.float64)
+        images = [h.data for h in hdul if h.data is not None and h.data.ndim == 2]
+        if not images:
+            raise SystemExit(f"{path}: no 2-D image HDU")
+        return np.asarray(images[0], dtype=np.float64)
 
 
 def growth(image: np.ndarray, x: float, y: float, pixel_scale: float, sky: bool = True) -> np.ndarray:

@@ -538,12 +538,12 @@ def _evaluate(pred, ref, truth, *, metrics, band, survey, out, overwrite, plots,
 
     t_start = time.perf_counter()
     _check_options(match_radius, r_max, aperture_radius, jobs)
-    if out is not None:
-        check_report_dir(out, overwrite)
     pred_inputs, ref_inputs, truth_inputs = _inputs(pred, ref, truth)
     have_truth = truth_inputs is not None
     metric_text = metrics if (metrics is None or isinstance(metrics, str)) else ",".join(metrics)
     names = parse_metrics(metric_text, have_truth)
+    if out is not None:
+        check_report_dir(out, overwrite, plotted=names if plots else ())
     survey_obj, ref_sources = _references(survey, ref_inputs, pred_inputs)
     band_index = _parse_bands(band, survey_obj)
     bands = tuple(survey_obj.bands[i] for i in band_index)

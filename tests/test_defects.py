@@ -7,8 +7,9 @@ import pytest
 from astropy.io import fits
 
 from survey2survey.data import example_dir
-from survey2survey.physics.defects import repair_sharp_pixels, sharp_pixels
+from survey2survey.physics.defects import psf_pixels, repair_sharp_pixels, sharp_pixels
 from survey2survey.pipelines.translate import translate
+from survey2survey.surveys import get_survey
 
 galsim = pytest.importorskip("galsim")
 
@@ -23,7 +24,7 @@ def test_a_hot_pixel_is_flagged_and_no_source_is():
             bulge = galsim.Convolve(galsim.DeVaucouleurs(half_light_radius=0.3, flux=5000.0), psf)
             core = bulge.drawImage(nx=48, ny=48, scale=0.396, offset=offset).array
             cube = np.stack([star, core]) + rng.normal(0.0, 1.0, (2, 48, 48))
-            flagged += sharp_pixels(cube, 0.7 / 0.396).sum()
+            flagged += sharp_pixels(cube, psf_pixels(get_survey("sdss"))).sum()  # what the translator passes
     assert flagged == 0
     sky = rng.normal(0.0, 1.0, (3, 40, 40))
     sky[1, 5, 7] += 12.0  # a hot pixel of 12 sigma, and one on the image's edge
@@ -31,6 +32,7 @@ def test_a_hot_pixel_is_flagged_and_no_source_is():
     flags = sharp_pixels(sky, 3.5)
     assert [tuple(np.argwhere(f)[0]) for f in flags if f.any()] == [(5, 7), (0, 20)] and flags.sum() == 2
     assert not sharp_pixels(sky, 1.5).any()  # an undersampled PSF: a sharp pixel may be a star
+    assert not sharp_pixels(sky, None).any()  # an unknown one: the same
     repaired, counts = repair_sharp_pixels(sky, 3.5)
     assert counts.tolist() == [0, 1, 1] and abs(repaired[1, 5, 7]) < 3 and abs(repaired[2, 0, 20]) < 3
     assert np.array_equal(repaired != sky.astype(np.float32), flags)  # nothing else touched

@@ -172,13 +172,21 @@ def test_a_users_png_named_as_a_plot_is_never_replaced_without_overwrite(sky, tm
     out = tmp_path / "report"
     out.mkdir()
     (out / "flux.png").write_bytes(b"mine")
-    (out / "notes.png").write_bytes(b"also mine")  # no plot's name: not the report's business
+    for name in ("notes.png", "flux_calib.png", "noise_model.png"):  # no plot's name: not the report's business
+        (out / name).write_bytes(b"also mine")
     with pytest.raises(UsageError, match="flux.png, which the report's plots would replace"):
         evaluate([sky / "noisy"], sky / "ref", out=out, metrics="flux", band="r")
     assert (out / "flux.png").read_bytes() == b"mine" and not (out / "metrics.json").exists()
+    # a report that would not draw flux.png (another metric, or no plots) is no threat to it
+    for kwargs in ({"metrics": "ssim"}, {"metrics": "flux", "plots": False}):
+        other = tmp_path / f"other{len(kwargs)}{kwargs['metrics']}"
+        other.mkdir()
+        (other / "flux.png").write_bytes(b"mine")
+        assert evaluate([sky / "noisy"], sky / "ref", out=other, band="r", **kwargs).exit_code == 0
+        assert (other / "flux.png").read_bytes() == b"mine"
     ev = evaluate([sky / "noisy"], sky / "ref", out=out, metrics="flux", band="r", overwrite=True)
     assert ev.exit_code == 0 and (out / "flux.png").read_bytes()[:4] == b"\x89PNG"
-    assert (out / "notes.png").read_bytes() == b"also mine"
+    assert all((out / n).read_bytes() == b"also mine" for n in ("notes.png", "flux_calib.png", "noise_model.png"))
     # s2s's own plot (its earlier report gone) is no user's file
     (out / "metrics.json").unlink()
     (out / "per_image.csv").unlink()
@@ -296,6 +304,21 @@ def test_align_shifts_predictions_onto_the_references_grid(tmp_path):
     plain = evaluate([tmp_path / "pred"], tmp_path / "ref", metrics="flux", band="r")
     assert plain.exit_code == 0 and any("2 prediction(s) lie on pixel grids" in w for w in plain.warnings)
     assert plain.parameters["grid_offset_px_max"] < 1
+
+
+def test_the_offset_limit_is_5_percent_of_the_side_and_at_least_2_px():
+    from survey2survey.evaluation.align import grid_offset
+
+    for size, offset, ok in ((20, 1.5, True), (20, 2.5, False), (64, 3.0, True), (64, 3.5, False)):
+        ref = make_wcs(150.0, 2.0, SDSS.pixel_scale, (size, size))
+        pred = make_wcs(150.0, 2.0, SDSS.pixel_scale, (size, size))
+        pred.wcs.crpix = [pred.wcs.crpix[0] + offset, pred.wcs.crpix[1]]
+        pred.wcs.set()
+        if ok:
+            assert grid_offset(pred, ref, (size, size))[1] == pytest.approx(offset)
+        else:
+            with pytest.raises(ValueError, match="not a cutout of the same position"):
+                grid_offset(pred, ref, (size, size))
 
 
 def test_misuse_raises_usage_errors(sky, tmp_path):

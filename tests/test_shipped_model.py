@@ -112,3 +112,25 @@ def test_a_noise_free_input_gets_no_hole_in_its_core(tmp_path):
     circle = np.hypot(yy, xx) < 2 / cfht.pixel_scale
     ratio = out[:, circle].sum(axis=1) / expected[:, circle].sum(axis=1)
     assert np.all(np.abs(ratio - 1) < 0.15), ratio  # 2" flux near the truth's (the seeings differ)
+
+
+@pytest.mark.parametrize("source", ["sdss", "cfht"])
+def test_the_noise_free_rule_never_acts_on_noisy_inputs(source):
+    """Both generators of the trained ours-phys on the bundled noisy examples: bit-identical with
+    and without the noise-free rule (what P carries is far above a thousandth of the target's sigma)."""
+    import torch
+
+    from survey2survey.fits_io import read_cutout
+    from survey2survey.surveys import get_survey, to_model_space
+
+    target = "cfht" if source == "sdss" else "sdss"
+    gen = load_model(ROOT / "models" / "sdss-cfht-ours-phys").modules[f"generator_{source}_to_{target}"].eval()
+    survey = get_survey(source)
+    x = torch.from_numpy(np.stack([to_model_space(read_cutout(f, survey).data, survey)
+                                   for f in sorted((example_dir() / source).glob("*.fits"))]))
+    with torch.no_grad():
+        with_rule = gen(x)
+        floor, gen.sky_floor = gen.sky_floor, None
+        without = gen(x)
+        gen.sky_floor = floor
+    assert floor is not None and torch.equal(with_rule, without)

@@ -22,7 +22,9 @@ def main(
     size: Optional[Tuple[int, int]] = typer.Option(
         None, "--size", metavar="H W", help="Map size in pixels; default the survey's cutout size."
     ),
-    seed: int = typer.Option(0, "--seed", metavar="S", help="Map i is drawn from (seed, i)."),
+    seed: int = typer.Option(
+        0, "--seed", metavar="S", help="Map i is drawn from (seed, i); with --model physics band k's from (seed, k, i)."
+    ),
     out: Optional[Path] = typer.Option(
         None, "--out", metavar="FILE", help="Output FITS file; default noise-<survey>-<band>.fits."
     ),

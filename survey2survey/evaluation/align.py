@@ -23,8 +23,8 @@ import threading
 
 import numpy as np
 
-__all__ = ["ALIGN_TOLERANCE_PX", "MAX_OFFSET_FRACTION", "MAX_WARP_PX", "OFFSET_WARNING_PX", "TRUTH_TOLERANCE_PX",
-           "GridTally", "grid_offset", "shift_image", "shift_masked", "truth_off_grid"]
+__all__ = ["ALIGN_TOLERANCE_PX", "MAX_OFFSET_FRACTION", "MAX_WARP_PX", "MIN_OFFSET_LIMIT_PX", "OFFSET_WARNING_PX",
+           "TRUTH_TOLERANCE_PX", "GridTally", "grid_offset", "shift_image", "shift_masked", "truth_off_grid"]
 
 #: How far (pixels) the mask of a shifted image with unknown pixels is grown.
 MASK_GROWTH_PX = 2
@@ -37,13 +37,15 @@ ALIGN_TOLERANCE_PX = 1e-3
 #: learned model's output grid can differ from the survey's by a few 0.1 % in scale: the default
 #: model's 136 px CFHT cutouts are 0.35 % finer than CFHT's pixels, 0.33 px at the corners).
 MAX_WARP_PX = 0.5
-#: Largest offset between the two grids, as a fraction of the image's shorter side: survey cutouts
-#: of one object are centred within a pixel or two of each other; further apart they are cut
-#: around other positions, and a shift would fill that much of the image with its mirror.
+#: Largest offset between the two grids, as a fraction of the image's shorter side (and at least
+#: :data:`MIN_OFFSET_LIMIT_PX`): survey cutouts of one object are centred within a pixel or two of
+#: each other; further apart they are cut around other positions, and a shift would fill that
+#: much of the image with its mirror.
 MAX_OFFSET_FRACTION = 0.05
+MIN_OFFSET_LIMIT_PX = 2.0
 
 
-def grid_offset(pred_wcs, ref_wcs, shape: tuple[int, int]) -> tuple[float, float]:
+def grid_offset(pred_wcs, ref_wcs, shape: tuple[int, int], max_warp: float = MAX_WARP_PX) -> tuple[float, float]:
     """``(dy, dx)``: where the reference's central pixel falls on the prediction's grid, less its
     own position (pixels; 0-based, ``shape`` = (H, W) of both images).
 
@@ -57,8 +59,8 @@ def grid_offset(pred_wcs, ref_wcs, shape: tuple[int, int]) -> tuple[float, float
     # a reference pixel's step seen on the prediction's grid, less the step itself, at the corners
     warp = np.linalg.solve(a, b) - np.eye(2)
     worst = float(np.hypot(*(warp @ np.array([[x, x, -x, -x], [y, -y, y, -y]]))).max())
-    if worst > MAX_WARP_PX:
-        raise ValueError(f"its WCS is rotated or scaled against the reference's ({worst:.2f} px apart at the "
+    if worst > max_warp:
+        raise ValueError(f"its WCS is rotated or scaled against the reference's ({worst:.2g} px apart at the "
                          "corners once the centres agree): --align only shifts")
     try:
         px, py = pred_wcs.celestial.world_to_pixel(ref_wcs.celestial.pixel_to_world(x, y))
@@ -67,10 +69,11 @@ def grid_offset(pred_wcs, ref_wcs, shape: tuple[int, int]) -> tuple[float, float
         raise ValueError(f"its WCS cannot place the reference's centre ({type(exc).__name__})") from None
     if not (np.isfinite(dy) and np.isfinite(dx)):
         raise ValueError("its WCS cannot place the reference's centre (off its projection)")
-    limit = MAX_OFFSET_FRACTION * min(shape)
+    limit = max(MIN_OFFSET_LIMIT_PX, MAX_OFFSET_FRACTION * min(shape))
     if np.hypot(dy, dx) > limit:
         raise ValueError(f"its grid is {np.hypot(dy, dx):.4g} px from the reference's (more than {limit:.3g} px, "
-                         f"{MAX_OFFSET_FRACTION:.0%} of the side): not a cutout of the same position")
+                         f"{MAX_OFFSET_FRACTION:.0%} of the side or {MIN_OFFSET_LIMIT_PX:g} px): not a cutout of "
+                         "the same position")
     return dy, dx
 
 
@@ -82,7 +85,7 @@ TRUTH_TOLERANCE_PX = 0.01
 def truth_off_grid(truth_wcs, ref_wcs, shape: tuple[int, int]) -> str | None:
     """Why a truth image does not lie on its reference's pixels (one line), or None when it does."""
     try:
-        dy, dx = grid_offset(truth_wcs, ref_wcs, shape)
+        dy, dx = grid_offset(truth_wcs, ref_wcs, shape, max_warp=TRUTH_TOLERANCE_PX)
     except ValueError as exc:
         return f"{exc}; a truth must lie on its reference's pixels"
     if np.hypot(dy, dx) > TRUTH_TOLERANCE_PX:

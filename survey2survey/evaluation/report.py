@@ -14,8 +14,9 @@ import datetime as _dt
 import io
 import json
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -159,12 +160,13 @@ def _arrays(evaluation: Evaluation) -> dict[str, np.ndarray]:
     return out
 
 
-def check_report_dir(out: str | os.PathLike, overwrite: bool) -> None:
+def check_report_dir(out: str | os.PathLike, overwrite: bool, plotted: Sequence[str] = ()) -> None:
     """Refuse (``UsageError``) an ``out`` that holds an earlier report, unless ``overwrite``.
 
-    A report is recognised by its files (:data:`REPORT_FILES`).  A PNG named as one of the
-    report's plots (:data:`survey2survey.plots.PLOT_NAMES`) that s2s did not write is refused
-    too; other files in the directory do not count and are never touched.
+    A report is recognised by its files (:data:`REPORT_FILES`).  A PNG that one of the
+    ``plotted`` metrics would write (``flux.png``, ``fourier_<band>.png``, ...) and that s2s did
+    not write is the user's, and refused too; other files in the directory do not count and are
+    never touched.
     """
     from survey2survey.plots import PLOT_NAMES, is_s2s_png
 
@@ -173,8 +175,12 @@ def check_report_dir(out: str | os.PathLike, overwrite: bool) -> None:
     if found and not overwrite:
         raise UsageError(f"{out}: holds an earlier report ({', '.join(found)}): use --overwrite to replace it "
                          "or choose another --out")
-    # a PNG named as a plot of the report's, which s2s did not write, is the user's
-    theirs = sorted(p.name for p in out.glob("*.png") if p.stem.split("_")[0] in PLOT_NAMES and not is_s2s_png(p))
+    names = {f"{m}.png" for m in plotted if m in PLOT_NAMES and m != "fourier"}
+
+    def would_write(name: str) -> bool:
+        return name in names or ("fourier" in plotted and re.fullmatch(r"fourier_[^_]+\.png", name) is not None)
+
+    theirs = sorted(p.name for p in out.glob("*.png") if would_write(p.name) and not is_s2s_png(p))
     if theirs and not overwrite:
         shown = ", ".join(theirs[:3]) + (f" and {len(theirs) - 3} more" if len(theirs) > 3 else "")
         raise UsageError(f"{out}: holds {shown}, which the report's plots would replace: use --overwrite to "

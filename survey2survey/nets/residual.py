@@ -229,19 +229,22 @@ class PhysicsResidualGenerator(nn.Module):
         return stretch(g if self.anchor is None else self.anchor(g, p, unstretch(x.float())))
 
 
-#: The least sky noise the flux correction assumes, as a fraction of the target survey's registry
-#: sky sigma: a noise-free input has none, and with a sky sigma of 0 every faint wing counted as
-#: the object, whose flux R's sky correction was then taken back from (a hole of -40 sky sigma in
-#: the core).  Real inputs carry far more (P carries the source's noise): it never acts on them.
+#: A frame whose sky noise is below this fraction of the target survey's registry sky sigma is
+#: noise-free (a simulation's truth), and its noise is taken as :data:`SKY_FLOOR_FRACTION` of that
+#: sigma.  With a noise of 0 every faint wing counted as the object, whose flux R's sky correction
+#: was then taken back from (a hole of -42 sky sigma in the core).  What P carries from a real
+#: input is far above it in both directions (CFHT -> SDSS: 0.02-0.16 of SDSS's sigma on the
+#: bundled examples), so it never acts there.
+NOISE_FREE_FRACTION = 1e-3
 SKY_FLOOR_FRACTION = 0.1
 
 
 def _sky_floor(target: str | None, bands: int) -> torch.Tensor | None:
-    """``(1, bands, 1, 1)`` flux: :data:`SKY_FLOOR_FRACTION` of ``target``'s registry sky sigma, or
-    None when the registry does not know it."""
+    """``(1, bands, 1, 1)`` flux: ``target``'s registry sky sigma, or None when the registry does
+    not know it."""
     try:
         survey = get_survey(target)
-        sigma = [SKY_FLOOR_FRACTION * survey.typical_sky_sigma(b) * survey.flux_factor for b in survey.bands[:bands]]
+        sigma = [survey.typical_sky_sigma(b) * survey.flux_factor for b in survey.bands[:bands]]
     except Exception:  # noqa: BLE001 - no such survey or no noise in the registry: no floor
         return None
     return torch.tensor(sigma, dtype=torch.float32).reshape(1, -1, 1, 1) if len(sigma) == bands else None
@@ -251,7 +254,8 @@ def conserve_flux(p: torch.Tensor, delta: torch.Tensor, correction: str = "objec
                   sky_floor: torch.Tensor | None = None) -> torch.Tensor:
     """The flux correction ``delta`` to the physics image ``p`` (both ``(N, bands, H, W)`` flux)
     made to keep every band's flux and sky level, as ``correction`` says (:data:`CORRECTIONS`);
-    ``sky_floor`` (``(1, bands, 1, 1)`` flux) the least sky sigma assumed (:data:`SKY_FLOOR_FRACTION`)."""
+    ``sky_floor`` (``(1, bands, 1, 1)`` flux): the target's registry sky sigma, against which a
+    noise-free frame is told (:data:`NOISE_FREE_FRACTION`)."""
     return (_object_and_sky if correction == "object" else _frame_and_object)(p, delta, sky_floor)
 
 
@@ -265,7 +269,9 @@ def _take_back(delta: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
 
 def _frame_sky(p: torch.Tensor, sky_floor: torch.Tensor | None):
     frame, level, sigma = frame_sky(p)
-    return frame, level, (sigma if sky_floor is None else torch.maximum(sigma, sky_floor))
+    if sky_floor is not None:  # a noise-free frame: a tenth of the registry's noise
+        sigma = torch.where(sigma < NOISE_FREE_FRACTION * sky_floor, SKY_FLOOR_FRACTION * sky_floor, sigma)
+    return frame, level, sigma
 
 
 def _frame_and_object(p: torch.Tensor, delta: torch.Tensor, sky_floor: torch.Tensor | None = None) -> torch.Tensor:

@@ -12,7 +12,9 @@ A pixel is taken for a defect when it stands more than :data:`MIN_SIGMA` sky sig
 band's sky and more than :data:`MIN_CONTRAST` times as far above it as the brightest of its
 four neighbours.  Through a PSF of FWHM at least two pixels no source comes near: a point
 source's central pixel is at most about twice its brightest neighbour (a Gaussian of 2 px FWHM:
-1.8x once integrated over the pixels).  Surveys whose PSF is narrower than that are left alone.
+1.8x once integrated over the pixels).  Surveys whose PSF is narrower than that, or unknown to
+the registry, are left alone.  Only single pixels are caught: a cosmic ray two pixels long has
+a neighbour as bright as itself.
 """
 
 from __future__ import annotations
@@ -47,11 +49,12 @@ def _at(plane: np.ndarray, ys: np.ndarray, xs: np.ndarray, offsets) -> np.ndarra
 def sharp_pixels(data: np.ndarray, psf_fwhm_px: float | None = None) -> np.ndarray:
     """Boolean (C, H, W) mask of the pixels of ``data`` (C, H, W) sharper than any source.
 
-    ``psf_fwhm_px`` (the PSF's FWHM in pixels): below :data:`MIN_PSF_PIXELS` nothing is flagged.
+    ``psf_fwhm_px`` (the PSF's FWHM in pixels): unknown (None) or below :data:`MIN_PSF_PIXELS`,
+    nothing is flagged.
     """
     data = np.asarray(data, dtype=np.float64)
     flags = np.zeros(data.shape, bool)
-    if psf_fwhm_px is not None and psf_fwhm_px < MIN_PSF_PIXELS:
+    if psf_fwhm_px is None or psf_fwhm_px < MIN_PSF_PIXELS:
         return flags
     for c, plane in enumerate(data):
         sky = float(np.median(plane))
