@@ -343,11 +343,11 @@ def read_cutout(
     shapes = {p.shape for p in planes.data}
     if len(shapes) != 1:
         if source.per_band and len(source.paths) == len(planes.data):  # name the odd files, not the first
-            counts = [p.shape for p in planes.data]
-            common = max(shapes, key=counts.count)
-            odd = [f"{f.name} is {s[1]}x{s[0]} px" for f, s in zip(source.paths, counts) if s != common]
-            raise CutoutError(source.paths[counts.index(next(s for s in counts if s != common))],
-                              f"bands have different image sizes: {', '.join(odd)}, the others {common[1]}x{common[0]} px")
+            each = [p.shape for p in planes.data]
+            common = max(shapes, key=each.count)
+            odd = [(f, s) for f, s in zip(source.paths, each) if s != common]
+            sizes = ", ".join(f"{f.name} is {s[1]}x{s[0]} px" for f, s in odd)
+            raise CutoutError(odd[0][0], f"bands have different image sizes: {sizes}, the others {common[1]}x{common[0]} px")
         raise CutoutError(path, f"bands have different image sizes {sorted(shapes)}")
     shape = shapes.pop()
     if min(shape) < 4:

@@ -35,7 +35,7 @@ from survey2survey.nets.sky import frame_sky
 from survey2survey.surveys import get_survey, stretch, unstretch
 
 __all__ = ["PhysicsOperator", "PhysicsResidualGenerator", "physics_operator", "physics_noise_emulator",
-           "model_space_sky_sigma", "conserve_flux", "CORRECTIONS"]
+           "model_space_sky_sigma", "registry_sky_flux", "conserve_flux", "CORRECTIONS"]
 
 #: The ways a correction is made flux-conserving (:class:`PhysicsResidualGenerator` ``correction``).
 CORRECTIONS = ("object", "frame")
@@ -188,7 +188,7 @@ class PhysicsResidualGenerator(nn.Module):
             self.init_kwargs["correction"] = correction
         if anchor:  # models saved without one rebuild without one
             self.init_kwargs["anchor"] = True
-        self.sky_floor = _sky_floor((physics or {}).get("target"), bands)
+        self.registry_sigma = _registry_sigma((physics or {}).get("target"), bands)
         self.physics = PhysicsOperator(bands, in_size, out_size, rank)
         self.anchor = PhotometryAnchor(bands, out_size) if anchor else None
         layers: list[nn.Module] = [nn.Conv2d(bands, width, 5, padding=2, padding_mode="reflect")]
@@ -220,8 +220,8 @@ class PhysicsResidualGenerator(nn.Module):
         p = self.prior(x)
         s = stretch(p)
         delta = self.residual(s) * (2.0 * (1.0 + s.abs()))  # flux
-        floor = None if self.sky_floor is None else self.sky_floor.to(p.device, p.dtype)
-        return p, p + conserve_flux(p, delta, self.correction, floor)
+        sigma = None if self.registry_sigma is None else self.registry_sigma.to(p.device, p.dtype)
+        return p, p + conserve_flux(p, delta, self.correction, sigma)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate ``x`` (N, bands, *in_size), model space -> (N, bands, *out_size), model space."""
@@ -239,24 +239,23 @@ NOISE_FREE_FRACTION = 1e-3
 SKY_FLOOR_FRACTION = 0.1
 
 
-def _sky_floor(target: str | None, bands: int) -> torch.Tensor | None:
+def _registry_sigma(target: str | None, bands: int) -> torch.Tensor | None:
     """``(1, bands, 1, 1)`` flux: ``target``'s registry sky sigma, or None when the registry does
     not know it."""
     try:
-        survey = get_survey(target)
-        sigma = [survey.typical_sky_sigma(b) * survey.flux_factor for b in survey.bands[:bands]]
-    except Exception:  # noqa: BLE001 - no such survey or no noise in the registry: no floor
+        sigma = registry_sky_flux(get_survey(target), bands)
+    except Exception:  # noqa: BLE001 - no such survey or no noise in the registry: no noise-free rule
         return None
     return torch.tensor(sigma, dtype=torch.float32).reshape(1, -1, 1, 1) if len(sigma) == bands else None
 
 
 def conserve_flux(p: torch.Tensor, delta: torch.Tensor, correction: str = "object",
-                  sky_floor: torch.Tensor | None = None) -> torch.Tensor:
+                  registry_sigma: torch.Tensor | None = None) -> torch.Tensor:
     """The flux correction ``delta`` to the physics image ``p`` (both ``(N, bands, H, W)`` flux)
     made to keep every band's flux and sky level, as ``correction`` says (:data:`CORRECTIONS`);
-    ``sky_floor`` (``(1, bands, 1, 1)`` flux): the target's registry sky sigma, against which a
-    noise-free frame is told (:data:`NOISE_FREE_FRACTION`)."""
-    return (_object_and_sky if correction == "object" else _frame_and_object)(p, delta, sky_floor)
+    ``registry_sigma`` (``(1, bands, 1, 1)`` flux): the target's registry sky sigma, against which
+    a noise-free frame is told (:data:`NOISE_FREE_FRACTION`)."""
+    return (_object_and_sky if correction == "object" else _frame_and_object)(p, delta, registry_sigma)
 
 
 def _take_back(delta: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
@@ -267,14 +266,15 @@ def _take_back(delta: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
     return delta
 
 
-def _frame_sky(p: torch.Tensor, sky_floor: torch.Tensor | None):
+def _frame_sky(p: torch.Tensor, registry_sigma: torch.Tensor | None):
+    """:func:`frame_sky` of ``p``, a noise-free frame's sigma taken as a tenth of the registry's."""
     frame, level, sigma = frame_sky(p)
-    if sky_floor is not None:  # a noise-free frame: a tenth of the registry's noise
-        sigma = torch.where(sigma < NOISE_FREE_FRACTION * sky_floor, SKY_FLOOR_FRACTION * sky_floor, sigma)
+    if registry_sigma is not None:
+        sigma = torch.where(sigma < NOISE_FREE_FRACTION * registry_sigma, SKY_FLOOR_FRACTION * registry_sigma, sigma)
     return frame, level, sigma
 
 
-def _frame_and_object(p: torch.Tensor, delta: torch.Tensor, sky_floor: torch.Tensor | None = None) -> torch.Tensor:
+def _frame_and_object(p: torch.Tensor, delta: torch.Tensor, registry_sigma: torch.Tensor | None = None) -> torch.Tensor:
     """``correction="frame"`` (the first ``ours-phys`` models): the correction's mean over the
     outer frame is removed (no pedestal), then its whole sum is taken back in proportion to P
     where the object is (above twice the sky's noise), so every band keeps P's total flux.
@@ -282,13 +282,13 @@ def _frame_and_object(p: torch.Tensor, delta: torch.Tensor, sky_floor: torch.Ten
     Taking the whole sum back from the object also moves there the sum of the sky's noise that
     R removes, which is as large as a faint object's flux: it fought R's learning to denoise.
     """
-    frame, level, sigma = _frame_sky(p, sky_floor)
+    frame, level, sigma = _frame_sky(p, registry_sigma)
     delta = delta - (delta * frame).sum(dim=(2, 3), keepdim=True) / frame.sum()
     weight = F.relu(p - level - 2.0 * sigma) + 1e-3 * F.relu(p)
     return _take_back(delta, weight / weight.sum(dim=(2, 3), keepdim=True).clamp_min(1e-30))
 
 
-def _object_and_sky(p: torch.Tensor, delta: torch.Tensor, sky_floor: torch.Tensor | None = None) -> torch.Tensor:
+def _object_and_sky(p: torch.Tensor, delta: torch.Tensor, registry_sigma: torch.Tensor | None = None) -> torch.Tensor:
     """``correction="object"``: the object and the sky each keep their own flux.
 
     Object weight ``m``: 0 where P is within twice the sky's noise of the sky level (measured
@@ -299,7 +299,7 @@ def _object_and_sky(p: torch.Tensor, delta: torch.Tensor, sky_floor: torch.Tenso
     every band keeps P's total flux, and removing the sky's noise moves no flux into the object.
     An image with no pixel above twice the noise takes the object part back over the sky.
     """
-    _, level, sigma = _frame_sky(p, sky_floor)
+    _, level, sigma = _frame_sky(p, registry_sigma)
     m = ((p - level) / sigma.clamp_min(1e-30) - 2.0).clamp(0.0, 3.0) / 3.0
     sky = 1.0 - m
     sky_share = sky / sky.sum(dim=(2, 3), keepdim=True).clamp_min(1e-30)
@@ -309,10 +309,15 @@ def _object_and_sky(p: torch.Tensor, delta: torch.Tensor, sky_floor: torch.Tenso
     return _take_back(delta * sky, sky_share) + _take_back(delta * m, object_share)
 
 
+def registry_sky_flux(survey, bands: int) -> list[float]:
+    """The registry's typical sky sigma of the first ``bands`` bands in the common flux scale."""
+    return [survey.typical_sky_sigma(b) * survey.flux_factor for b in survey.bands[:bands]]
+
+
 def model_space_sky_sigma(survey, bands: int) -> list[float]:
     """The registry's typical sky sigma of the first ``bands`` bands in model space: half of it in
     the common flux scale (the stretch's slope at zero is 1/2)."""
-    return [0.5 * survey.typical_sky_sigma(b) * survey.flux_factor for b in survey.bands[:bands]]
+    return [0.5 * v for v in registry_sky_flux(survey, bands)]
 
 
 def physics_noise_emulator(survey, bands: int) -> NoiseEmulator:
