@@ -32,11 +32,11 @@ def simulate_pairs(n: int, seed: int, population: str | dict = "realistic") -> l
     ``population``: a preset name, or the ``config`` of a simulation.json (a training set's:
     the same population, other objects).
     """
-    from survey2survey.data.simulate import SimulationConfig, simulate_object
+    from survey2survey.data.simulate import EARLIER_VALUES, SimulationConfig, simulate_object
 
-    if isinstance(population, dict):
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in population.items()
-                  if k not in ("n_paired", "n_unpaired_a", "n_unpaired_b", "seed", "conditions")}
+    if isinstance(population, dict):  # a field it lacks was not there yet: its value then
+        fields = EARLIER_VALUES | {k: tuple(v) if isinstance(v, list) else v for k, v in population.items()
+                                   if k not in ("n_paired", "n_unpaired_a", "n_unpaired_b", "seed", "conditions")}
         config = SimulationConfig(n_paired=n, seed=seed, **fields)
     else:
         config = SimulationConfig.for_population(population, n_paired=n, seed=seed)
@@ -44,10 +44,12 @@ def simulate_pairs(n: int, seed: int, population: str | dict = "realistic") -> l
 
 
 def _model_translate(model, direction: str, images: np.ndarray, source, target, seed: int):
-    """F = G + NE in model space, back to native; and the noise-free G."""
+    """F = G + NE in model space and the sources' Poisson noise, as ``s2s translate`` makes it, back to
+    native; and the noise-free G."""
     import torch
 
     from survey2survey.surveys import to_model_space, to_native
+    from survey2survey.translators.learned import add_source_noise, source_noise_survey
 
     spec = model.config["directions"][direction]
     g = model.modules[spec["generator"]]
@@ -60,7 +62,12 @@ def _model_translate(model, direction: str, images: np.ndarray, source, target, 
         if ne is not None:
             z1, z2 = ne.sample_inputs(len(clean), clean.shape[-2], clean.shape[-1])
             noisy = clean + ne(z1, z2)
-    return to_native(noisy.numpy(), target), to_native(clean.numpy(), target)
+    noisy = noisy.numpy()
+    sky = source_noise_survey(target) if ne is not None else None
+    if sky is not None:
+        keys = np.random.default_rng(seed).integers(0, 2**62, len(noisy))
+        noisy = add_source_noise(noisy[:, None], keys, target, sky)[:, 0]
+    return to_native(noisy, target), to_native(clean.numpy(), target)
 
 
 def _centre(images: np.ndarray) -> np.ndarray:

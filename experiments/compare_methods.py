@@ -141,7 +141,11 @@ def prepare_simulation(args, log: Log, state: dict) -> Path:
         made = _simulation_config(sim_dir)
         if made is None:
             fail(f"{sim_dir}: a dataset that is not a simulation is there; leave out --simulate")
-        want = {"n_paired": args.simulate, "seed": args.sim_seed, "n_unpaired_a": unp_a, "n_unpaired_b": unp_b}
+        from survey2survey.data.simulate import EARLIER_VALUES
+
+        made = EARLIER_VALUES | made  # a simulation without a later key had that key's earlier value
+        want = {"n_paired": args.simulate, "seed": args.sim_seed, "n_unpaired_a": unp_a, "n_unpaired_b": unp_b,
+                "source_noise": True}  # what --simulate makes now
         differ = {k: (made.get(k), v) for k, v in want.items() if v is not None and made.get(k) != v}
         if differ:
             fail(f"{sim_dir}: holds another simulation ({differ}, as (there, asked)); "

@@ -58,7 +58,7 @@ __all__ = [
 COMMON_ZERO_POINT = 22.5
 
 _REQUIRED = ("bands", "pixel_scale", "cutout_size", "zero_point")
-_PHYSICS = {"psf_profile", "psf_beta", "psf_fwhm", "sky_sigma", "depth", "noise_correlation", "noise_model",
+_PHYSICS = {"psf_profile", "psf_beta", "psf_fwhm", "sky_sigma", "depth", "sky_brightness", "noise_correlation", "noise_model",
             "seeing_keywords", "simulation"}
 _KNOWN = set(_REQUIRED) | {"flux_unit", "flux_factor", "description", "aliases", "telescope"} | _PHYSICS
 
@@ -149,6 +149,7 @@ class Survey:
     psf_fwhm_ref: float = 0.0
     sky_sigma: tuple[float, ...] = ()
     depth: tuple[float, ...] = ()
+    sky_brightness: tuple[float, ...] = ()
     noise_correlation: float = 0.0
     noise_model: str = ""
     seeing_keywords: tuple[str, ...] = ()
@@ -213,6 +214,17 @@ class Survey:
                                     self.noise_correlation or 0.0)
         return f5 / (5.0 * math.sqrt(nea))
 
+    def sky_surface_flux(self, band: str) -> float:
+        """The typical sky's surface brightness of ``band`` in nanomaggies per arcsec^2, 0 when unknown.
+
+        Sky-limited images: the sky's own Poisson noise is the registry's sky sigma, so a source
+        of surface brightness S adds S / (this) times the sky's variance (the source's Poisson
+        noise; :func:`survey2survey.physics.noise.source_variance_ratio`).
+        """
+        if not self.sky_brightness:
+            return 0.0
+        return 10.0 ** (-0.4 * (self.sky_brightness[self.band_index(band)] - COMMON_ZERO_POINT))
+
     def seeing_keyword_names(self, band: str, plane: int | None = None) -> list[str]:
         """Header keywords that may give ``band``'s PSF FWHM (arcsec), in order of trust.
 
@@ -253,7 +265,7 @@ class Survey:
                 d["psf_beta"] = self.psf_beta
         if self.psf_fwhm:
             d["psf_fwhm"] = self.psf_fwhm_ref or dict(zip(self.bands, self.psf_fwhm))
-        for key in ("sky_sigma", "depth"):
+        for key in ("sky_sigma", "depth", "sky_brightness"):
             if getattr(self, key):
                 d[key] = dict(zip(self.bands, getattr(self, key)))
         if self.psf_profile or self.noise_correlation:
@@ -380,6 +392,7 @@ def _parse_physics(spec: dict[str, Any], bands: tuple[str, ...], where: str) -> 
         raise SurveyError(f"{where}: 'psf_fwhm' needs 'psf_profile' ('kolmogorov' or 'moffat')")
     out["sky_sigma"] = _per_band(spec, "sky_sigma", bands, where)
     out["depth"] = _per_band(spec, "depth", bands, where)
+    out["sky_brightness"] = _per_band(spec, "sky_brightness", bands, where)
     if "noise_correlation" in spec:
         c = _number(spec, "noise_correlation", where)
         if not 0.0 <= c <= 1.0:

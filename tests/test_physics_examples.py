@@ -30,7 +30,8 @@ def _run(source, target):
 
 def test_cfht_to_sdss_reaches_the_noise_floor_and_keeps_the_r_flux():
     ratio, bias = _run("cfht", "sdss")
-    # measured: 1.03 1.07 1.06 1.05 1.08 x the sqrt(2) floor, r flux bias +0.4 %; the rest is
+    # measured: 1.01 1.08 1.11 1.06 1.08 x the sqrt(2) floor, r flux bias +0.3 % (sky noise only, before
+    # the sources' Poisson noise: 1.03 1.07 1.06 1.05 1.08, +0.4 %); the rest is
     # the per-image seeing of the SDSS truth, which the registry's typical value cannot know
     assert np.all(ratio < 1.15), ratio
     assert abs(bias) < 0.01, bias

@@ -71,14 +71,21 @@ def test_sdss_to_cfht_shape_units_wcs_and_provenance(model_dir, sdss_dir, tmp_pa
     centre_out = wcs.all_pix2world([[67.5, 67.5]], 0)[0]
     np.testing.assert_allclose(centre_out, centre_in, atol=1e-10)
 
-    # The data are F = G(x) + NE(z) in model space, z from (seed, object id), in CFHT units.
+    # The data are F = G(x) + NE(z) in model space, z from (seed, object id), in CFHT units,
+    # and where F is a source, CFHT's Poisson noise of it from the same key.
+    from survey2survey.translators.learned import add_source_noise
+
     model = store.load_model(model_dir)
     x = to_model_space(galaxy(SDSS, 2)[0], SDSS)[None]
+    key = object_seed(7, "J0002")
     with torch.no_grad():
         g = model.modules["generator_sdss_to_cfht"](torch.from_numpy(x))
-        z1, z2 = noise_inputs([object_seed(7, "J0002")], range(5), 136, 136)
+        z1, z2 = noise_inputs([key], range(5), 136, 136)
         f = g + model.modules["noise_emulator_cfht"](z1[:, 0], z2[:, 0])
-    np.testing.assert_allclose(_model_space(out / "J0002.cfht.fits", CFHT), f[0].numpy(), atol=1e-4)
+    f = f.numpy()[:, None]  # (N, S, C, H, W)
+    with_source = add_source_noise(f, np.array([key]), CFHT, get_survey("cfht"))
+    assert (with_source != f).sum() > 100  # the galaxy is bright enough to carry some
+    np.testing.assert_allclose(_model_space(out / "J0002.cfht.fits", CFHT), with_source[0, 0], atol=1e-4)
 
 
 def test_cfht_to_sdss_from_the_bundled_examples(model_dir, tmp_path):

@@ -81,6 +81,11 @@ def main(
         None, "--stars", metavar="MEAN",
         help="With --simulate: mean number of field stars per cutout (Poisson; default: the population's, 0 or 0.5).",
     ),
+    source_noise: Optional[bool] = typer.Option(
+        None, "--source-noise/--no-source-noise",
+        help="With --simulate: the sources' own Poisson noise on top of the sky's (default on; "
+        "--no-source-noise remakes simulations of earlier versions).",
+    ),
     fits_only: bool = typer.Option(
         False, "--fits-only", help="With --simulate: write the FITS cutouts, catalog and truth, no dataset."
     ),
@@ -100,7 +105,7 @@ def main(
     try:
         outcome = prepare(
             out, a, b, simulate=simulate, unpaired_a=unpaired_a, unpaired_b=unpaired_b, psf=psf, mag_range=mags,
-            population=population, stars=stars,
+            population=population, stars=stars, source_noise=source_noise,
             fits_only=fits_only, a_survey=a_survey, b_survey=b_survey, catalog=catalog, a_catalog=a_catalog,
             b_catalog=b_catalog, match_radius=match_radius, n_test=n_test, test_fraction=test_fraction, seed=seed,
             regrid=regrid, max_nan_fraction=max_nan_fraction, workers=workers, overwrite=overwrite,

@@ -53,6 +53,7 @@ def prepare(
     mag_range: tuple[float, float] | None = None,
     population: str = "default",
     stars: float | None = None,
+    source_noise: bool | None = None,
     fits_only: bool = False,
     a_survey: str = "sdss",
     b_survey: str = "cfht",
@@ -112,9 +113,9 @@ def prepare(
     common = dict(a_survey=a_survey, b_survey=b_survey, seed=seed, progress=progress, **dataset_options)
     if simulate is None:
         if unpaired_a is not None or unpaired_b is not None or fits_only or stars is not None \
-                or population != "default" or mag_range is not None:
-            raise UsageError("--unpaired-a, --unpaired-b, --fits-only, --mag-range, --stars and --population "
-                             "go with --simulate")
+                or population != "default" or mag_range is not None or source_noise is not None:
+            raise UsageError("--unpaired-a, --unpaired-b, --fits-only, --mag-range, --stars, --population and "
+                             "--source-noise go with --simulate")
         if not a or not b:
             raise UsageError("give the cutouts of both surveys (--a and --b), or --simulate N")
         outcome.dataset = prepare_dataset(list(a), list(b), Path(out), catalog=catalog, a_catalog=a_catalog,
@@ -129,6 +130,8 @@ def prepare(
     chosen = {"mag_range": tuple(mag_range)} if mag_range is not None else {}
     if stars is not None:
         chosen["star_fraction"] = stars
+    if source_noise is not None:
+        chosen["source_noise"] = source_noise
     config = SimulationConfig.for_population(
         population,
         n_paired=simulate,

@@ -29,8 +29,11 @@ about 30 % faster) whose FWHM is drawn around the
 survey's typical seeing (the survey registry, :func:`survey_conditions`), and gets Gaussian sky noise with a per-image,
 per-band sigma drawn log-normally around survey- and band-typical values (white for SDSS;
 mildly correlated between neighbouring pixels for CFHT, as in resampled stacks; the
-per-pixel sigma is the recorded one either way).  No Poisson noise from the source is
-added: the cutouts are sky-noise limited, which is the regime the noise emulator models.
+per-pixel sigma is the recorded one either way).  With ``source_noise`` (the default) the
+sources add their own Poisson noise where the registry gives the survey's sky brightness: a
+sky-limited image's sky sigma is the sky's Poisson noise, so a pixel of surface brightness S
+gets S / S_sky times the sky's variance more (drawn from ``[seed, index, slot, 3]``, with the
+sky noise's pixel correlation; the sky noise is the same with or without it).
 
 Every object is reproducible from ``(seed, index)`` alone (:func:`simulate_object`): its
 parameters come from ``numpy.random.default_rng([seed, index, 0])``, each survey's
@@ -64,7 +67,7 @@ from survey2survey.data.galaxies import (
     galaxy_components,
 )
 from survey2survey.data.stars import draw_stars
-from survey2survey.physics.noise import correlated_noise
+from survey2survey.physics.noise import correlated_noise, draw_source_noise
 from survey2survey.surveys import Survey, get_survey
 
 __all__ = [
@@ -113,6 +116,9 @@ POPULATIONS: dict[str, dict] = {
 #: :meth:`SimulationConfig.to_dict` at those values, so that a default simulation's record
 #: (``simulation.json``) is what it always was.
 _LATER_FIELDS = {"star_fraction": 0.0, "bulge_n": (4.0,), "bulge_q_min": 0.6, "max_hlr": 6.0}
+#: Fields whose value before they existed differs from today's default: a configuration without
+#: them (an earlier simulation.json) is read with these values.
+EARLIER_VALUES = {"source_noise": False}
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,8 @@ class SimulationConfig:
         Smallest bulge axis ratio.
     max_hlr : float
         Largest disk half-light radius (arcsec).
+    source_noise : bool
+        The sources' Poisson noise on top of the sky's (surveys with a ``sky_brightness``).
     """
 
     n_paired: int
@@ -169,6 +177,7 @@ class SimulationConfig:
     bulge_n: tuple[float, ...] = (4.0,)
     bulge_q_min: float = 0.6
     max_hlr: float = 6.0
+    source_noise: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bulge_n", tuple(float(n) for n in self.bulge_n))
@@ -217,8 +226,8 @@ class SimulationConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for name, default in _LATER_FIELDS.items():
-            if d[name] == default:
+        for name, default in (_LATER_FIELDS | EARLIER_VALUES).items():
+            if d[name] == default:  # written as before the field existed: the same fingerprint
                 del d[name]
         d["conditions"] = None if self.conditions is None else {k: asdict(v) for k, v in self.conditions.items()}
         return d
@@ -463,6 +472,9 @@ def simulate_object(config: SimulationConfig, index: int) -> SimulatedObject:
         noise = draw_noise(
             np.random.default_rng([config.seed, index, slot, 2]), truth.shape, obs.sigma, cond.noise_correlation
         )
+        if config.source_noise and survey.sky_brightness:
+            noise += draw_source_noise(np.random.default_rng([config.seed, index, slot, 3]), truth, survey,
+                                       obs.sigma, cond.noise_correlation)
         obj.observations[survey.name] = obs
         obj.truth[survey.name] = truth
         obj.noise[survey.name] = noise
@@ -680,8 +692,11 @@ def simulate_survey_pair(
             "conditions": {s.name: asdict(conditions_of(s, config.conditions)) for s in (survey_a, survey_b)},
             "counts": {"paired": config.n_paired, "unpaired_a": config.n_unpaired_a,
                        "unpaired_b": config.n_unpaired_b, "fits_files": n_files},
-            "noise_model": "Gaussian sky noise (sigma per image and band in truth/noise.ecsv); "
-            "no source Poisson noise",
+            "noise_model": "Gaussian sky noise (sigma per image and band in truth/noise.ecsv)"
+            + ("; the sources' Poisson noise from the registry's sky brightness ("
+               + ", ".join(s.name for s in (survey_a, survey_b) if s.sky_brightness) + ")"
+               if config.source_noise and (survey_a.sky_brightness or survey_b.sky_brightness)
+               else "; no source Poisson noise"),
             "seconds": round(seconds, 3),
             "workers": workers,
         }

@@ -36,7 +36,11 @@ __all__ = [
     "sky_sigma",
     "coloured_noise",
     "correlated_noise",
+    "correlate_white",
     "target_noise",
+    "source_variance_ratio",
+    "draw_source_noise",
+    "SOURCE_FLOOR_SIGMA",
     "measure_noise_model",
     "load_noise_model",
     "sample_noise",
@@ -108,13 +112,20 @@ def correlated_noise(rng: np.random.Generator, n: int, shape: tuple[int, int], c
     one-pixel margin keeps the edges stationary; neighbours correlate by ``2c / (1 + 2c**2)``.
     """
     h, w = shape
-    white = rng.standard_normal((n, h + 2, w + 2))
+    return correlate_white(rng.standard_normal((n, h + 2, w + 2)), correlation)
+
+
+def correlate_white(white: np.ndarray, correlation: float) -> np.ndarray:
+    """Unit-sigma white maps (..., H + 2, W + 2) smoothed by the separable ``[c, 1, c]`` kernel: (..., H, W).
+
+    The one-pixel margin keeps the edges stationary; the result has unit sigma again.
+    """
     c = float(correlation)
     if c <= 0:
-        return white[:, 1:-1, 1:-1]
+        return white[..., 1:-1, 1:-1]
     norm = math.sqrt(1.0 / (1.0 + 2.0 * c * c))  # per axis; squared weights of the 3x3 sum to 1
-    rows = (c * white[:, :-2, :] + white[:, 1:-1, :] + c * white[:, 2:, :]) * norm
-    return (c * rows[:, :, :-2] + rows[:, :, 1:-1] + c * rows[:, :, 2:]) * norm
+    rows = (c * white[..., :-2, :] + white[..., 1:-1, :] + c * white[..., 2:, :]) * norm
+    return (c * rows[..., :-2] + rows[..., 1:-1] + c * rows[..., 2:]) * norm
 
 
 def coloured_noise(rng: np.random.Generator, n: int, shape: tuple[int, int], spectrum) -> np.ndarray:
@@ -312,6 +323,60 @@ def target_noise(survey: Survey, band: str, noise_model: NoiseModel | None, shap
         return float(noise_model.sigma[j]), resize_spectrum(noise_model.spectrum[j], shape)
     sigma = survey.typical_sky_sigma(band)
     return sigma, (survey.noise_correlation if survey.noise_correlation > 0 else None)
+
+
+#: Pixels fainter than this many sigma of their noise count as sky in
+#: :func:`source_variance_ratio`: the sky's own fluctuations add no source noise.
+SOURCE_FLOOR_SIGMA = 3.0
+
+
+def source_variance_ratio(image: np.ndarray, survey: Survey, band: str, sky_survey: Survey | None = None,
+                          sky_band: str | None = None, floor=0.0) -> np.ndarray:
+    """Per pixel, the variance a source's Poisson noise adds in units of the sky's: S / S_sky.
+
+    A sky-limited image's sky sigma is the sky's own Poisson noise, so a source of surface
+    brightness S adds S / S_sky times the sky's variance (the photons are counted alike).
+
+    Parameters
+    ----------
+    image : ndarray
+        The source's flux per pixel, in ``survey``'s native units on its pixels.
+    survey, band : the image's survey and band
+    sky_survey, sky_band : the survey and band whose sky S_sky is (default ``survey``, ``band``)
+    floor : float or ndarray
+        Pixels at or below it (native units) are sky: 0 (:data:`SOURCE_FLOOR_SIGMA` times their
+        noise keeps the sky's own fluctuations out); from there to 1.5 times it the ratio ramps
+        up linearly, so that a pixel a rounding error away gets a rounding error's other noise.
+
+    Returns
+    -------
+    ndarray of ``image``'s shape (float64), zeros where ``sky_survey`` gives no ``sky_brightness``.
+    """
+    sky_survey = sky_survey or survey
+    sky = sky_survey.sky_surface_flux(sky_band or band)  # nanomaggies / arcsec^2
+    image = np.asarray(image, dtype=np.float64)
+    if not sky:
+        return np.zeros(image.shape)
+    surface = np.maximum(image, 0.0) * (survey.flux_factor / survey.pixel_scale**2)  # nanomaggies / arcsec^2
+    floor = np.asarray(floor, dtype=np.float64)
+    ramp = np.clip((image - floor) / np.maximum(0.5 * floor, 1e-300), 0.0, 1.0)
+    return np.where(image > floor, surface / sky * ramp, 0.0)
+
+
+def draw_source_noise(rng: np.random.Generator, truth: np.ndarray, survey: Survey, sigma: Sequence[float],
+                      correlation: float = 0.0) -> np.ndarray:
+    """The sources' Poisson noise of a noise-free image (bands, H, W), native units, float32.
+
+    Per band the variance is the sky's (``sigma``) times the pixel's surface brightness over
+    the registry's sky (:func:`source_variance_ratio`), Gaussian,
+    with the sky noise's pixel correlation.
+    """
+    unit = correlated_noise(rng, truth.shape[0], truth.shape[1:], correlation)
+    out = np.zeros(truth.shape, np.float32)
+    for j, band in enumerate(survey.bands):
+        ratio = source_variance_ratio(truth[j], survey, band)
+        out[j] = sigma[j] * np.sqrt(ratio) * unit[j]
+    return out
 
 
 _MODELS: dict[str, NoiseModel] = {}

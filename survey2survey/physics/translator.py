@@ -13,7 +13,10 @@ Per band (see :mod:`survey2survey.physics` and docs/physics.md):
 5. the noise the input carried through 2-3 is computed analytically (per output pixel,
    from the input sigma measured on the cutout's sky and the input's noise spectrum), and
    Gaussian noise with the target's spectrum tops it up to the target's sigma where the
-   target is noisier.  Nothing is denoised.
+   target is noisier.  Where the registry gives both surveys' sky brightness, the sources'
+   Poisson noise counts too: the target's (its sky variance times the source's surface
+   brightness over its sky's), less the input's carried along (``source_noise``).  Nothing
+   is denoised.
 
 Everything is deterministic given the integer ``seed`` (band k's noise comes from
 ``numpy.random.default_rng([seed, k])``, k the band's index in the target survey).
@@ -29,6 +32,7 @@ import numpy as np
 from survey2survey.errors import SurveyError
 from survey2survey.physics.kernel import convolve_stack, matching_kernel
 from survey2survey.physics.noise import (
+    SOURCE_FLOOR_SIGMA,
     NoiseModel,
     cached_noise_model,
     coloured_noise,
@@ -36,6 +40,7 @@ from survey2survey.physics.noise import (
     load_noise_model,
     resize_spectrum,
     sky_sigma,
+    source_variance_ratio,
     target_noise,
 )
 from survey2survey.physics.psf import effective_fwhm, header_fwhm
@@ -88,6 +93,8 @@ class PhysicsTranslator:
         self.noise_model = noise_model
         #: native input units -> native output units
         self.flux_scale = self.source.flux_factor / self.target.flux_factor
+        #: the sources' Poisson noise in the top-up: both surveys' sky brightness known
+        self.source_noise = bool(self.source.sky_brightness and self.target.sky_brightness)
         self._variance_cache: dict = {}
 
     # --- bands and geometry -------------------------------------------------------------
@@ -383,7 +390,14 @@ class PhysicsTranslator:
             var_unit = self.propagated_variance(band_in, kernel, geo)
             carried = sigma_prop_in[k] ** 2 * var_unit
             sigma_t, spectrum = target_noise(self.target, band_out, self.noise_model, geo.out_shape)
-            add = np.sqrt(np.maximum(sigma_t**2 - carried, 0.0))
+            # the sources' Poisson noise: the target's, less what the input's carries through (both
+            # surveys' sky brightness needed: the input's own would otherwise be counted twice)
+            shot_t = shot_in = 0.0
+            if self.source_noise:
+                floor = SOURCE_FLOOR_SIGMA * np.sqrt(sigma_t**2 + carried)
+                shot_t = source_variance_ratio(out[k], self.target, band_out, floor=floor)
+                shot_in = source_variance_ratio(out[k], self.target, band_out, self.source, band_in, floor=floor)
+            add = np.sqrt(np.maximum(sigma_t**2 * (1.0 + shot_t) - carried * (1.0 + shot_in), 0.0))
             if add.any():  # nothing to draw where the carried noise already exceeds the target's
                 rng = np.random.default_rng([int(seed), self.target.band_index(band_out)])
                 out[k] += add * coloured_noise(rng, 1, geo.out_shape, spectrum)[0]

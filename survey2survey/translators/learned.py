@@ -47,7 +47,7 @@ from survey2survey.translators.base import Geometry, Prepared, Translator, resam
 #: model accepts (issue 15.5): a model learnt one sampling and has no notion of another.
 SCALE_TOLERANCE = 0.02
 
-__all__ = ["LearnedTranslator"]
+__all__ = ["LearnedTranslator", "add_source_noise", "source_noise_survey"]
 
 #: What to try when no trained model covers a pair.
 _PHYSICS_HINT = "--model physics translates any pair of registry surveys, no training"
@@ -112,6 +112,9 @@ class LearnedTranslator(Translator):
         self._model: LoadedModel | None = model
         self._engines: dict = {}
         self._physics = None  # made on first use (_by_physics): a cutout the network cannot take
+        # the registry's sky brightness of the target gives its sources' Poisson noise (the noise
+        # emulator draws the sky's): a model recorded before the registry had it gets it too
+        self._source_noise = source_noise_survey(self.target) if self.noise_label == "yes" else None
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, to, *, backend: str = "torch", device: str = "auto", **options) -> LearnedTranslator:
@@ -174,7 +177,10 @@ class LearnedTranslator(Translator):
         engine = self._engines[batch[0].source.name]
         x = np.stack([p.x for p in batch])  # (N, C, H, W) model space
         pad = self._batch if self.compile and self.backend == "torch" else None
-        return engine.run(x, keys, samples, self.noise, pad)  # (N, S, C, H, W) model space
+        out = engine.run(x, keys, samples, self.noise, pad)  # (N, S, C, H, W) model space
+        if self._source_noise is not None and self.into[batch[0].source.name].target_grid is None:
+            out = add_source_noise(out, keys, self.target, self._source_noise)
+        return out
 
     def _fallback(self):
         """The physics translator into the target, for cutouts the network cannot take."""
@@ -286,6 +292,8 @@ class LearnedTranslator(Translator):
                 f"F = G + NE in model space, noise from seed {seed} and object id {object_id!r}, then "
                 f"converted to {target.name} native units ({n_samples} realisation(s))"
             )
+            if self._source_noise is not None and d.target_grid is None:
+                history.append(f"plus the sources' Poisson noise, from {target.name}'s sky brightness in the registry")
         elif d.latent_dim:
             history.append(
                 f"G(x, z) with latent code z ~ N(0, I) ({d.latent_dim}-d) from seed {seed} and object id "
@@ -302,6 +310,69 @@ class LearnedTranslator(Translator):
         if self.provider:
             cards.append(("S2SPROV", self.provider, "ONNX Runtime execution provider"))
         return prov, history, cards
+
+
+#: The sources' Poisson noise has its own random streams: the noise emulator's are
+#: ``sample * MAX_BANDS + band`` (:func:`survey2survey.runtime.seeds.noise_inputs`).
+SOURCE_NOISE_STREAM = 1 << 30
+
+
+def source_noise_survey(target: Survey) -> Survey | None:
+    """The survey whose sky brightness and sky noise give ``target``'s sources' Poisson noise.
+
+    The registry's survey of that name (a model recorded before the registry had the key gets
+    it too), else ``target`` itself; None when neither gives every band's sky brightness and
+    sky sigma.
+    """
+    for survey in (_registry_survey(target.name), target):
+        if survey is None or not survey.sky_brightness:
+            continue
+        try:
+            for band in target.bands:
+                survey.sky_surface_flux(band), survey.typical_sky_sigma(band)
+        except Exception:  # a band it lacks, or no sky_sigma / depth (a noise model only)
+            continue
+        return survey
+    return None
+
+
+def _registry_survey(name: str) -> Survey | None:
+    try:
+        return get_survey(name)
+    except Exception:  # a survey only the model describes
+        return None
+
+
+def add_source_noise(out: np.ndarray, keys, target: Survey, sky: Survey) -> np.ndarray:
+    """F = G + NE (model space, (N, S, C, H, W)) with the target's sources' Poisson noise added.
+
+    The noise emulator draws the sky's noise; a source adds variance sigma_sky^2 S / S_sky
+    (:func:`~survey2survey.physics.noise.source_variance_ratio`), S read from F itself above
+    :data:`~survey2survey.physics.noise.SOURCE_FLOOR_SIGMA` sky sigmas (ramping up to 1.5
+    times that).  Each pixel's normal number is a pure function of (object key, sample, band,
+    pixel) (:func:`survey2survey.runtime.seeds.standard_normal`, streams from
+    :data:`SOURCE_NOISE_STREAM`), smoothed by ``sky``'s ``[c, 1, c]`` pixel correlation: the
+    same in any batch, backend or device, up to F's own rounding.
+    """
+    from survey2survey.physics.noise import SOURCE_FLOOR_SIGMA, correlate_white, source_variance_ratio
+    from survey2survey.runtime.seeds import MAX_BANDS, standard_normal
+    from survey2survey.surveys import stretch, unstretch
+
+    out = np.array(out, dtype=np.float32)  # the sky's pixels stay bit for bit
+    n, n_samples, n_bands, h, w = out.shape
+    streams = [SOURCE_NOISE_STREAM + s * MAX_BANDS + b for s in range(n_samples) for b in range(n_bands)]
+    z = standard_normal(np.asarray(keys, dtype=np.int64), (h + 2) * (w + 2), streams).numpy()
+    z = correlate_white(z.reshape(n, n_samples, n_bands, h + 2, w + 2), sky.noise_correlation or 0.0)
+    for b, band in enumerate(target.bands):
+        sigma = sky.typical_sky_sigma(band) * sky.flux_factor / target.flux_factor  # target native units
+        native = unstretch(out[:, :, b].astype(np.float64)) / target.flux_factor
+        ratio = source_variance_ratio(native, target, band, sky, band, floor=SOURCE_FLOOR_SIGMA * sigma)
+        where = ratio > 0
+        noisy = native[where] + sigma * np.sqrt(ratio[where]) * z[:, :, b][where]
+        plane = out[:, :, b]
+        plane[where] = stretch(noisy * target.flux_factor)
+        out[:, :, b] = plane
+    return out
 
 
 def _by_physics(prepared: Prepared) -> bool:

@@ -155,6 +155,9 @@ class SurveyPhysicsTranslator(Translator):
                 f"noise: the input's own noise carried, Gaussian noise topped up to the {target.name} level where "
                 f"it is noisier, from seed {seed} and object id {object_id!r} ({n_samples} realisation(s))"
             )
+            if self._core(source).source_noise:
+                history.append(f"the sources' Poisson noise included (both surveys' sky brightness in the registry): "
+                               f"{target.name}'s less the input's carried along")
         else:
             history.append("no noise added (--no-noise): the input's own noise is carried")
         cards = [c for c in provenance_cards(info) if c[0] != "S2SMETH"]
