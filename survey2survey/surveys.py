@@ -393,6 +393,10 @@ def _parse_physics(spec: dict[str, Any], bands: tuple[str, ...], where: str) -> 
     out["sky_sigma"] = _per_band(spec, "sky_sigma", bands, where)
     out["depth"] = _per_band(spec, "depth", bands, where)
     out["sky_brightness"] = _per_band(spec, "sky_brightness", bands, where)
+    for band, mag in zip(bands, out["sky_brightness"]):
+        if not 10.0 <= mag <= 35.0:  # counts or ADU given for magnitudes would make nonsense noise
+            raise SurveyError(f"{where}: sky_brightness.{band} = {mag:g} is not a sky surface brightness in "
+                              "AB mag/arcsec^2 (10-35; a dark sky is about 18-23)")
     if "noise_correlation" in spec:
         c = _number(spec, "noise_correlation", where)
         if not 0.0 <= c <= 1.0:

@@ -147,3 +147,31 @@ def test_which_survey_gives_a_learned_models_source_noise():
     # a noise level only from a noise-model file: no sky sigma to scale by
     no_sigma = Survey.from_dict("only-in-a-model", {k: v for k, v in spec.items() if k not in ("sky_sigma", "depth")})
     assert source_noise_survey(no_sigma) is None
+
+
+def test_the_registry_decides_even_against_a_models_own_record(monkeypatch):
+    """A --surveys file without sky_brightness switches the learned source noise off, as for the physics."""
+    from survey2survey import surveys
+    from survey2survey.surveys import register_survey
+    from survey2survey.translators.learned import source_noise_survey
+
+    get_survey("sdss")  # the built-ins loaded, then this test's registry is a copy
+    monkeypatch.setattr(surveys, "_registry", dict(surveys._registry))
+
+    spec = {k: v for k, v in CFHT.to_dict().items() if k != "aliases"}
+    recorded = Survey.from_dict("cfht-like-test", spec)  # the model's config.json has it
+    register_survey(Survey.from_dict("cfht-like-test", {k: v for k, v in spec.items() if k != "sky_brightness"}))
+    assert source_noise_survey(recorded) is None
+
+
+def test_a_sky_brightness_in_counts_is_refused():
+    spec = CFHT.to_dict() | {"sky_brightness": {"u": 22, "g": 22, "r": 150, "i": 20, "z": 19}}
+    with pytest.raises(SurveyError, match=r"sky_brightness.r = 150 is not a sky surface brightness"):
+        Survey.from_dict("cfht", spec)
+
+
+def test_a_simulation_without_any_sky_brightness_is_recorded_as_before():
+    from survey2survey.data.simulate import SimulationConfig
+
+    config = SimulationConfig(n_paired=1, survey_a="des", survey_b="hsc")
+    assert not config.source_noise and "source_noise" not in config.to_dict()

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from survey2survey.errors import CutoutError, ModelError, UsageError
+from survey2survey.errors import CutoutError, ModelError, SurveyError, UsageError
 from survey2survey.fits_io import Provenance, make_wcs, rescale_wcs, wcs_cards
 from survey2survey.model import (
     Direction,
@@ -40,7 +40,7 @@ from survey2survey.model import (
 from survey2survey.physics.defects import psf_pixels, repair_sharp_pixels
 from survey2survey.runtime.device import batch_size as device_batch_size
 from survey2survey.runtime.device import ort_has_cuda, resolve_device
-from survey2survey.surveys import Survey, get_survey, to_model_space, to_native
+from survey2survey.surveys import Survey, get_survey, list_surveys, to_model_space, to_native
 from survey2survey.translators.base import Geometry, Prepared, Translator, resample_mask
 
 #: Largest relative difference between an input's WCS pixel scale and its survey's that a
@@ -293,7 +293,8 @@ class LearnedTranslator(Translator):
                 f"converted to {target.name} native units ({n_samples} realisation(s))"
             )
             if self._source_noise is not None and d.target_grid is None:
-                history.append(f"plus the sources' Poisson noise, from {target.name}'s sky brightness in the registry")
+                where = "the registry" if self._source_noise is not target else "the model's config.json"
+                history.append(f"plus the sources' Poisson noise, from {target.name}'s sky brightness in {where}")
         elif d.latent_dim:
             history.append(
                 f"G(x, z) with latent code z ~ N(0, I) ({d.latent_dim}-d) from seed {seed} and object id "
@@ -320,27 +321,24 @@ SOURCE_NOISE_STREAM = 1 << 30
 def source_noise_survey(target: Survey) -> Survey | None:
     """The survey whose sky brightness and sky noise give ``target``'s sources' Poisson noise.
 
-    The registry's survey of that name (a model recorded before the registry had the key gets
-    it too), else ``target`` itself; None when neither gives every band's sky brightness and
-    sky sigma.
+    The registry's survey of that name when the registry has one (the user's ``--surveys`` file
+    or the built-in: its physics, with or without ``sky_brightness``, is what translations
+    follow; a model recorded before the key gets it too), else the model's own ``target``;
+    None when that gives no sky brightness and sky sigma for every band.
     """
-    for survey in (_registry_survey(target.name), target):
-        if survey is None or not survey.sky_brightness:
-            continue
-        try:
-            for band in target.bands:
-                survey.sky_surface_flux(band), survey.typical_sky_sigma(band)
-        except Exception:  # a band it lacks, or no sky_sigma / depth (a noise model only)
-            continue
-        return survey
-    return None
-
-
-def _registry_survey(name: str) -> Survey | None:
+    list_surveys()  # a malformed survey file stops here, as anywhere
     try:
-        return get_survey(name)
-    except Exception:  # a survey only the model describes
+        survey = get_survey(target.name)
+    except SurveyError:  # a survey only the model describes
+        survey = target
+    if not survey.sky_brightness:
         return None
+    try:
+        for band in target.bands:
+            survey.sky_surface_flux(band), survey.typical_sky_sigma(band)
+    except SurveyError:  # a band it lacks, or no sky_sigma / depth (a noise model only)
+        return None
+    return survey
 
 
 def add_source_noise(out: np.ndarray, keys, target: Survey, sky: Survey) -> np.ndarray:
