@@ -45,6 +45,7 @@ __all__ = [
     "REFERENCE_WAVELENGTH",
     "COMMON_ZERO_POINT",
     "get_survey",
+    "find_survey",
     "list_surveys",
     "load_survey_file",
     "register_survey",
@@ -536,6 +537,19 @@ def list_surveys() -> list[Survey]:
     """Every registered survey, in registration order."""
     _ensure_defaults()
     return list(_registry.values())
+
+
+def find_survey(name: str) -> Survey | None:
+    """The registry's survey of that name or alias, or None when there is none.
+
+    A malformed survey file (``--surveys``, ``$S2S_SURVEYS``) still raises: only "no such
+    survey" gives None.
+    """
+    _ensure_defaults()
+    try:
+        return get_survey(name)
+    except SurveyError:
+        return None
 
 
 def get_survey(name: str | Survey) -> Survey:

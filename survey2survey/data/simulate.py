@@ -55,7 +55,7 @@ from typing import Sequence
 import numpy as np
 
 from survey2survey import __version__
-from survey2survey.errors import SurveyError, UsageError
+from survey2survey.errors import UsageError
 from survey2survey.data.conditions import SurveyConditions, conditions_of, survey_conditions
 from survey2survey.data.galaxies import (
     BAND_WAVELENGTH,
@@ -68,7 +68,7 @@ from survey2survey.data.galaxies import (
 )
 from survey2survey.data.stars import draw_stars
 from survey2survey.physics.noise import correlated_noise, draw_source_noise
-from survey2survey.surveys import Survey, get_survey, list_surveys
+from survey2survey.surveys import Survey, find_survey, get_survey
 
 __all__ = [
     "BAND_WAVELENGTH",
@@ -181,7 +181,8 @@ class SimulationConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bulge_n", tuple(float(n) for n in self.bulge_n))
-        if self.source_noise and not any(_sky_brightness_of(name) for name in (self.survey_a, self.survey_b)):
+        if self.source_noise and not any(getattr(find_survey(name), "sky_brightness", ())
+                                         for name in (self.survey_a, self.survey_b)):
             # nothing to draw it from: recorded as the simulations before it (the same fingerprint)
             object.__setattr__(self, "source_noise", False)
         for name in ("n_paired", "n_unpaired_a", "n_unpaired_b", "seed"):
@@ -234,15 +235,6 @@ class SimulationConfig:
                 del d[name]
         d["conditions"] = None if self.conditions is None else {k: asdict(v) for k, v in self.conditions.items()}
         return d
-
-
-def _sky_brightness_of(name: str) -> tuple:
-    """The registry's ``sky_brightness`` of survey ``name`` (empty when unknown)."""
-    list_surveys()  # a malformed survey file (--surveys, $S2S_SURVEYS) stops here, as anywhere
-    try:
-        return get_survey(name).sky_brightness
-    except SurveyError:  # an unknown survey: surveys() says so
-        return ()
 
 
 def object_id(index: int) -> str:
@@ -707,8 +699,7 @@ def simulate_survey_pair(
             "noise_model": "Gaussian sky noise (sigma per image and band in truth/noise.ecsv)"
             + ("; the sources' Poisson noise from the registry's sky brightness ("
                + ", ".join(s.name for s in (survey_a, survey_b) if s.sky_brightness) + ")"
-               if config.source_noise and (survey_a.sky_brightness or survey_b.sky_brightness)
-               else "; no source Poisson noise"),
+               if config.source_noise else "; no source Poisson noise"),
             "seconds": round(seconds, 3),
             "workers": workers,
         }

@@ -359,8 +359,8 @@ def source_variance_ratio(image: np.ndarray, survey: Survey, band: str, sky_surv
         return np.zeros(image.shape)
     surface = np.maximum(image, 0.0) * (survey.flux_factor / survey.pixel_scale**2)  # nanomaggies / arcsec^2
     floor = np.asarray(floor, dtype=np.float64)
-    ramp = np.clip((image - floor) / np.maximum(0.5 * floor, 1e-300), 0.0, 1.0)
-    return np.where(image > floor, surface / sky * ramp, 0.0)
+    ramp = np.clip((image - floor) / np.maximum(0.5 * floor, 1e-300), 0.0, 1.0)  # 0 at and below the floor
+    return surface / sky * ramp
 
 
 def draw_source_noise(rng: np.random.Generator, truth: np.ndarray, survey: Survey, sigma: Sequence[float],

@@ -396,7 +396,7 @@ class PhysicsTranslator:
             if self.source_noise:
                 floor = SOURCE_FLOOR_SIGMA * np.sqrt(sigma_t**2 + carried)
                 shot_t = source_variance_ratio(out[k], self.target, band_out, floor=floor)
-                shot_in = source_variance_ratio(out[k], self.target, band_out, self.source, band_in, floor=floor)
+                shot_in = shot_t * (self.target.sky_surface_flux(band_out) / self.source.sky_surface_flux(band_in))
             add = np.sqrt(np.maximum(sigma_t**2 * (1.0 + shot_t) - carried * (1.0 + shot_in), 0.0))
             if add.any():  # nothing to draw where the carried noise already exceeds the target's
                 rng = np.random.default_rng([int(seed), self.target.band_index(band_out)])

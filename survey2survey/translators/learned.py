@@ -40,7 +40,7 @@ from survey2survey.model import (
 from survey2survey.physics.defects import psf_pixels, repair_sharp_pixels
 from survey2survey.runtime.device import batch_size as device_batch_size
 from survey2survey.runtime.device import ort_has_cuda, resolve_device
-from survey2survey.surveys import Survey, get_survey, list_surveys, to_model_space, to_native
+from survey2survey.surveys import Survey, find_survey, get_survey, stretch, to_model_space, to_native, unstretch
 from survey2survey.translators.base import Geometry, Prepared, Translator, resample_mask
 
 #: Largest relative difference between an input's WCS pixel scale and its survey's that a
@@ -326,11 +326,7 @@ def source_noise_survey(target: Survey) -> Survey | None:
     follow; a model recorded before the key gets it too), else the model's own ``target``;
     None when that gives no sky brightness and sky sigma for every band.
     """
-    list_surveys()  # a malformed survey file stops here, as anywhere
-    try:
-        survey = get_survey(target.name)
-    except SurveyError:  # a survey only the model describes
-        survey = target
+    survey = find_survey(target.name) or target  # else a survey only the model describes
     if not survey.sky_brightness:
         return None
     try:
@@ -354,7 +350,6 @@ def add_source_noise(out: np.ndarray, keys, target: Survey, sky: Survey) -> np.n
     """
     from survey2survey.physics.noise import SOURCE_FLOOR_SIGMA, correlate_white, source_variance_ratio
     from survey2survey.runtime.seeds import MAX_BANDS, standard_normal
-    from survey2survey.surveys import stretch, unstretch
 
     out = np.array(out, dtype=np.float32)  # the sky's pixels stay bit for bit
     n, n_samples, n_bands, h, w = out.shape
@@ -367,9 +362,7 @@ def add_source_noise(out: np.ndarray, keys, target: Survey, sky: Survey) -> np.n
         ratio = source_variance_ratio(native, target, band, sky, band, floor=SOURCE_FLOOR_SIGMA * sigma)
         where = ratio > 0
         noisy = native[where] + sigma * np.sqrt(ratio[where]) * z[:, :, b][where]
-        plane = out[:, :, b]
-        plane[where] = stretch(noisy * target.flux_factor)
-        out[:, :, b] = plane
+        out[:, :, b][where] = stretch(noisy * target.flux_factor)  # a view: written into out
     return out
 
 
