@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         # not standalone: click's usage errors come back here, to be printed on one line
         result = app(args=argv, prog_name="s2s", standalone_mode=False)
         code = result if isinstance(result, int) else 0  # typer.Exit(n), --help and --version give n
+        if code == 130:  # typer turns a command's KeyboardInterrupt (Ctrl-C, SIGTERM) into a silent exit 130
+            error("interrupted")
     except S2SError as exc:
         error(str(exc))
         code = exc.exit_code

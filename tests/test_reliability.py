@@ -331,6 +331,46 @@ def test_killed_prepare_simulate_reruns_to_a_valid_simulation(tmp_path, capsys, 
             hdul.verify("exception")
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_prepare_with_workers_exits_as_interrupted_and_leaves_nothing(tmp_path, sig):
+    """Ctrl-C (the process group) or SIGTERM (the main process) during ``prepare --simulate -j 2``:
+    the pool stops between results (not inside its locks, where a shutdown could hang)."""
+    from test_reliability_translate import _alive, _children
+
+    sim = tmp_path / "sim"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "survey2survey", "prepare", "--simulate", "400", "--out", str(sim), "-j", "2", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's Ctrl-C meets it
+    )
+    try:
+        deadline = time.monotonic() + 120
+        workers: set[int] = set()
+        while len(workers) < 2 or not _partials(tmp_path, "sim"):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the simulation never started"
+            workers |= _children(proc.pid)
+            time.sleep(0.01)
+        time.sleep(0.5)
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert stderr.strip().splitlines() == ["s2s: error: interrupted"], stderr
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [w for w in workers if _alive(w)], "workers left behind"
+    assert not sim.exists() and not _partials(tmp_path, "sim")
+
+
 # --- evaluate -------------------------------------------------------------------------------------------
 
 

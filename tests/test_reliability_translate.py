@@ -264,6 +264,82 @@ def test_t5_sigterm_shuts_the_workers_down_and_exits_as_interrupted(tiny_model, 
         verify_fits(p)
 
 
+def test_t5_a_signal_stops_the_run_between_steps_not_inside_them():
+    """Python's own Ctrl-C raises at whatever bytecode runs, inside an executor's lock or a
+    thread join, and the shutdown that follows could wait for ever: the signal only asks."""
+    from survey2survey.interrupts import check_interrupt, interrupts_at_safe_points
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    steps = []
+    with pytest.raises(KeyboardInterrupt), interrupts_at_safe_points():
+        signal.raise_signal(signal.SIGTERM)  # the handler runs now: it must not raise
+        steps.append("after the signal")
+        check_interrupt()
+        steps.append("after the check")
+    assert steps == ["after the signal"]
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    check_interrupt()  # the request ends with the block
+    with pytest.raises(KeyboardInterrupt), interrupts_at_safe_points():
+        signal.raise_signal(signal.SIGINT)
+        steps.append("a signal after the last check")
+    assert steps[-1] == "a signal after the last check"  # the block still ends as interrupted
+    with interrupts_at_safe_points():
+        steps.append("no signal")  # nothing raised
+
+
+def test_t5_sigint_ignored_by_the_caller_stays_ignored():
+    from survey2survey.interrupts import interrupts_at_safe_points
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a run started with `nohup` or `&`
+    try:
+        with interrupts_at_safe_points():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            signal.raise_signal(signal.SIGINT)  # ignored: the block ends normally
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_t5_a_second_signal_stops_at_once():
+    code = ("import signal, time\n"
+            "from survey2survey.interrupts import interrupts_at_safe_points\n"
+            "with interrupts_at_safe_points():\n"
+            "    signal.raise_signal(signal.SIGTERM)\n"
+            "    signal.raise_signal(signal.SIGTERM)\n"
+            "    time.sleep(30)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130, proc
+    assert proc.stderr.splitlines() == ["s2s: error: interrupted again: stopped at once "
+                                        "(temporary files may be left in the output directory)"], proc.stderr
+
+
+@pytest.mark.parametrize("model, workers", [("physics", 0), ("physics", 2), ("tiny", 0)])
+def test_t5_both_schedules_stop_at_a_signal_with_or_without_workers(tiny_model, tmp_path, model, workers):
+    """A signal during the run (here: from the progress callback, after the first outputs)
+    stops the per-cutout schedule (physics) and the batched one (a network), with worker
+    processes and without (``--workers 0`` runs every task in this process)."""
+    from survey2survey.pipelines.translate import translate
+
+    write_inputs(tmp_path / "in", SDSS, 96)
+    sent = []
+
+    def on_progress(done, total):
+        if done >= 1 and not sent:  # one signal: a second one stops at once (os._exit)
+            sent.append(done)
+            signal.raise_signal(signal.SIGTERM)
+
+    with pytest.raises(KeyboardInterrupt):
+        translate([tmp_path / "in"], "cfht", model_dir="physics" if model == "physics" else tiny_model,
+                  out_dir=tmp_path / "out", seed=1, batch_size=None if model == "physics" else 2, workers=workers,
+                  on_progress=on_progress)
+    outputs = sorted((tmp_path / "out").iterdir())
+    assert 0 < len(outputs) < 96, len(outputs)
+    assert all(p.name.endswith(".cfht.fits") for p in outputs)  # whole outputs only
+    for p in outputs:
+        verify_fits(p)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 # --- T6: messages about an input name the input, whatever its characters ----------------------------------------
 
 

@@ -116,6 +116,8 @@ def run_tasks(
     Notes
     -----
     An exception in a task is raised here; the tasks not yet started are cancelled.
+    With workers, Ctrl-C or SIGTERM stops it between results
+    (:func:`~survey2survey.interrupts.interrupts_at_safe_points`).
     """
     total = int(sum(sizes))
     if workers <= 1:
@@ -124,17 +126,24 @@ def run_tasks(
                 yield fn(*args)
                 advance(size)
         return
-    from concurrent.futures import as_completed
+    from concurrent.futures import FIRST_COMPLETED, wait
 
-    pool = process_pool(workers)
-    try:
-        futures = {pool.submit(fn, *args): size for args, size in zip(tasks, sizes)}
-        with counting(progress, total, label, unit) as advance:
-            for future in as_completed(futures):
-                yield future.result()
-                advance(futures[future])
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    from survey2survey.interrupts import check_interrupt, interrupts_at_safe_points
+
+    with interrupts_at_safe_points():  # Ctrl-C stops between results, not inside the pool's locks
+        pool = process_pool(workers)
+        try:
+            futures = {pool.submit(fn, *args): size for args, size in zip(tasks, sizes)}
+            pending = set(futures)
+            with counting(progress, total, label, unit) as advance:
+                while pending:
+                    check_interrupt()
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+                        advance(futures[future])
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _remove_stale_partials(out: Path, host: str) -> None:

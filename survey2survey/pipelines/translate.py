@@ -21,9 +21,10 @@ any other file there is the user's and is kept (that input fails); an input is n
 output, ``overwrite`` or not.  ``samples=S`` writes
 S realisations (the primary HDU is realisation 1, extensions ``SAMPLE2`` ... ``SAMPLE<S>``).
 
-While a run is on, SIGTERM raises :class:`KeyboardInterrupt` in the main thread as
-Ctrl-C does (:func:`~survey2survey.pipelines.workers.sigterm_as_interrupt`), so that the
-worker processes are shut down rather than left behind.
+While a run is on, SIGTERM and Ctrl-C stop it with :class:`KeyboardInterrupt`, raised
+between the schedule's steps (:func:`~survey2survey.interrupts.interrupts_at_safe_points`),
+so that the worker processes are shut down rather than left behind; a second signal
+stops at once.
 
 Bad pixels: pixels that were NaN/inf in the input (filled with 0 by the FITS layer) are
 carried as a ``MASK`` extension on the output grid: an output pixel is flagged when its
@@ -43,10 +44,11 @@ import numpy as np
 from survey2survey.atomic import check_parents, remove_stale
 from survey2survey.errors import S2SError, UsageError
 from survey2survey.fits_io import find_cutouts, is_s2s_output
+from survey2survey.interrupts import check_interrupt, interrupts_at_safe_points
 from survey2survey.model import default_model_dir
 from survey2survey.pipelines.translate_schedule import run_batched, run_per_cutout
 from survey2survey.pipelines.translate_steps import Job, Setup
-from survey2survey.pipelines.workers import sigterm_as_interrupt, start_pool
+from survey2survey.pipelines.workers import start_pool
 from survey2survey.runtime.device import BACKENDS, check_precision
 from survey2survey.surveys import Survey, get_survey
 from survey2survey.translators.base import Translator
@@ -447,7 +449,7 @@ def translate_with(
         announce(translator.summary())
     report.workers = workers = _default_workers(workers, len(jobs), translator, report.notes)
     setup = Setup(translator, given, overwrite, int(seed), samples, preview)
-    with sigterm_as_interrupt():
+    with interrupts_at_safe_points():
         _run(translator, jobs, setup, workers, batch_size, samples, report, on_progress, len(failed))
     report.outputs.sort()
     report.failed.sort()
@@ -460,11 +462,8 @@ def _run(translator, jobs, setup, workers, batch_size, samples, report, on_progr
     """Start the pool and the translator, and run the schedule the translator asks for."""
     executor = start_pool(workers)
     try:
-        try:
-            translator.start()
-        except BaseException:
-            executor.shutdown(wait=True, cancel_futures=True)
-            raise
+        translator.start()
+        check_interrupt()  # a signal while the model loaded
         report.backend, report.device = translator.describe(), translator.device
         report.provider, report.precision = translator.provider, translator.precision
         report.batch_size = translator.batch_size(batch_size, samples)

@@ -10,7 +10,9 @@ Two schedules, chosen by the translator (:attr:`Translator.per_cutout`):
   the loop sleeps until a worker or the model has news.
 
 Both account every input exactly once in the :class:`TranslateReport` (translated,
-skipped or failed) and call ``on_progress(done, total)`` as inputs finish.
+skipped or failed), call ``on_progress(done, total)`` as inputs finish, and stop with
+:class:`KeyboardInterrupt` between their steps when a signal asked for it
+(:func:`~survey2survey.interrupts.check_interrupt`; they wake at least every 0.5 s).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from concurrent.futures.process import BrokenProcessPool  # not an attribute of 
 import numpy as np
 
 from survey2survey.errors import S2SError, first_line
+from survey2survey.interrupts import check_interrupt
 from survey2survey.pipelines.translate_steps import (
     SKIPPED,
     Job,
@@ -92,16 +95,25 @@ def _broken_pool(report) -> S2SError:
 
 
 def run_per_cutout(jobs: list[Job], setup: Setup, executor, report, on_progress) -> None:
-    """Each worker reads, translates and writes chunks of :data:`PER_CUTOUT_CHUNK` inputs."""
+    """Each worker reads, translates and writes chunks of :data:`PER_CUTOUT_CHUNK` inputs,
+    two per worker in flight (one at a time without workers, so that progress and a
+    signal are seen between chunks)."""
     ledger = _Ledger(jobs, report, on_progress, setup.translator.target.name)
-    futures = [executor.submit(translate_chunk, jobs[lo : lo + PER_CUTOUT_CHUNK], setup)
-               for lo in range(0, len(jobs), PER_CUTOUT_CHUNK)]  # fmt: skip
+    chunks = deque(range(0, len(jobs), PER_CUTOUT_CHUNK))
+    ahead = 2 * report.workers if report.workers else 1  # a task queued behind each worker's; one at a time inline
+    pending: set = set()
     try:
-        for fut in cf.as_completed(futures):
-            for rec, result in fut.result():
-                if ledger.read(rec):
-                    ledger.translated(rec)
-                    ledger.written([result])
+        while chunks or pending:
+            check_interrupt()
+            while chunks and len(pending) < ahead:
+                lo = chunks.popleft()
+                pending.add(executor.submit(translate_chunk, jobs[lo : lo + PER_CUTOUT_CHUNK], setup))
+            done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                for rec, result in fut.result():
+                    if ledger.read(rec):
+                        ledger.translated(rec)
+                        ledger.written([result])
     except BrokenProcessPool:
         raise _broken_pool(report) from None
 
@@ -203,6 +215,7 @@ def run_batched(jobs: list[Job], setup: Setup, executor, report, on_progress) ->
     run = _BatchedRun(jobs, setup, executor, report, on_progress)
     try:
         while run.busy():
+            check_interrupt()
             run.submit_reads()
             run.collect_reads()
             run.submit_batches()

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import multiprocessing as mp
 import os
 import signal
 import sys
-import threading
 
+from survey2survey.interrupts import check_interrupt
 from survey2survey.surveys import Survey, list_surveys, register_survey
 
-__all__ = ["InlineExecutor", "start_pool", "sigterm_as_interrupt"]
+__all__ = ["InlineExecutor", "start_pool"]
 
 
 class InlineExecutor:
     """Runs tasks at submit time in this process (small runs, tests, ``--workers 0``)."""
 
     def submit(self, fn, *args):
+        check_interrupt()  # a long run without workers stops between its tasks
         fut: cf.Future = cf.Future()
         try:
             fut.set_result(fn(*args))
@@ -75,25 +75,3 @@ def start_pool(workers: int):
     pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(specs,))
     pool.submit(_noop).result()  # a forking pool starts every worker on its first task
     return pool
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Within the block, SIGTERM (a batch scheduler's ``scancel``, ``kill``) raises
-    :class:`KeyboardInterrupt` as Ctrl-C does: the pool is shut down and the command
-    exits as interrupted, instead of dying and leaving its workers behind.
-
-    A no-op outside the main thread (only it may install signal handlers).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
