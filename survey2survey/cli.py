@@ -21,6 +21,7 @@ import typer
 
 from survey2survey import __version__
 from survey2survey.errors import EXIT_USAGE, S2SError, write_failure
+from survey2survey.interrupts import command_signals
 
 __all__ = ["app", "main"]
 
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns (and exits with) the command's exit code."""
     try:
         # not standalone: click's usage errors come back here, to be printed on one line
-        result = app(args=argv, prog_name="s2s", standalone_mode=False)
+        with command_signals():  # SIGTERM interrupts as Ctrl-C does
+            result = app(args=argv, prog_name="s2s", standalone_mode=False)
         code = result if isinstance(result, int) else 0  # typer.Exit(n), --help and --version give n
         if code == 130:  # typer turns a command's KeyboardInterrupt (Ctrl-C, SIGTERM) into a silent exit 130
             error("interrupted")

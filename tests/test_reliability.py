@@ -332,11 +332,12 @@ def test_killed_prepare_simulate_reruns_to_a_valid_simulation(tmp_path, capsys, 
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_prepare_with_workers_exits_as_interrupted_and_leaves_nothing(tmp_path, sig):
-    """Ctrl-C (the process group) or SIGTERM (the main process) during ``prepare --simulate -j 2``:
-    the pool stops between results (not inside its locks, where a shutdown could hang)."""
-    from test_reliability_translate import _alive, _children
+@pytest.mark.parametrize("how", ["sigint_to_group", "sigterm_to_main", "sigterm_to_group", "sigterm_twice_to_main"])
+def test_interrupted_prepare_with_workers_exits_as_interrupted_and_leaves_nothing(tmp_path, how):
+    """Ctrl-C or SIGTERM during ``prepare --simulate -j 2``: the pool stops between results (not
+    inside its locks, where a shutdown could hang), the workers leave the signals to the parent;
+    a second SIGTERM stops at once, and the workers die with the parent."""
+    from test_reliability_translate import _alive, _children, _kill_group
 
     sim = tmp_path / "sim"
     proc = subprocess.Popen(
@@ -353,22 +354,29 @@ def test_interrupted_prepare_with_workers_exits_as_interrupted_and_leaves_nothin
             workers |= _children(proc.pid)
             time.sleep(0.01)
         time.sleep(0.5)
-        if sig == signal.SIGINT:
+        if how == "sigint_to_group":
             os.killpg(proc.pid, signal.SIGINT)
+        elif how == "sigterm_to_group":
+            os.killpg(proc.pid, signal.SIGTERM)
         else:
             os.kill(proc.pid, signal.SIGTERM)
+            if how == "sigterm_twice_to_main":
+                time.sleep(0.05)
+                os.kill(proc.pid, signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _kill_group(proc)
     assert proc.returncode == 130, (proc.returncode, stderr)
-    assert stderr.strip().splitlines() == ["s2s: error: interrupted"], stderr
+    said = ("s2s: error: interrupted again: stopped at once (temporary files may be left in the output directory)"
+            if how == "sigterm_twice_to_main" else "s2s: error: interrupted")
+    assert stderr.strip().splitlines() == [said], stderr
     deadline = time.monotonic() + 10
     while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [w for w in workers if _alive(w)], "workers left behind"
-    assert not sim.exists() and not _partials(tmp_path, "sim")
+    assert not sim.exists()
+    if how != "sigterm_twice_to_main":  # stopped at once: the next run removes it (row 56)
+        assert not _partials(tmp_path, "sim")
 
 
 # --- evaluate -------------------------------------------------------------------------------------------

@@ -210,6 +210,15 @@ def _children(pid: int) -> set[int]:
     return kids
 
 
+def _kill_group(proc) -> None:
+    """SIGKILL to the run's process group, orphaned workers included (the main process may be gone)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -219,15 +228,20 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-@pytest.mark.parametrize("how", ["sigterm_to_main", "sigint_to_group"])
-def test_t5_sigterm_shuts_the_workers_down_and_exits_as_interrupted(tiny_model, tmp_path, how):
+@pytest.mark.parametrize("how, model", [("sigterm_to_main", "tiny"), ("sigint_to_group", "tiny"),
+                                        ("sigterm_to_group", "tiny"), ("sigterm_to_group", "physics")])
+def test_t5_sigterm_shuts_the_workers_down_and_exits_as_interrupted(tiny_model, tmp_path, how, model):
+    """SIGTERM to the main process (`kill PID`), Ctrl-C and SIGTERM to the whole process group
+    (`scancel`, `kill -- -PGID`): the workers leave the signals to the parent, which stops
+    the pool; the batched schedule (a network) and the per-cutout one (physics)."""
     src, out = tmp_path / "in", tmp_path / "out"
     # outputs appear a group (up to 32 files) at a time: enough inputs that the run is still
     # going when the first group lands and the signal is sent
-    write_inputs(src, SDSS, 160)
+    write_inputs(src, SDSS, 160 if model == "tiny" else 400)
+    engine = ["--model", str(tiny_model), "--batch-size", "2"] if model == "tiny" else ["--model", "physics"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "survey2survey", "translate", str(src), "--to", "cfht", "--model", str(tiny_model),
-         "--out", str(out), "--workers", "2", "--batch-size", "2", "-q"],
+        [sys.executable, "-m", "survey2survey", "translate", str(src), "--to", "cfht", *engine,
+         "--out", str(out), "--workers", "2", "-q"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         # a suite started in the background (`make test &`) ignores SIGINT, and children inherit
         # that: give the run the default disposition a terminal's Ctrl-C meets
@@ -243,13 +257,13 @@ def test_t5_sigterm_shuts_the_workers_down_and_exits_as_interrupted(tiny_model, 
             time.sleep(0.01)
         if how == "sigterm_to_main":
             os.kill(proc.pid, signal.SIGTERM)  # the main process only, as `kill PID` does
+        elif how == "sigterm_to_group":
+            os.killpg(proc.pid, signal.SIGTERM)
         else:
             os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole process group
         stdout, stderr = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _kill_group(proc)
     assert proc.returncode == 130, (proc.returncode, stderr)
     assert stderr.strip().splitlines() == [
         "s2s: error: interrupted: run the same command again to finish (whole outputs are kept)"], stderr
@@ -300,17 +314,57 @@ def test_t5_sigint_ignored_by_the_caller_stays_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
-def test_t5_a_second_signal_stops_at_once():
+def test_t5_a_second_signal_stops_a_command_at_once():
     code = ("import signal, time\n"
-            "from survey2survey.interrupts import interrupts_at_safe_points\n"
-            "with interrupts_at_safe_points():\n"
+            "from survey2survey.interrupts import command_signals, interrupts_at_safe_points\n"
+            "with command_signals(), interrupts_at_safe_points():\n"
             "    signal.raise_signal(signal.SIGTERM)\n"
-            "    signal.raise_signal(signal.SIGTERM)\n"
+            "    signal.raise_signal(signal.SIGINT)\n"
             "    time.sleep(30)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 130, proc
     assert proc.stderr.splitlines() == ["s2s: error: interrupted again: stopped at once "
                                         "(temporary files may be left in the output directory)"], proc.stderr
+
+
+def test_t5_a_second_signal_interrupts_a_library_caller_at_once():
+    """translate() from a script or a notebook: the second Ctrl-C is the caller's KeyboardInterrupt,
+    not an exit of the whole process."""
+    from survey2survey.interrupts import check_interrupt, interrupts_at_safe_points
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt), interrupts_at_safe_points():
+        signal.raise_signal(signal.SIGINT)
+        steps.append("first")
+        signal.raise_signal(signal.SIGINT)
+        steps.append("second")
+        check_interrupt()
+    assert steps == ["first"]
+
+
+def test_t5_sigterm_interrupts_a_command_as_ctrl_c_does(tmp_path, capsys):
+    """Outside a pool's run (here: prepare without workers), SIGTERM is Ctrl-C: the command
+    exits as interrupted and removes its temporary directory."""
+    from survey2survey.cli import main
+    from survey2survey.data import simulate as simulate_module
+
+    real = simulate_module._simulate_chunk
+    calls = []
+
+    def chunk(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGTERM)
+        return real(*args)
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(simulate_module, "_simulate_chunk", chunk)
+        code = main(["prepare", "--simulate", "12", "--out", str(tmp_path / "sim"), "-j", "1", "-q"])
+    assert code == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["s2s: error: interrupted"]
+    assert len(calls) == 2 and sorted(tmp_path.iterdir()) == []  # nothing left, not even hidden
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
 @pytest.mark.parametrize("model, workers", [("physics", 0), ("physics", 2), ("tiny", 0)])
@@ -321,6 +375,7 @@ def test_t5_both_schedules_stop_at_a_signal_with_or_without_workers(tiny_model, 
     from survey2survey.pipelines.translate import translate
 
     write_inputs(tmp_path / "in", SDSS, 96)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     sent = []
 
     def on_progress(done, total):
@@ -337,7 +392,7 @@ def test_t5_both_schedules_stop_at_a_signal_with_or_without_workers(tiny_model, 
     assert all(p.name.endswith(".cfht.fits") for p in outputs)  # whole outputs only
     for p in outputs:
         verify_fits(p)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
 # --- T6: messages about an input name the input, whatever its characters ----------------------------------------

@@ -65,6 +65,9 @@ def _init_worker() -> None:
     a task's module (and with it numpy or galsim) is imported.  A forked worker inherits
     the parent's libraries; the variables then reach those loaded later.
     """
+    from survey2survey.interrupts import worker_signals
+
+    worker_signals()  # the parent acts on Ctrl-C and SIGTERM; the worker dies with it
     for name in _ONE_THREAD:
         os.environ[name] = "1"
 
@@ -97,8 +100,8 @@ def run_tasks(
     progress: bool = False,
     label: str = "",
     unit: str = "items",
-) -> Iterator:
-    """Run ``fn(*args)`` for every ``args`` in ``tasks``; yield the results as they complete.
+) -> list:
+    """Run ``fn(*args)`` for every ``args`` in ``tasks``; the results, in the order they completed.
 
     Parameters
     ----------
@@ -117,17 +120,21 @@ def run_tasks(
     -----
     An exception in a task is raised here; the tasks not yet started are cancelled.
     With workers, Ctrl-C or SIGTERM stops it between results
-    (:func:`~survey2survey.interrupts.interrupts_at_safe_points`).
+    (:func:`~survey2survey.interrupts.interrupts_at_safe_points`); a worker that dies
+    (out of memory) is one line (:class:`~survey2survey.errors.S2SError`, exit code 1).
     """
     total = int(sum(sizes))
+    results = []
     if workers <= 1:
         with counting(progress, total, label, unit) as advance:
             for args, size in zip(tasks, sizes):
-                yield fn(*args)
+                results.append(fn(*args))
                 advance(size)
-        return
+        return results
     from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
 
+    from survey2survey.errors import S2SError
     from survey2survey.interrupts import check_interrupt, interrupts_at_safe_points
 
     with interrupts_at_safe_points():  # Ctrl-C stops between results, not inside the pool's locks
@@ -140,10 +147,17 @@ def run_tasks(
                     check_interrupt()
                     done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                     for future in done:
-                        yield future.result()
+                        results.append(future.result())
                         advance(futures[future])
+        except BrokenProcessPool:
+            check_interrupt()  # a worker killed by the same signal (a process group's)
+            error = S2SError(f"a worker process died (out of memory?) while {label or 'running'}: run the same "
+                             "command again, with fewer workers (-j) if memory is short")
+            error.exit_code = 1
+            raise error from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+    return results
 
 
 def _remove_stale_partials(out: Path, host: str) -> None:

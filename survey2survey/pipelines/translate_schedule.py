@@ -86,6 +86,7 @@ class _Ledger:
 
 
 def _broken_pool(report) -> S2SError:
+    check_interrupt()  # a worker killed by the same signal (sent to the process group)
     error = S2SError(
         f"a reader/writer process died (out of memory?) after {report.translated} of {report.total} inputs; "
         "run the same command again to finish (whole outputs are kept)"

@@ -5,10 +5,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
-import signal
 import sys
 
-from survey2survey.interrupts import check_interrupt
+from survey2survey.interrupts import check_interrupt, worker_signals
 from survey2survey.surveys import Survey, list_surveys, register_survey
 
 __all__ = ["InlineExecutor", "start_pool"]
@@ -30,27 +29,10 @@ class InlineExecutor:
         pass
 
 
-def _die_with_parent() -> None:
-    """Linux: this process gets SIGTERM when its parent dies (even by SIGKILL), so a
-    killed run never leaves workers blocked on the pool's pipe."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _init_worker(survey_specs: list[dict]) -> None:
     """Worker start: stops when told to or when the parent dies, single-threaded
     numerics, and the parent's survey registry."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, nor an inherited SIG_IGN
-    # Ctrl-C reaches the whole process group: the parent shuts the pool down, the workers
-    # finish their task (no half-written file, no traceback per worker)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    worker_signals()  # the parent acts on Ctrl-C and SIGTERM; the worker dies with it
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     for spec in survey_specs:
         register_survey(Survey.from_dict(spec["name"], spec, "parent process"))
