@@ -194,6 +194,34 @@ def test_a_users_png_named_as_a_plot_is_never_replaced_without_overwrite(sky, tm
     assert evaluate([sky / "noisy"], sky / "ref", out=out, metrics="flux", band="r").exit_code == 0
 
 
+@pytest.mark.parametrize("existing", [False, True])
+def test_an_interrupted_report_leaves_nothing_that_blocks_the_same_command(sky, tmp_path, monkeypatch, existing):
+    """Ctrl-C (or SIGTERM, or a full disk) while the report is written: the files it had added go
+    again (a directory it created too), the user's stay, and the same command then runs."""
+    from survey2survey.evaluation import report as report_module
+
+    out = tmp_path / "report"
+    if existing:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    real = report_module.draw_plots
+
+    def interrupted(evaluation, directory):
+        real(evaluation, directory)  # the plots are on disk, metrics.json is not yet
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_module, "draw_plots", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate([sky / "noisy"], sky / "ref", out=out, band="r")
+    if existing:
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    else:
+        assert not out.exists()
+    monkeypatch.setattr(report_module, "draw_plots", real)
+    assert evaluate([sky / "noisy"], sky / "ref", out=out, band="r").exit_code == 0
+    assert (out / "metrics.json").is_file() and (out / "flux.png").is_file()
+
+
 def test_a_truth_off_its_references_grid_is_refused(sky, tmp_path):
     """A noise-free truth must lie on its reference's pixels: one 0.4 px off (its WCS says so) is
     refused per file, not measured against the wrong pixels."""

@@ -9,6 +9,7 @@ the rows of the terminal table.  Each metric class draws its own plots
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import io
@@ -202,7 +203,9 @@ def write_report(evaluation: Evaluation, out: str | os.PathLike, plots: bool = T
 
     Every file is written to a temporary name in ``out`` and renamed into place.  The
     files of an earlier report there (listed in its metrics.json) that this one does not
-    write again are removed; nothing else in ``out`` is touched.
+    write again are removed; nothing else in ``out`` is touched.  Interrupted (Ctrl-C,
+    SIGTERM, a full disk), the files it had added are removed again, so the same command
+    can be run again.
 
     Returns
     -------
@@ -210,10 +213,32 @@ def write_report(evaluation: Evaluation, out: str | os.PathLike, plots: bool = T
         File kind -> path written.
     """
     out = Path(out)
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{out}: cannot create the report directory ({exc.strerror or exc})") from None
+    before = {e.name for e in out.iterdir()}
+    try:
+        return _write_report_files(evaluation, out, plots)
+    except BaseException:  # Ctrl-C, a full disk: no half report left to block the same command again
+        _remove_new_report_files(out, before, created)
+        raise
+
+
+def _remove_new_report_files(out: Path, before: set[str], created: bool) -> None:
+    """Remove the report files (and s2s's PNGs) that appeared in ``out`` since ``before``."""
+    from survey2survey.plots import is_s2s_png
+
+    for entry in out.iterdir():
+        if entry.name not in before and (entry.name in REPORT_FILES or (entry.suffix == ".png" and is_s2s_png(entry))):
+            entry.unlink(missing_ok=True)
+    if created:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only when empty
+
+
+def _write_report_files(evaluation: Evaluation, out: Path, plots: bool) -> dict[str, str]:
     earlier = _earlier_report_files(out)
     files: dict[str, str] = {}
     csv_path = out / "per_image.csv"
