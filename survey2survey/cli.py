@@ -12,6 +12,7 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import sys
@@ -21,7 +22,7 @@ import typer
 
 from survey2survey import __version__
 from survey2survey.errors import EXIT_USAGE, S2SError, write_failure
-from survey2survey.interrupts import command_signals
+from survey2survey.interrupts import command_ended, command_signals
 
 __all__ = ["app", "main"]
 
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns (and exits with) the command's exit code."""
     try:
         # not standalone: click's usage errors come back here, to be printed on one line
-        with command_signals():  # SIGTERM interrupts as Ctrl-C does
+        # SIGTERM interrupts as Ctrl-C does; the console script's process ends with the command
+        with command_signals(ending=argv is None):
             result = app(args=argv, prog_name="s2s", standalone_mode=False)
         code = result if isinstance(result, int) else 0  # typer.Exit(n), --help and --version give n
         if code == 130:  # typer turns a command's KeyboardInterrupt (Ctrl-C, SIGTERM) into a silent exit 130
@@ -128,5 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise
     if argv is None:
+        for stream in (sys.stdout, sys.stderr):  # what the command said is out before any signal can end it
+            with contextlib.suppress(Exception):
+                stream.flush()
+        command_ended(code)
         sys.exit(code)
     return code

@@ -17,13 +17,14 @@ futures then blocks, and the shutdown that follows waits for ever.  Within
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
 import sys
 import threading
 
-__all__ = ["interrupts_at_safe_points", "check_interrupt", "command_signals", "worker_signals"]
+__all__ = ["interrupts_at_safe_points", "check_interrupt", "command_signals", "command_ended", "worker_signals"]
 
 #: Set by the first SIGTERM or SIGINT within :func:`interrupts_at_safe_points`.
 _stop_requested = False
@@ -31,6 +32,10 @@ _stop_requested = False
 _depth = 0
 #: True within :func:`command_signals`: a second signal exits the process at once.
 _command_line = False
+#: Signals received: during the command (:func:`command_signals`), or the block (a library call).
+_received = 0
+#: Set once the command has ended (:func:`command_ended`): a signal then exits with it at once.
+_exit_code: int | None = None
 
 #: Written, in one ``write``, when a second signal stops the command at once.
 _STOPPED_AT_ONCE = b"s2s: error: interrupted again: stopped at once (temporary files may be left in the output directory)\n"
@@ -38,18 +43,36 @@ _STOPPED_AT_ONCE = b"s2s: error: interrupted again: stopped at once (temporary f
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def _stop_at_once() -> None:
+    os.write(2, _STOPPED_AT_ONCE)
+    os._exit(130)  # the workers die with their parent (worker_signals)
+
+
 def _request_stop(signum, frame) -> None:
     """The first signal asks for a stop at the next safe point; a second stops at once:
     the ``s2s`` command exits (a stuck file system: no clean-up to wait for), a library
     caller gets its :class:`KeyboardInterrupt` here."""
-    global _stop_requested
-    if not _stop_requested:
+    global _stop_requested, _received
+    _received += 1
+    if _received == 1:
         _stop_requested = True
         return
     if _command_line:
-        os.write(2, _STOPPED_AT_ONCE)
-        os._exit(130)  # the workers die with their parent (worker_signals)
+        _stop_at_once()
     raise KeyboardInterrupt
+
+
+def _interrupt_command(signum, frame) -> None:
+    """An ``s2s`` command's handler outside a pool's run: the first signal is Ctrl-C's
+    :class:`KeyboardInterrupt`, a second one (its clean-up under way) stops at once; once
+    the command has ended, a signal only ends the process, with the command's exit code."""
+    global _received
+    if _exit_code is not None:  # the work is done: do not die of the signal in the interpreter's shutdown
+        os._exit(_exit_code)
+    _received += 1
+    if _received == 1:
+        raise KeyboardInterrupt
+    _stop_at_once()
 
 
 def check_interrupt() -> None:
@@ -86,12 +109,14 @@ def interrupts_at_safe_points():
     A no-op outside the main thread (only it may install signal handlers) and within
     another such block.
     """
-    global _stop_requested, _depth
+    global _stop_requested, _depth, _received
     if threading.current_thread() is not threading.main_thread() or _depth:  # an outer block has the signals
         yield
         return
     with _signals_blocked():
         _stop_requested, _depth = False, 1
+        if not _command_line:  # a library call counts its own signals
+            _received = 0
         # SIGINT ignored (a run started in the background, `nohup`) stays ignored
         sigs = [s for s in _SIGNALS if s != signal.SIGINT or signal.getsignal(s) is not signal.SIG_IGN]
         previous = {sig: signal.signal(sig, _request_stop) for sig in sigs}
@@ -106,27 +131,58 @@ def interrupts_at_safe_points():
 
 
 @contextlib.contextmanager
-def command_signals():
-    """Around an ``s2s`` command: SIGTERM raises :class:`KeyboardInterrupt` as Ctrl-C does
-    (where the command has not ignored or handled it), so that the command exits as
-    interrupted (130) with its temporary files removed, rather than dying; and within a
-    pool's run a second signal exits at once.  A no-op outside the main thread."""
-    global _command_line
+def command_signals(ending: bool = False):
+    """Around an ``s2s`` command: SIGTERM interrupts as Ctrl-C does (where the command has
+    not ignored or handled them), so that the command exits as interrupted (130) with its
+    temporary files removed, rather than dying; a second signal, during the clean-up or a
+    pool's stop, exits at once.
+
+    ``ending``: the process ends with this command (the console script).  The handlers
+    then stay: a signal after the command, while the interpreter shuts down (torch takes
+    half a second), exits at once with the command's exit code (:func:`command_ended`;
+    130 until it is given), and the signals are ignored for the last of the shutdown,
+    where Python has taken its handlers down.  A no-op outside the main thread.
+    """
+    global _command_line, _received, _exit_code
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     with _signals_blocked():
-        previous = signal.getsignal(signal.SIGTERM)
-        if previous is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
-        _command_line = True
+        _command_line, _received, _exit_code = True, 0, None
+        previous = {}
+        for sig in _SIGNALS:
+            if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):  # not ignored or the caller's
+                previous[sig] = signal.signal(sig, _interrupt_command)
     try:
         yield
     finally:
         with _signals_blocked():
-            if previous is signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
             _command_line = False
+            if ending and previous:
+                _exit_code = 130
+                _ending_signals[:] = list(previous)
+            else:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+
+def command_ended(code: int) -> None:
+    """The command's exit code, for a signal that comes while the process shuts down."""
+    global _exit_code
+    if _exit_code is not None:
+        _exit_code = int(code)
+
+
+#: The signals an ending command left with its handler (:func:`command_signals`).
+_ending_signals: list = []
+
+
+@atexit.register  # registered first, at import: run last, once the other exit functions are done
+def _ignore_signals_at_exit() -> None:
+    """The shutdown's last part (its objects freed, torch's too) runs without Python's
+    handlers: there a signal would kill the finished process; it is ignored instead."""
+    for sig in _ending_signals:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def worker_signals() -> None:

@@ -370,6 +370,56 @@ def test_t5_a_second_signal_interrupts_a_library_caller_at_once():
     assert steps == ["first"]
 
 
+_ENDING = """
+import os, signal, sys, time
+from survey2survey import cli
+
+
+def command():  # stands in for a command: done, then signals while the process shuts down
+    print("done", flush=True)
+
+
+cli.app = lambda **kwargs: command()
+import atexit
+atexit.register(lambda: [os.kill(os.getpid(), s) or time.sleep(0.05) for s in (signal.SIGTERM, signal.SIGINT)])
+cli.main()
+"""
+
+
+def test_a_signal_while_the_finished_command_shuts_down_keeps_its_exit_code():
+    """The interpreter takes half a second to shut down after a command (torch): a Ctrl-C or
+    SIGTERM then must not turn a finished run into a death by signal (-2, -15)."""
+    proc = subprocess.run([sys.executable, "-c", _ENDING], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc
+    assert proc.stdout.splitlines() == ["done"] and proc.stderr == "", proc
+
+
+_CLEANUP = """
+import os, signal, sys, time
+from survey2survey import cli
+
+
+def command():  # interrupted, then signalled again while it cleans up
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    finally:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+
+
+cli.app = lambda **kwargs: command()
+cli.main()
+"""
+
+
+def test_a_second_signal_during_a_commands_clean_up_stops_it_at_once():
+    proc = subprocess.run([sys.executable, "-c", _CLEANUP], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130, proc
+    assert proc.stderr.splitlines() == ["s2s: error: interrupted again: stopped at once "
+                                        "(temporary files may be left in the output directory)"], proc.stderr
+
+
 def test_t5_sigterm_interrupts_a_command_as_ctrl_c_does(tmp_path, capsys):
     """Outside a pool's run (here: prepare without workers), SIGTERM is Ctrl-C: the command
     exits as interrupted and removes its temporary directory."""
