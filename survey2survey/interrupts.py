@@ -36,6 +36,9 @@ _command_line = False
 _received = 0
 #: Set once the command has ended (:func:`command_ended`): a signal then exits with it at once.
 _exit_code: int | None = None
+#: The signal :func:`_interrupt_command` last acted on, and the unraisable hooks it replaced.
+_last_signal = None
+_hooks: list = []
 
 #: Written, in one ``write``, when a second signal stops the command at once.
 _STOPPED_AT_ONCE = b"s2s: error: interrupted again: stopped at once (temporary files may be left in the output directory)\n"
@@ -66,10 +69,10 @@ def _interrupt_command(signum, frame) -> None:
     """An ``s2s`` command's handler outside a pool's run: the first signal is Ctrl-C's
     :class:`KeyboardInterrupt`, a second one (its clean-up under way) stops at once; once
     the command has ended, a signal only ends the process, with the command's exit code."""
-    global _received
+    global _received, _last_signal
     if _exit_code is not None:  # the work is done: do not die of the signal in the interpreter's shutdown
         os._exit(_exit_code)
-    _received += 1
+    _received, _last_signal = _received + 1, signum
     if _received == 1:
         raise KeyboardInterrupt
     _stop_at_once()
@@ -153,17 +156,34 @@ def command_signals(ending: bool = False):
         for sig in _SIGNALS:
             if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):  # not ignored or the caller's
                 previous[sig] = signal.signal(sig, _interrupt_command)
+        _hooks.append(sys.unraisablehook)
+        sys.unraisablehook = _redeliver_lost_interrupt
     try:
         yield
     finally:
         with _signals_blocked():
             _command_line = False
+            sys.unraisablehook = _hooks.pop()
             if ending and previous:
                 _exit_code = 130
                 _ending_signals[:] = list(previous)
             else:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+
+
+def _redeliver_lost_interrupt(unraisable) -> None:
+    """A signal's :class:`KeyboardInterrupt` raised inside a ``__del__`` or a weakref
+    callback (a garbage collection, often while plots are drawn) cannot propagate: Python
+    would print it as "Exception ignored" and go on as if no signal had come.  Instead it
+    is not counted, and the signal is sent again from a thread a moment later, to be raised
+    in the command's own code."""
+    global _received
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt) or not _received or _last_signal is None:
+        (_hooks[-1] if _hooks else sys.__unraisablehook__)(unraisable)
+        return
+    _received -= 1
+    threading.Timer(0.01, os.kill, (os.getpid(), _last_signal)).start()
 
 
 def command_ended(code: int) -> None:

@@ -420,6 +420,38 @@ def test_a_second_signal_during_a_commands_clean_up_stops_it_at_once():
                                         "(temporary files may be left in the output directory)"], proc.stderr
 
 
+_IN_A_DEL = """
+import os, signal, time
+from survey2survey import cli
+
+
+class Collected:
+    def __del__(self):  # the signal comes while a garbage collection runs a finalizer
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+
+
+def command():
+    obj = Collected()
+    del obj
+    for _ in range(300):
+        time.sleep(0.01)
+    print("not interrupted")
+
+
+cli.app = lambda **kwargs: command()
+cli.main()
+"""
+
+
+def test_a_signal_during_a_finalizer_still_interrupts_the_command():
+    """A KeyboardInterrupt raised inside a __del__ or a weakref callback cannot propagate: Python
+    prints it ("Exception ignored ... Traceback") and goes on as if no signal had come."""
+    proc = subprocess.run([sys.executable, "-c", _IN_A_DEL], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130, proc
+    assert proc.stderr.splitlines() == ["s2s: error: interrupted"] and "not interrupted" not in proc.stdout, proc
+
+
 def test_t5_sigterm_interrupts_a_command_as_ctrl_c_does(tmp_path, capsys):
     """Outside a pool's run (here: prepare without workers), SIGTERM is Ctrl-C: the command
     exits as interrupted and removes its temporary directory."""
