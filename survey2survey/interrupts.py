@@ -24,7 +24,8 @@ import signal
 import sys
 import threading
 
-__all__ = ["interrupts_at_safe_points", "check_interrupt", "command_signals", "command_ended", "worker_signals"]
+__all__ = ["interrupts_at_safe_points", "check_interrupt", "wait_some", "POLL_SECONDS", "command_signals",
+           "command_ended", "worker_signals"]
 
 #: Set by the first SIGTERM or SIGINT within :func:`interrupts_at_safe_points`.
 _stop_requested = False
@@ -85,6 +86,19 @@ def check_interrupt() -> None:
     """
     if _stop_requested:
         raise KeyboardInterrupt
+
+
+#: Seconds a loop waits for its futures before it looks again for a signal's stop request.
+POLL_SECONDS = 0.5
+
+
+def wait_some(futures):
+    """:func:`check_interrupt`, then wait until one of ``futures`` is done, at most
+    :data:`POLL_SECONDS`: ``(done, not_done)`` as :func:`concurrent.futures.wait` gives them."""
+    from concurrent.futures import FIRST_COMPLETED, wait  # not on the command line's start-up path
+
+    check_interrupt()
+    return wait(futures, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
 
 
 @contextlib.contextmanager

@@ -131,11 +131,10 @@ def run_tasks(
                 results.append(fn(*args))
                 advance(size)
         return results
-    from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
     from survey2survey.errors import S2SError
-    from survey2survey.interrupts import check_interrupt, interrupts_at_safe_points
+    from survey2survey.interrupts import check_interrupt, interrupts_at_safe_points, wait_some
 
     with interrupts_at_safe_points():  # Ctrl-C stops between results, not inside the pool's locks
         pool = process_pool(workers)
@@ -144,13 +143,12 @@ def run_tasks(
             pending = set(futures)
             with counting(progress, total, label, unit) as advance:
                 while pending:
-                    check_interrupt()
-                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    done, pending = wait_some(pending)
                     for future in done:
                         results.append(future.result())
                         advance(futures[future])
         except BrokenProcessPool:
-            check_interrupt()  # a worker killed by the same signal (a process group's)
+            check_interrupt()  # a stop was asked: a worker killed since (a scheduler's SIGKILL) is part of it
             error = S2SError(f"a worker process died (out of memory?) while {label or 'running'}: run the same "
                              "command again, with fewer workers (-j) if memory is short")
             error.exit_code = 1

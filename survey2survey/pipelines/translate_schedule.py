@@ -12,7 +12,8 @@ Two schedules, chosen by the translator (:attr:`Translator.per_cutout`):
 Both account every input exactly once in the :class:`TranslateReport` (translated,
 skipped or failed), call ``on_progress(done, total)`` as inputs finish, and stop with
 :class:`KeyboardInterrupt` between their steps when a signal asked for it
-(:func:`~survey2survey.interrupts.check_interrupt`; they wake at least every 0.5 s).
+(:func:`~survey2survey.interrupts.check_interrupt`; they wake at least every
+:data:`~survey2survey.interrupts.POLL_SECONDS`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool  # not an attribute of 
 import numpy as np
 
 from survey2survey.errors import S2SError, first_line
-from survey2survey.interrupts import check_interrupt
+from survey2survey.interrupts import POLL_SECONDS, check_interrupt, wait_some
 from survey2survey.pipelines.translate_steps import (
     SKIPPED,
     Job,
@@ -86,7 +87,7 @@ class _Ledger:
 
 
 def _broken_pool(report) -> S2SError:
-    check_interrupt()  # a worker killed by the same signal (sent to the process group)
+    check_interrupt()  # a stop was asked: a worker killed since (a scheduler's SIGKILL after its SIGTERM) is part of it
     error = S2SError(
         f"a reader/writer process died (out of memory?) after {report.translated} of {report.total} inputs; "
         "run the same command again to finish (whole outputs are kept)"
@@ -105,11 +106,10 @@ def run_per_cutout(jobs: list[Job], setup: Setup, executor, report, on_progress)
     pending: set = set()
     try:
         while chunks or pending:
-            check_interrupt()
             while chunks and len(pending) < ahead:
                 lo = chunks.popleft()
                 pending.add(executor.submit(translate_chunk, jobs[lo : lo + PER_CUTOUT_CHUNK], setup))
-            done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+            done, pending = wait_some(pending)
             for fut in done:
                 for rec, result in fut.result():
                     if ledger.read(rec):
@@ -208,7 +208,7 @@ class _BatchedRun:
             return
         if len(self.inferring) < 2 and any(len(b) >= self.batch or (b and self._flush()) for b in self.buffers.values()):
             return
-        cf.wait(waiting, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+        cf.wait(waiting, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
 
 
 def run_batched(jobs: list[Job], setup: Setup, executor, report, on_progress) -> None:
