@@ -636,6 +636,10 @@ def test_unreadable_or_contradictory_band_keywords_are_errors(tmp_path):
         ({"BUNIT": "Jy"}, 1e9 / 3631.0),
         ({"BUNIT": "ADU (ZP 30)"}, 1e-3),
         ({"MAGZP": 25.0}, 0.1),  # no BUNIT, a zero point other than the survey's
+        ({"FLUXMAG0": 10 ** (27.5 / 2.5)}, 0.01),  # HSC/LSST: counts of magnitude 0, no BUNIT
+        ({"BUNIT": "counts", "FLUXMAG0": 10 ** (25.0 / 2.5)}, 0.1),
+        ({"BUNIT": "ADU", "MAGZP": 27.5, "FLUXMAG0": 1e10}, 0.01),  # a zero point keyword first
+        ({"BUNIT": "nanomaggy", "FLUXMAG0": 0.0}, 1.0),  # a flux unit: FLUXMAG0 not read
         ({"MAGZP": 22.5}, 1.0),
         ({}, 1.0),
     ],

@@ -6,8 +6,9 @@ through nanomaggies (AB zero point 22.5; 1 nanomaggy = 3.631 uJy) when its ``BUN
 
 * a flux density: ``nanomaggy``/``nmgy``, ``maggy``, ``Jy``, ``mJy``, ``uJy``, ``nJy``;
 * counts (``ADU``, ``DN``, ``counts``) with a calibration: SDSS's ``NMGY`` keyword
-  (nanomaggies per count) or a zero-point keyword (:data:`ZERO_POINT_KEYS`: counts of
-  1 are magnitude ZP), or written as ``s2s`` writes it, ``ADU (ZP 30)``.
+  (nanomaggies per count), a zero-point keyword (:data:`ZERO_POINT_KEYS`: counts of
+  1 are magnitude ZP) or the HSC/LSST pipelines' ``FLUXMAG0`` (counts of magnitude 0: ZP =
+  2.5 log10 FLUXMAG0), or written as ``s2s`` writes it, ``ADU (ZP 30)``.
 
 Counts without a calibration are taken as the survey's native counts when the survey's
 unit is counts; anything else that is not the survey's unit is refused (one line).  A
@@ -58,6 +59,16 @@ def _number(header: fits.Header, keys, fallback: fits.Header | None = None) -> t
     return None
 
 
+def _zero_point(header: fits.Header, fallback: fits.Header | None) -> tuple[str, float] | None:
+    """(keyword, AB zero point of one count) from :data:`ZERO_POINT_KEYS`, else from a positive ``FLUXMAG0``."""
+    zp = _number(header, ZERO_POINT_KEYS, fallback)
+    if zp is None:
+        flux0 = _number(header, ("FLUXMAG0",), fallback)
+        if flux0 is not None and flux0[1] > 0:
+            zp = flux0[0], 2.5 * math.log10(flux0[1])
+    return zp
+
+
 def _is_counts(unit: str) -> bool:
     return _COUNTS.fullmatch(unit.strip()) is not None or _COUNTS_ZP.fullmatch(unit.strip()) is not None
 
@@ -75,7 +86,7 @@ def _nmgy_per_unit(unit: str, header: fits.Header, fallback: fits.Header | None)
         cal = _number(header, ("NMGY",), fallback)
         if cal is not None and cal[1] > 0:
             return cal[1], f" with NMGY={cal[1]:g}"
-        zp = _number(header, ZERO_POINT_KEYS, fallback)
+        zp = _zero_point(header, fallback)
         if zp is not None:
             return 10 ** ((COMMON_ZERO_POINT - zp[1]) / 2.5), f" with {zp[0]}={zp[1]:g}"
     return None
@@ -105,7 +116,7 @@ def native_factor(
     unit = _PER_PIXEL.sub("", raw.strip()) if isinstance(raw, str) else ""
     native = (survey.flux_unit or "").strip()
     if unit.lower() in _UNSET:
-        zp = _number(header, ZERO_POINT_KEYS, fallback)
+        zp = _zero_point(header, fallback)
         if zp is None or abs(zp[1] - survey.zero_point) < 1e-6:
             return 1.0, None
         per_unit, how = 10 ** ((COMMON_ZERO_POINT - zp[1]) / 2.5), f"no BUNIT, {zp[0]}={zp[1]:g}"
@@ -116,7 +127,7 @@ def native_factor(
         if known is None:
             if _is_counts(unit) and _is_counts(native):
                 return 1.0, None  # the survey's own counts, its zero point assumed
-            what = "counts without a calibration keyword (NMGY, MAGZP, ZP, PHOTZP)" if _is_counts(unit) else \
+            what = "counts without a calibration keyword (NMGY, MAGZP, ZP, PHOTZP, FLUXMAG0)" if _is_counts(unit) else \
                 "a unit s2s cannot convert (nanomaggy, Jy, mJy, uJy, nJy, counts with a zero point)"
             raise CutoutError(
                 path, f"BUNIT {raw.strip()!r} is {what}; {survey.name} cutouts are in {native or 'native units'}"
