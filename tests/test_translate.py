@@ -63,9 +63,9 @@ def test_sdss_to_cfht_shape_units_wcs_and_provenance(model_dir, sdss_dir, tmp_pa
         assert h["S2SBACK"] == "torch/cpu/fp32" and h["S2SNOISE"] == "yes" and h["S2SOBJ"] == "J0002"
         assert h["S2SSRC"].endswith("J0002.fits") and "F = G + NE" in str(h["HISTORY"])
         wcs = WCS(h).celestial
-    # the input footprint on the output grid: 64 x 0.396" / 136 per pixel, same centre
+    # the network's pixels are CFHT's (0.187", as its training pairs), about the input's centre
     scale = proj_plane_pixel_scales(wcs) * 3600
-    np.testing.assert_allclose(scale, 64 * 0.396 / 136, rtol=1e-9)
+    np.testing.assert_allclose(scale, 0.187, rtol=1e-9)
     in_wcs = galaxy(SDSS, 2, ra=150.02)[1]
     centre_in = in_wcs.all_pix2world([[31.5, 31.5]], 0)[0]
     centre_out = wcs.all_pix2world([[67.5, 67.5]], 0)[0]
@@ -101,7 +101,7 @@ def test_cfht_to_sdss_from_the_bundled_examples(model_dir, tmp_path):
         scale = proj_plane_pixel_scales(WCS(h).celestial) * 3600
     with fits.open(cfht[0]) as src:
         in_scale = proj_plane_pixel_scales(WCS(src[0].header).celestial)[0] * 3600
-    np.testing.assert_allclose(scale, in_scale * 136 / 64, rtol=1e-9)
+    np.testing.assert_allclose(scale, in_scale * 0.396 / 0.187, rtol=1e-9)  # SDSS's pixels, as the network's
 
 
 def test_same_seed_same_output_other_seed_other_noise(model_dir, sdss_dir, tmp_path):
@@ -425,3 +425,42 @@ def test_regridded_model_resamples_its_input_and_draws_z_from_the_seed(regridded
         for hdu, w in zip(h, want):
             np.testing.assert_allclose(hdu.data, to_native(w, SDSS), rtol=1e-4, atol=1e-4)
         assert not np.allclose(h[0].data, h[1].data)
+
+
+def _sip_cutout(path):
+    """An example SDSS galaxy whose WCS is a corner of a large frame with SIP distortion
+    (CRPIX far outside the cutout, as ``Cutout2D`` writes it): 6 pixels of distortion there."""
+    with fits.open(sorted((EX / "sdss").glob("*.fits"))[0]) as h:
+        data, src = h[0].data, h[0].header
+    s = 0.396 / 3600
+    header = fits.Header({k: src[k] for k in ("BUNIT", "SURVEY", "BANDS") if k in src})
+    header.update({"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP", "CRVAL1": 150.2, "CRVAL2": 1.8,
+                   "CRPIX1": -1000.0, "CRPIX2": -1000.0, "CD1_1": -s, "CD1_2": 0.0, "CD2_1": 0.0, "CD2_2": s,
+                   "A_ORDER": 2, "B_ORDER": 2, "A_2_0": 2e-6, "A_0_2": 1e-6, "A_1_1": 1e-6,
+                   "B_2_0": 1e-6, "B_0_2": 2e-6, "B_1_1": 1e-6})
+    fits.PrimaryHDU(data, header).writeto(path)
+    return data, WCS(header, naxis=2)
+
+
+def _centroid_sky(image, wcs):
+    y, x = np.indices(image.shape)
+    w = np.clip(image - np.median(image), 0, None) * (np.hypot(y - image.shape[0] / 2, x - image.shape[1] / 2) < 12 * image.shape[0] / 64)
+    return wcs.all_pix2world([[(w * x).sum() / w.sum(), (w * y).sum() / w.sum()]], 0)[0]
+
+
+@pytest.mark.parametrize("model", ["physics", "default"])
+def test_sip_distortion_is_kept_on_the_output_grid(model, tmp_path):
+    """Both translators carry SIP over, rescaled: the galaxy stays where the input's WCS puts it
+    (the physics dropped SIP: 2.4" off)."""
+    (tmp_path / "in").mkdir()
+    data, in_wcs = _sip_cutout(tmp_path / "in" / "sip.fits")
+    report = translate([tmp_path / "in"], "cfht", model_dir=None if model == "default" else "physics",
+                       out_dir=tmp_path / "out", noise=False)
+    assert report.translated == 1
+    with fits.open(report.outputs[0]) as h:
+        out, header = h[0].data, h[0].header
+    out_wcs = WCS(header, naxis=2)
+    assert out_wcs.sip is not None and header["CTYPE1"] == "RA---TAN-SIP"
+    sky_in, sky_out = _centroid_sky(data[2], in_wcs), _centroid_sky(out[2], out_wcs)
+    offset = np.hypot((sky_out[0] - sky_in[0]) * np.cos(np.radians(sky_in[1])), sky_out[1] - sky_in[1]) * 3600
+    assert offset < 0.1  # arcsec

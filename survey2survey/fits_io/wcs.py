@@ -81,7 +81,7 @@ def _rescaled_sip(sip: Sip, scale: np.ndarray, crpix: np.ndarray) -> Sip:
     return Sip(scaled(sip.a, 0), scaled(sip.b, 1), scaled(sip.ap, 0), scaled(sip.bp, 1), crpix)
 
 
-def rescale_wcs(wcs: WCS, in_shape: tuple[int, int], out_shape: tuple[int, int]) -> WCS:
+def rescale_wcs(wcs: WCS, in_shape: tuple[int, int], out_shape: tuple[int, int], scale=None) -> WCS:
     """WCS for the same footprint sampled on an ``out_shape`` grid instead of ``in_shape``.
 
     The outer pixel edges stay where they were on the sky, so the centre and the corners of
@@ -92,18 +92,28 @@ def rescale_wcs(wcs: WCS, in_shape: tuple[int, int], out_shape: tuple[int, int])
     had) times ``diag(s)``, written as ``PC`` with ``CDELT = 1``; SIP coefficients are
     rescaled with it (:func:`_rescaled_sip`); distortion lookup tables are dropped.
 
+    With ``scale`` given, the output pixels are that many input pixels per axis (whatever the
+    shapes) and the two grids share their centre instead: a translator whose output pixel
+    scale is fixed (the target survey's) rather than the input's footprint.
+
     Parameters
     ----------
     wcs : WCS
         Celestial 2-D WCS of the input image.
     in_shape, out_shape : (H, W)
+    scale : float or (float, float), optional
+        Input pixels per output pixel, (x, y); default ``in/out`` per axis.
     """
-    scale = np.array([in_shape[1] / out_shape[1], in_shape[0] / out_shape[0]])  # (x, y)
+    if scale is None:
+        scale = (in_shape[1] / out_shape[1], in_shape[0] / out_shape[0])
+    scale = np.broadcast_to(np.asarray(scale, dtype=float), (2,)).copy()  # (x, y)
     matrix = np.asarray(wcs.pixel_scale_matrix, dtype=float) @ np.diag(scale)
     new = wcs.deepcopy()
     new.cpdis1 = new.cpdis2 = new.det2im1 = new.det2im2 = None
     w = new.wcs
-    crpix = (np.asarray(w.crpix, dtype=float) - 0.5) / scale + 0.5
+    centre_in = (np.array([in_shape[1], in_shape[0]], dtype=float) + 1) / 2  # FITS 1-based (x, y)
+    centre_out = (np.array([out_shape[1], out_shape[0]], dtype=float) + 1) / 2
+    crpix = centre_out + (np.asarray(w.crpix, dtype=float) - centre_in) / scale
     if w.has_cd():
         del w.cd
     if w.has_crota():

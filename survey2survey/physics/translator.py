@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from survey2survey.errors import SurveyError
+from survey2survey.fits_io.wcs import rescale_wcs
 from survey2survey.physics.kernel import convolve_stack, matching_kernel
 from survey2survey.physics.noise import (
     SOURCE_FLOOR_SIGMA,
@@ -138,31 +139,19 @@ class PhysicsTranslator:
         """Output (H, W) and WCS of an input of ``shape`` (..., H, W) with ``wcs``.
 
         Same centre and footprint (to the nearest target pixel), same orientation, pixel
-        scale exactly the target's; distortion terms (SIP) are dropped.  WCS None -> None.
+        scale exactly the target's; SIP rescaled with it (:func:`~survey2survey.fits_io.wcs.rescale_wcs`).  WCS None -> None.
         """
         geo = self._geometry(shape, wcs)
         return geo.out_shape, self._output_wcs(geo, wcs)
 
     def _output_wcs(self, geo: _Geometry, wcs):
+        """The input's WCS on the output grid: the target's pixel scale, the same centre, SIP kept."""
         if wcs is None:
             return None
-        (h, w), (ho, wo), (sy, sx) = geo.in_shape, geo.out_shape, geo.scale_in
         p = self.target.pixel_scale
-        new = wcs.deepcopy() if wcs.naxis == 2 else wcs.celestial
-        new.sip = None
-        c = new.wcs
-        scale = np.array([sx / p, sy / p])  # output pixels per input pixel, (x, y)
-        c_in = np.array([(w + 1) / 2.0, (h + 1) / 2.0])
-        c_out = np.array([(wo + 1) / 2.0, (ho + 1) / 2.0])
-        c.crpix = c_out + (np.asarray(c.crpix) - c_in) * scale
-        # pixel axis j (a column of CD or PC) shrinks by scale[j]
-        if c.has_cd():
-            c.cd = np.asarray(c.cd) / scale[np.newaxis, :]
-        else:
-            c.pc = np.asarray(c.get_pc()) / scale[np.newaxis, :]
-        new.pixel_shape = (wo, ho)
-        c.set()
-        return new
+        (sy, sx) = geo.scale_in
+        return rescale_wcs(wcs if wcs.naxis == 2 else wcs.celestial, geo.in_shape, geo.out_shape,
+                           scale=(p / sx, p / sy))
 
     # --- per band physics ---------------------------------------------------------------
 

@@ -246,8 +246,12 @@ class LearnedTranslator(Translator):
                 rescale_wcs(base, grid_shape, final_shape).to_header_string(relax=True),
                 final_shape,
             )
+        # the network's output pixels are the target survey's (its training pairs were cut at
+        # each survey's own scale about the same centre), not the input's footprint re-divided
+        scale = None if d.target_grid is not None else self.target.pixel_scale / (d.source_grid or survey).pixel_scale
         geometry = Geometry(
-            final_shape, self.target.bands, wcs_cards(rescale_wcs(wcs, grid_shape, final_shape)) if wcs is not None else None
+            final_shape, self.target.bands,
+            wcs_cards(rescale_wcs(wcs, grid_shape, final_shape, scale=scale)) if wcs is not None else None
         )
         mask = resample_mask(cutout.mask, final_shape) if cutout.mask is not None else None
         warnings = list(cutout.warnings)
