@@ -41,6 +41,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -63,6 +64,7 @@ from survey2survey.training.checkpoints import (
 from survey2survey.training.log import LossLog, TrainProgress
 from survey2survey.training.options import (
     PAPER_DEFAULTS,
+    SCHEDULE_DEFAULTS,
     TrainOptions,
     auto,
     check_options,
@@ -70,6 +72,7 @@ from survey2survey.training.options import (
     clear_replaced_run,
     flag,
     resolve_run_values,
+    resolve_schedule,
     steps_to_run,
 )
 
@@ -223,6 +226,7 @@ class _Step:
     start: int = 0  # the iteration the run resumes after
     elapsed_before: float = 0.0  # seconds spent before this process (resumed runs)
     saved_ms: float | None = None  # ms per iteration the checkpoint had measured
+    schedule: dict[str, int] | None = None  # iterations, checkpoint_every, log_every (kept on resume)
     t0: float = 0.0
     first_log: tuple[float, int] | None = None  # (time, iteration) of the first log point
 
@@ -246,6 +250,7 @@ def _run_step(ds, out, cls, step, run_dir: Path, opts: TrainOptions, device, amp
 
     ckpt = _open_checkpoint(ds, cls, step, run_dir, resume=resume, must_resume=must_resume)
     run = resolve_run_values(opts, json.loads(ckpt["run"]) if ckpt else None, run_dir)
+    opts = resolve_schedule(opts, ckpt.get("schedule") if ckpt else None)
     if run["lr"] is None:
         run["lr"] = cls.default_lr  # record the learning rate actually used
     for k in ("batch_unpaired", "batch_paired"):
@@ -254,7 +259,8 @@ def _run_step(ds, out, cls, step, run_dir: Path, opts: TrainOptions, device, amp
     if resume:  # a fresh run was checked before any work (train)
         _check_memory(ds, cls, step, run, opts, device, amp_dtype, ranks)
 
-    s = _Step(ds=ds, cls=cls, step=step, run_dir=run_dir, run=run, ranks=ranks, device=device)
+    s = _Step(ds=ds, cls=cls, step=step, run_dir=run_dir, run=run, ranks=ranks, device=device,
+              schedule={k: int(getattr(opts, k)) for k in SCHEDULE_DEFAULTS})
     cuda = device.type == "cuda"
     compiled, channels_last = auto(opts.compile, cuda, "--compile"), auto(opts.channels_last, cuda, "--channels-last")
     torch.manual_seed(run["seed"])  # same initial weights on every rank
@@ -268,6 +274,14 @@ def _run_step(ds, out, cls, step, run_dir: Path, opts: TrainOptions, device, amp
                        stream=(step or 0) * 1024 + ranks.rank)  # fmt: skip
     if ckpt is not None:
         _restore(s, ckpt, opts)
+        if ranks.main:
+            what = (f"{run_dir}: resuming {s.label} at iteration {s.start} of {opts.iterations} "
+                    f"(checkpoint every {opts.checkpoint_every}, log every {opts.log_every})")
+            if "schedule" in ckpt:
+                print(f"s2s: {what}", file=sys.stderr, flush=True)
+            else:  # written before checkpoints kept them: the defaults, unless given again
+                warn(f"{what}; this checkpoint does not record -n, --checkpoint-every or --log-every: "
+                     "give them again if the run had others")
     if ranks.main:
         _warn_batch_over_dataset(s.loader, run)
 
@@ -456,6 +470,7 @@ def _checkpoint(s: _Step, done: int, elapsed: float) -> None:
             "elapsed": elapsed,
             "dataset_fingerprint": s.ds.fingerprint,
             "run": json.dumps(s.run),
+            "schedule": s.schedule,
             "state": s.method.state_dict(),
             "rng": rng,
             "loader": s.loader.state_dict(),

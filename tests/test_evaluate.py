@@ -260,6 +260,24 @@ def _gaussians(size, cy, cx, width=2.5, flux=3000.0):
     return np.stack([gal * f for f in (0.3, 0.7, 1.0, 1.1, 0.9)]).astype(np.float32)
 
 
+@pytest.mark.parametrize("d", [0.5, 0.3, -0.25, 1.5])
+def test_shift_keeps_the_noise_power_at_every_frequency(d):
+    """White noise shifted by a fraction of a pixel keeps its power at every frequency, the
+    Nyquist row and column included (they were scaled by |cos(pi d)|: nothing left at 0.5 px)."""
+    from survey2survey.evaluation.align import shift_image
+
+    noise = np.random.default_rng(7).normal(0, 1, (200, 64, 64))
+    moved = shift_image(noise, d, d)
+    power = np.mean(np.abs(np.fft.fft2(moved[:, 8:-8, 8:-8])) ** 2, axis=0)  # away from the mirrored edges
+    before = np.mean(np.abs(np.fft.fft2(noise[:, 8:-8, 8:-8])) ** 2, axis=0)
+    nyquist = power[24, :].mean() / before[24, :].mean(), power[:, 24].mean() / before[:, 24].mean()
+    assert nyquist == pytest.approx((1.0, 1.0), abs=0.05)
+    assert power.mean() / before.mean() == pytest.approx(1.0, abs=0.03)
+    # and a smooth source still lands where it should
+    src = _gaussians(64, 31.5, 31.5)[2]
+    np.testing.assert_allclose(shift_image(src, d, d), _gaussians(64, 31.5 - d, 31.5 - d)[2], atol=1e-3 * src.max())
+
+
 def test_align_shifts_predictions_onto_the_references_grid(tmp_path):
     """A prediction cut 0.3, -0.4 px off the reference's grid (its WCS says so) of the same bright
     source: pixel by pixel it is far from the sqrt(2) line of a perfect translation, and a warning

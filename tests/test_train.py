@@ -277,6 +277,39 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_dataset, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_keeps_the_runs_iterations_and_periods(tiny_dataset, tmp_path, capsys):
+    """`--resume` without -n, --checkpoint-every, --log-every takes the run's own (they had gone
+    back to 60,000 / 5,000 / 100: a short run resumed as the paper's, with no checkpoint for hours)."""
+    out = tmp_path / "m"
+    opts = dict(method="aecnn", batch_unpaired=2, batch_paired=1, progress=False)
+    train(tiny_dataset, out, TrainOptions(iterations=3, checkpoint_every=1, log_every=1, **opts))
+    capsys.readouterr()
+    result = train(tiny_dataset, out, TrainOptions(resume=True, **opts))
+    assert "resuming aecnn at iteration 3 of 3 (checkpoint every 1, log every 1)" in capsys.readouterr().err
+    assert result.steps["train"]["iterations"] == 3
+    # a larger -n extends the run, checkpointing and logging at the run's periods
+    train(tiny_dataset, out, TrainOptions(resume=True, iterations=5, **opts))
+    run_dir = out / "train"
+    assert [p.name for p in list_checkpoints(run_dir)] == ["ckpt-00000005.pt", "ckpt-00000004.pt"]
+    assert [r["iteration"] for r in _rows(run_dir / "losses.csv")] == ["1", "2", "3", "4", "5"]
+    # a two-step method's step-2 run resumed without --step names the step to give
+    step1, step2 = tmp_path / "s1", tmp_path / "s2"
+    quick = dict(method="ours", iterations=1, progress=False, batch_unpaired=2, batch_paired=1)
+    train(tiny_dataset, step1, TrainOptions(step=1, **quick))
+    train(tiny_dataset, step2, TrainOptions(step=2, init=str(step1), **quick))
+    with pytest.raises(UsageError, match=r"checkpoints of step2: resume it with --step 2"):
+        train(tiny_dataset, step2, TrainOptions(method="ours", resume=True, progress=False))
+    # a checkpoint written before schedules were kept: the defaults, and a warning that says so
+    latest = list_checkpoints(run_dir)[0]
+    state = torch.load(latest, weights_only=True)
+    del state["schedule"]
+    torch.save(state, latest)
+    capsys.readouterr()
+    train(tiny_dataset, out, TrainOptions(resume=True, iterations=5, **opts))
+    err = capsys.readouterr().err
+    assert "s2s: warning:" in err and "checkpoint every 5000" in err and "does not record -n" in err
+
+
 class _Exploit:
     """A pickle that runs code when unpickled without ``weights_only``."""
 

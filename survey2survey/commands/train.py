@@ -33,7 +33,9 @@ def main(
     direction: Optional[str] = typer.Option(
         None, "--direction", help="One-way methods (pix2pix, aecnn): e.g. sdss->cfht (default: a->b of the dataset)."
     ),
-    iterations: int = typer.Option(60_000, "--iterations", "-n", help="Iterations per step."),
+    iterations: Optional[int] = typer.Option(
+        None, "--iterations", "-n", help="Iterations per step (default 60000; --resume: the run's, a larger N extends it)."
+    ),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", help="Unpaired images per domain and pairs per mini-batch (default 24)."
     ),
@@ -48,8 +50,12 @@ def main(
         None, "--augment/--no-augment", help="Random 90-degree rotations and flips (default on)."
     ),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
-    checkpoint_every: int = typer.Option(5_000, "--checkpoint-every", help="Checkpoint period in iterations."),
-    log_every: int = typer.Option(100, "--log-every", help="Loss logging period in iterations."),
+    checkpoint_every: Optional[int] = typer.Option(
+        None, "--checkpoint-every", help="Checkpoint period in iterations (default 5000; --resume: the run's)."
+    ),
+    log_every: Optional[int] = typer.Option(
+        None, "--log-every", help="Loss logging period in iterations (default 100; --resume: the run's)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in --out."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),

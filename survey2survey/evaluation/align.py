@@ -95,16 +95,34 @@ def truth_off_grid(truth_wcs, ref_wcs, shape: tuple[int, int]) -> str | None:
 
 def shift_image(planes: np.ndarray, dy: float, dx: float) -> np.ndarray:
     """``planes`` (..., H, W) resampled at ``(y + dy, x + dx)``: a Fourier shift of the image
-    mirrored at its edges (no smoothing; the mirror keeps the edges from wrapping round)."""
+    mirrored at its edges (no smoothing; the mirror keeps the edges from wrapping round).
+
+    A real image's wave at the Nyquist frequency cannot move by a fraction of a pixel: the
+    plain phase ramp jumps there, and the noise's power in a cutout's Nyquist row and column
+    was lost (all of it at half a pixel, 0.64 on average over offsets). The shift eases to the
+    nearest whole pixel from :data:`NYQUIST_EASE` to the Nyquist frequency instead: white noise
+    shifted by 0.5 px keeps 0.93 of its power in the Nyquist row (0.015 before) and 0.97-1.01
+    below 0.45 cycles per pixel, and what lies that close to Nyquist (noise; a PSF-limited image
+    holds next to nothing there) is moved by less than the fraction.
+    """
     planes = np.asarray(planes, dtype=np.float64)
     h, w = planes.shape[-2:]
     big = np.concatenate([planes, planes[..., ::-1, :]], axis=-2)
     big = np.concatenate([big, big[..., :, ::-1]], axis=-1)  # (..., 2H, 2W): periodic without a jump
-    ky = np.fft.fftfreq(2 * h)[:, None]
-    kx = np.fft.rfftfreq(2 * w)[None, :]
-    phase = np.exp(2j * np.pi * (ky * dy + kx * dx))
+    phase = _phase(np.fft.fftfreq(2 * h), dy)[:, None] * _phase(np.fft.rfftfreq(2 * w), dx)[None, :]
     out = np.fft.irfft2(np.fft.rfft2(big) * phase, s=(2 * h, 2 * w))
     return out[..., :h, :w].astype(np.float32)
+
+
+#: Frequencies (cycles per pixel) above which the shift eases to the nearest whole pixel.
+NYQUIST_EASE = 0.4
+
+
+def _phase(k: np.ndarray, d: float) -> np.ndarray:
+    """The shift's phase ramp along one axis: ``d`` below :data:`NYQUIST_EASE`, easing linearly
+    to ``round(d)`` at the Nyquist frequency, so the ramp is continuous across it."""
+    ease = np.clip((np.abs(k) - NYQUIST_EASE) / (0.5 - NYQUIST_EASE), 0.0, 1.0)
+    return np.exp(2j * np.pi * k * (d + (np.round(d) - d) * ease))
 
 
 def shift_masked(planes: np.ndarray, mask: np.ndarray, dy: float, dx: float) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ paper's values (:data:`PAPER_DEFAULTS`, Lin & Fouchez 2021, section IV-B) or, on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tempfile
@@ -47,6 +48,10 @@ PAPER_DEFAULTS: dict[str, Any] = {
 #: Options that define a run: ``--resume`` refuses a different explicit value.
 RUN_FIELDS = tuple(PAPER_DEFAULTS) + ("method_options",)
 
+#: How long a step runs and how often it writes: left unset (``None``), the paper's values on
+#: a new run, the resumed run's own on ``--resume`` (a larger ``iterations`` extends it).
+SCHEDULE_DEFAULTS = {"iterations": 60_000, "checkpoint_every": 5_000, "log_every": 100}
+
 
 @dataclass
 class TrainOptions:
@@ -61,8 +66,9 @@ class TrainOptions:
         A name of :data:`survey2survey.methods.METHODS`.
     step : int, optional
         Run only this step of a multi-step method (``ours``: 1 or 2).
-    iterations : int
-        Iterations per step (paper: 60,000).  On resume, a larger value extends the run.
+    iterations : int, optional
+        Iterations per step (paper: 60,000).  On resume, unset: the run's own; a larger
+        value extends it.
     batch_unpaired, batch_paired : int, optional
         Unpaired images per domain and pairs per mini-batch (paper: 24 and 24).
     lr, lr_decay_every, lr_decay_factor : optional
@@ -78,8 +84,9 @@ class TrainOptions:
     init : path, optional
         ``ours --step 2``: the step-1 model directory to take the noise emulators from
         (default: the output directory when step 1 ran there).
-    checkpoint_every, log_every : int
-        Checkpoint and loss-logging periods in iterations.
+    checkpoint_every, log_every : int, optional
+        Checkpoint and loss-logging periods in iterations (5,000 and 100; on resume, unset:
+        the run's own).
     resume, overwrite : bool
         Continue the run in the output directory / replace it.
     device : str
@@ -100,7 +107,7 @@ class TrainOptions:
 
     method: str = "ours"
     step: int | None = None
-    iterations: int = 60_000
+    iterations: int | None = None
     batch_unpaired: int | None = None
     batch_paired: int | None = None
     lr: float | None = None
@@ -111,8 +118,8 @@ class TrainOptions:
     seed: int | None = None
     direction: str | None = None
     init: str | None = None
-    checkpoint_every: int = 5_000
-    log_every: int = 100
+    checkpoint_every: int | None = None
+    log_every: int | None = None
     resume: bool = False
     overwrite: bool = False
     device: str = "auto"
@@ -189,6 +196,10 @@ def check_output(out: Path, cls, steps: tuple, run_dirs: dict, opts: TrainOption
     check_parents(out, out)
     if opts.resume:
         if not list_checkpoints(run_dirs[steps[0]]):
+            others = [d.name for d in sorted((out / "train").glob("step*")) if d != run_dirs[steps[0]] and list_checkpoints(d)]
+            if others:  # e.g. a step-2 run resumed without --step 2
+                raise UsageError(f"{run_dirs[steps[0]]}: no checkpoint to resume from; the run in {out} has "
+                                 f"checkpoints of {', '.join(others)}: resume it with --step {others[-1][4:]}")
             raise UsageError(f"{run_dirs[steps[0]]}: no checkpoint to resume from (drop --resume to start a new run)")
     else:
         config = out / "config.json"
@@ -219,6 +230,16 @@ def clear_replaced_run(steps: tuple, run_dirs: dict, opts: TrainOptions) -> None
             for p in list_checkpoints(run_dirs[s]):
                 p.unlink(missing_ok=True)  # missing_ok: every torchrun rank does this
             (run_dirs[s] / "losses.csv").unlink(missing_ok=True)
+
+
+def resolve_schedule(opts: TrainOptions, saved: dict[str, Any] | None) -> TrainOptions:
+    """``opts`` with :data:`SCHEDULE_DEFAULTS`'s fields set: explicit values, else the resumed
+    run's (``saved``: its checkpoint's ``schedule``), else the defaults."""
+    values = {k: getattr(opts, k) for k in SCHEDULE_DEFAULTS}
+    for k, default in SCHEDULE_DEFAULTS.items():
+        if values[k] is None:
+            values[k] = int((saved or {}).get(k, default))
+    return dataclasses.replace(opts, **values)
 
 
 def resolve_run_values(opts: TrainOptions, saved: dict[str, Any] | None, where: Path) -> dict[str, Any]:
