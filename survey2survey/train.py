@@ -278,7 +278,8 @@ def _run_step(ds, out, cls, step, run_dir: Path, opts: TrainOptions, device, amp
             what = (f"{run_dir}: resuming {s.label} at iteration {s.start} of {opts.iterations} "
                     f"(checkpoint every {opts.checkpoint_every}, log every {opts.log_every})")
             if "schedule" in ckpt:
-                print(f"s2s: {what}", file=sys.stderr, flush=True)
+                if opts.progress:  # a start line, as translate's: not with --quiet
+                    print(f"s2s: {what}", file=sys.stderr, flush=True)
             else:  # written before checkpoints kept them: the defaults, unless given again
                 warn(f"{what}; this checkpoint does not record -n, --checkpoint-every or --log-every: "
                      "give them again if the run had others")

@@ -284,8 +284,10 @@ def test_resume_keeps_the_runs_iterations_and_periods(tiny_dataset, tmp_path, ca
     opts = dict(method="aecnn", batch_unpaired=2, batch_paired=1, progress=False)
     train(tiny_dataset, out, TrainOptions(iterations=3, checkpoint_every=1, log_every=1, **opts))
     capsys.readouterr()
-    result = train(tiny_dataset, out, TrainOptions(resume=True, **opts))
+    result = train(tiny_dataset, out, TrainOptions(resume=True, **{**opts, "progress": True}))
     assert "resuming aecnn at iteration 3 of 3 (checkpoint every 1, log every 1)" in capsys.readouterr().err
+    train(tiny_dataset, out, TrainOptions(resume=True, **opts))  # --quiet: no start line
+    assert "resuming" not in capsys.readouterr().err
     assert result.steps["train"]["iterations"] == 3
     # a larger -n extends the run, checkpointing and logging at the run's periods
     train(tiny_dataset, out, TrainOptions(resume=True, iterations=5, **opts))
