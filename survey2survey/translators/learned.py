@@ -225,6 +225,13 @@ class LearnedTranslator(Translator):
             return self._prepare_by_physics(cutout, survey, CutoutError(
                 path, f"wrong size {cutout.data.shape[2]}x{cutout.data.shape[1]} px, the model takes {want[1]}x{want[0]} px {name} cutouts"
             ))
+        # a band with no image (padding, no coverage): the network would paint one there from the
+        # other bands, and let the empty band move theirs; the physics keeps every band its own
+        flat = [b for b, plane in zip(survey.bands, cutout.data) if plane.min() == plane.max()]
+        if flat:
+            return self._prepare_by_physics(cutout, survey, CutoutError(
+                path, f"band(s) {','.join(flat)} hold no image (all zero or constant): the network mixes the bands"
+            ))
         # a cosmic ray or hot pixel: the network would paint it into the other bands
         data, repaired = repair_sharp_pixels(cutout.data, psf_pixels(survey))
         wcs = cutout.wcs
