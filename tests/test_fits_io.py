@@ -142,6 +142,49 @@ def test_one_file_per_band_grouped_by_object(tmp_path, sep):
         assert c.wcs is not None
 
 
+def _blob(size, cy, cx, width=2.0):
+    yy, xx = np.mgrid[:size, :size]
+    return (100.0 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * width**2))).astype(np.float32)
+
+
+def _centroid(image):
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    w = np.clip(image, 0, None)
+    return (w * yy).sum() / w.sum(), (w * xx).sum() / w.sum()
+
+
+def test_band_files_on_grids_a_fraction_apart_are_registered(tmp_path):
+    """Per-band files cut at the nearest pixel of one sky position, each with its WCS: every band
+    is moved onto the first file's grid (they were stacked as they were: a galaxy up to 4" apart
+    between SDSS frames' bands); far apart, or rotated, the cutout is refused."""
+    size, c = 64, 31.5
+    offsets = {"u": (0.4, -0.3), "g": (0.0, 0.0), "i": (-0.45, 0.2), "r": (0.2, 0.35), "z": (0.0, 0.0)}
+    for b, (dy, dx) in offsets.items():
+        h = _wcs_header()  # the sky at (c + dy, c + dx) of this band's pixels
+        h["CRPIX1"], h["CRPIX2"] = h["CRPIX1"] + dx, h["CRPIX2"] + dy
+        h["FILTER"] = b
+        fits.PrimaryHDU(_blob(size, c + dy, c + dx), header=h).writeto(tmp_path / f"obj-{b}.fits")
+    (source,) = find_cutouts([tmp_path], "sdss")
+    cut = read_cutout(source, "sdss")
+    for k, b in enumerate(BANDS):
+        y, x = _centroid(cut.data[k])
+        assert abs(y - c) < 0.02 and abs(x - c) < 0.02, (b, y, x)  # on the first (g) file's grid
+        assert abs(cut.data[k].sum() - _blob(size, c, c).sum()) < 1e-3 * _blob(size, c, c).sum()
+    (moved,) = [w for w in cut.warnings if "moved onto the first image's pixel grid" in w]
+    assert "u 0.50" in moved and "r 0.40" in moved and "z" not in moved
+
+    h = _wcs_header()
+    h["CRPIX1"] += 6.0  # an r cut 6 px away
+    fits.PrimaryHDU(_blob(size, c, c + 6), header=h).writeto(tmp_path / "obj-r.fits", overwrite=True)
+    with pytest.raises(CutoutError, match=r"band r's image is 6.0 px off the first image's .* same sky position"):
+        read_cutout(find_cutouts([tmp_path], "sdss")[0], "sdss")
+    h = fits.Header(make_wcs(150.1, 2.2, 0.396, (size, size)).to_header())
+    h["PC1_1"], h["PC1_2"], h["PC2_1"], h["PC2_2"] = 0.0, 1.0, -1.0, 0.0  # rotated 90 degrees
+    fits.PrimaryHDU(_blob(size, c, c), header=h).writeto(tmp_path / "obj-r.fits", overwrite=True)
+    with pytest.raises(CutoutError, match="rotated or scaled against the first image's"):
+        read_cutout(find_cutouts([tmp_path], "sdss")[0], "sdss")
+
+
 def test_a_band_file_of_another_size_is_the_one_named(tmp_path):
     data = _cube(4)
     for b in "ugriz":

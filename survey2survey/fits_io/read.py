@@ -295,6 +295,56 @@ def _flat_bands(data: np.ndarray, bands: Sequence[str]) -> str | None:
     return f"band(s) {', '.join(said)}: no image there (a padded or missing band?)"
 
 
+#: Bands whose pixel grids lie further apart than this (pixels, by their WCSs) are moved onto the
+#: first image's grid; further than :data:`MAX_BAND_SHIFT_PX`, or rotated or scaled against it by
+#: more than :data:`MAX_BAND_GRID_MISFIT_PX` at a corner, the cutout is refused.
+BAND_SHIFT_PX = 0.05
+MAX_BAND_SHIFT_PX = 2.0
+MAX_BAND_GRID_MISFIT_PX = 0.25
+
+
+def _register_bands(data: np.ndarray, mask, headers: list, planes: _Planes, bands, path: Path, warn: list[str]):
+    """Per-band files or extensions, each with its own WCS: the bands on the first image's grid.
+
+    A band a fraction of a pixel off (each band of a survey cut at the nearest pixel of the same
+    sky position) is shifted onto it by a Fourier shift (:func:`~survey2survey.evaluation.align.shift_image`,
+    which keeps the noise's spectrum; a band with masked pixels by a cubic spline, its mask moved
+    and grown), with a warning; one further off, or on a rotated or rescaled grid, is refused:
+    stacked as it is, its colours would be measured between different parts of the galaxy.
+    """
+    h, w = data.shape[1:]
+    xs = np.array([(w - 1) / 2, 0, w - 1, 0, w - 1], dtype=float)  # the centre, then the corners
+    ys = np.array([(h - 1) / 2, 0, 0, h - 1, h - 1], dtype=float)
+    moved = []
+    for k, header in enumerate(headers):
+        if header is planes.header:
+            continue
+        band_wcs = celestial_wcs(header, [])
+        if band_wcs is None:
+            continue  # nothing says where this band lies: taken on the first image's grid
+        px, py = planes.wcs.world_to_pixel_values(*band_wcs.pixel_to_world_values(xs, ys))
+        dx, dy = px - xs, py - ys  # where band k's pixels lie on the first image's grid
+        misfit = float(np.max(np.hypot(dx[1:] - dx[0], dy[1:] - dy[0])))
+        if not np.isfinite(misfit) or misfit > MAX_BAND_GRID_MISFIT_PX:
+            raise CutoutError(path, f"band {bands[k]}'s pixel grid is rotated or scaled against the first image's "
+                                    f"({misfit:.2f} px apart at a corner, by their WCSs): resample the bands onto one grid first")
+        off = float(np.hypot(dx[0], dy[0]))
+        if off > MAX_BAND_SHIFT_PX:
+            raise CutoutError(path, f"band {bands[k]}'s image is {off:.1f} px off the first image's (by their WCSs): "
+                                    "cut every band at the same sky position")
+        if off > BAND_SHIFT_PX:
+            from survey2survey.evaluation.align import shift_image, shift_masked
+
+            if mask is not None and mask[k].any():
+                data[k], mask[k] = shift_masked(data[k], mask[k], -dy[0], -dx[0])
+            else:
+                data[k] = shift_image(data[k], -dy[0], -dx[0])
+            moved.append(f"{bands[k]} {off:.2f}")
+    if moved:
+        warn.append(f"band(s) moved onto the first image's pixel grid (px, by their WCSs): {', '.join(moved)}")
+    return data, mask
+
+
 def read_cutout(
     source: CutoutSource | str | os.PathLike,
     survey: Survey | str | None = None,
@@ -373,6 +423,8 @@ def read_cutout(
         warn.append(f"{int(mask.sum())} NaN/inf pixel(s) filled with 0 and masked")
     if planes.mask is not None and planes.mask[order].any():
         mask = planes.mask[order] if mask is None else (mask | planes.mask[order])
+    if planes.cube_header is None and planes.wcs is not None and len(planes.headers) > 1:
+        data, mask = _register_bands(data, mask, [planes.headers[i] for i in order], planes, bands, path, warn)
     flat = _flat_bands(data, bands)
     if flat is not None:
         warn.append(flat)
