@@ -236,6 +236,16 @@ class PhysicsTranslator:
             out.append({"band_in": band_in, "band_out": band_out, "kernel": kernel, "wy": wy, "wx": wx, "info": info})
         return out
 
+    def matching_kernels(self, shape: tuple[int, int], bands: Sequence[str], wcs=None, header=None) -> list:
+        """The PSF matching kernel (ndarray, or None where nothing is matched) of each band pair
+        (:meth:`band_pairs`), as :meth:`translate` takes them for an image of ``shape`` with this
+        ``wcs`` and ``header`` (its seeing keywords)."""
+        geo = self._geometry(tuple(shape), wcs)
+        n_boxes = 1 + BASIS_BOXES[geo.basis]
+        scale_in = float(np.sqrt(geo.scale_in[0] * geo.scale_in[1]))
+        return [self._psf_plan(j, b_in, b_out, header, n_boxes, scale_in, None)[0]
+                for j, b_in, b_out in self.band_pairs(list(bands))]
+
     # --- translation --------------------------------------------------------------------
 
     def translate(

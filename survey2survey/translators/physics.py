@@ -114,7 +114,10 @@ class SurveyPhysicsTranslator(Translator):
             raise CutoutError(path, str(exc)) from None
         planes = [j for j, _, _ in pairs]
         bands_out = tuple(b for _, _, b in pairs)
-        mask = resample_mask(cutout.mask[planes], shape) if cutout.mask is not None else None
+        mask = None
+        if cutout.mask is not None:  # a filled pixel reaches as far as the PSF matching kernel spreads it
+            kernels = core.matching_kernels(cutout.data.shape[1:], cutout.bands, cutout.wcs, cutout.header)
+            mask = resample_mask(np.stack([_grow(cutout.mask[j], k) for j, k in zip(planes, kernels)]), shape)
         state = {"bands": tuple(cutout.bands), "wcs": cutout.wcs, "header": cutout.header}
         return Prepared(survey, cutout.data, Geometry(tuple(shape), bands_out, wcs_cards(wcs_out)), mask,
                         list(cutout.warnings), state)
@@ -185,6 +188,20 @@ def _preload() -> None:
     import galsim  # noqa: F401
     import scipy.fft  # noqa: F401
     import scipy.sparse  # noqa: F401
+
+
+#: A masked (filled) input pixel flags the input pixels where the matching kernel is at least this
+#: fraction of its peak.
+MASK_KERNEL_FRACTION = 1e-3
+
+
+def _grow(mask: np.ndarray, kernel) -> np.ndarray:
+    """A band's bad-pixel mask (H, W) grown by the support of its PSF matching kernel (None: as it is)."""
+    if kernel is None or not mask.any():
+        return mask
+    from scipy.ndimage import binary_dilation
+
+    return binary_dilation(mask, structure=np.abs(kernel) >= MASK_KERNEL_FRACTION * np.abs(kernel).max())
 
 
 def _need_psf(survey: Survey, role: str) -> None:
