@@ -155,3 +155,17 @@ def test_a_band_without_image_is_left_to_the_physics(tmp_path):
     out = fits.getdata(report.outputs[0])
     np.testing.assert_array_equal(out, fits.getdata(physics.outputs[0]))
     assert not out[0].any()  # nothing painted where there was no image
+
+
+def test_a_direction_left_to_the_physics_names_the_model_that_chose_it(tmp_path):
+    """The default's CFHT -> SDSS is the physics: its outputs say which model chose it and why
+    (they were the same as `--model physics`'s, with nothing of the model)."""
+    from survey2survey.model.store import weights_sha256
+    from survey2survey.pipelines.translate import translate
+
+    src = sorted((example_dir() / "cfht").glob("*.fits"))[0]
+    report = translate([src], "sdss", out_dir=tmp_path, noise=False)
+    h = fits.getheader(report.outputs[0])
+    assert h["S2SMODEL"] == "physics" and h["S2SBYMOD"] == "sdss-cfht"
+    assert h["S2SBYHSH"] == weights_sha256(SHIPPED)
+    assert "model sdss-cfht uses the physics for cfht->sdss (the network did not beat" in "".join(h["HISTORY"])

@@ -331,7 +331,14 @@ def translate(
         if chosen is not None:
             from survey2survey.translators.physics import SurveyPhysicsTranslator
 
-            translator = SurveyPhysicsTranslator(to, source=chosen[0], noise=noise, chosen_by=chosen[1])
+            from survey2survey.model.store import weights_sha256
+
+            try:
+                identity = (model_dir.name, weights_sha256(model_dir))
+            except S2SError:  # no weights file to hash: the name alone
+                identity = (model_dir.name, "none")
+            translator = SurveyPhysicsTranslator(to, source=chosen[0], noise=noise, chosen_by=chosen[1],
+                                                 chosen_model=identity)
         else:
             translator = LearnedTranslator.load(
                 model_dir, to, source=source, backend=backend, device=device, precision=precision, compile=compile,

@@ -52,7 +52,9 @@ class SurveyPhysicsTranslator(Translator):
         False: the noise-free mapping (nothing added; the input's own noise stays).
     chosen_by : str, optional
         Why physics runs when the user did not ask for it (a model that leaves this
-        direction to the physics); said in :meth:`summary`.
+        direction to the physics); said in :meth:`summary` and in each output's HISTORY.
+    chosen_model : (str, str), optional
+        That model's name and weights SHA-256, written as ``S2SBYMOD`` and ``S2SBYHSH``.
 
     Raises
     ------
@@ -64,9 +66,10 @@ class SurveyPhysicsTranslator(Translator):
     #: read a cutout's bands as the file has them (band by band)
     partial_bands = True
 
-    def __init__(self, to, *, source=None, noise: bool = True, chosen_by: str = ""):
+    def __init__(self, to, *, source=None, noise: bool = True, chosen_by: str = "", chosen_model: tuple[str, str] | None = None):
         self.target = get_survey(to)
         self.chosen_by = chosen_by
+        self.chosen_model = chosen_model  # (name, weights SHA-256) of the model that chose the physics
         _need_psf(self.target, "target")
         if noise and not (self.target.sky_sigma or self.target.depth or self.target.noise_model):
             raise SurveyError(
@@ -165,6 +168,11 @@ class SurveyPhysicsTranslator(Translator):
             history.append("no noise added (--no-noise): the input's own noise is carried")
         cards = [c for c in provenance_cards(info) if c[0] != "S2SMETH"]
         cards.append(("S2SNSAMP", int(n_samples) if self.noise else 0, "noise realisations in this file"))
+        if self.chosen_by:
+            history.append(self.chosen_by)
+        if self.chosen_model is not None:
+            cards.append(("S2SBYMOD", self.chosen_model[0], "model that left this direction to the physics"))
+            cards.append(("S2SBYHSH", self.chosen_model[1], "its weights' SHA-256"))
         return prov, history, cards
 
 
