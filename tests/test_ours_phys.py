@@ -176,6 +176,22 @@ def test_inputs_outside_the_training_range_are_named_once(phys_model, tmp_path):
     for mag, warned in ((17.0, False), (11.0, True), (24.0, True)):
         data = np.repeat(blob[None], 5, axis=0) * 10 ** (-0.4 * (mag - 22.5)) / blob.sum()
         assert bool(range_warnings(data, sdss, training_range)) == warned, mag
+    # with SDSS r's noise: a faint in-range galaxy, or one with a star 10" away, is not said to be out
+    # of range (the noisy 11" sum, and the star's light in the half-light radius, made them so)
+    rng = np.random.default_rng(1)
+    r = np.hypot(yy, xx) * sdss.pixel_scale
+
+    def disk(mag, hlr):
+        image = np.exp(-1.678 * r / hlr)
+        return image / image.sum() * 10 ** (-0.4 * (mag - 22.5))
+
+    star = np.exp(-((yy + 14) ** 2 + (xx + 20) ** 2) / (2 * 1.5**2))
+    star *= 10 ** (-0.4 * (15.0 - 22.5)) / star.sum()
+    cases = [(disk(20.8, 1.0), False), (disk(17.0, 1.0) + star, False), (disk(20.5, 0.8) + star, False),
+             (disk(15.0, 8.0), True), (disk(12.5, 2.0), True)]
+    for image, warned in cases:
+        noisy = image[None] + rng.normal(0, sdss.typical_sky_sigma("r"), (5, 64, 64))
+        assert bool(range_warnings(noisy, sdss, training_range)) == warned, range_warnings(noisy, sdss, training_range)
     config = json.loads((phys_model / "config.json").read_text())
     config["training_range"] = training_range
     (phys_model / "config.json").write_text(json.dumps(config))

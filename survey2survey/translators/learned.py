@@ -431,13 +431,43 @@ OUT_OF_RANGE = "outside the model's training range"
 _MAG_SLACK = 0.5
 
 
+def _median_half_light(image: np.ndarray, sigma: float) -> tuple[float, float]:
+    """(radius in pixels holding half the light, that light) of the azimuthal median profile of a
+    sky-subtracted ``image`` about its centre, out to 0.45 x its side or the first ring (past the
+    centre) no brighter than twice its median's noise (``sigma``: the pixels' noise): further out
+    a bright star's wings would count as the galaxy's."""
+    h, w = image.shape
+    yy, xx = np.indices(image.shape)
+    rings = np.minimum(np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2).astype(int), int(0.45 * min(h, w)))
+    counts = np.bincount(rings.ravel())[:-1]
+    medians = np.array([np.median(image[rings == k]) for k in range(len(counts))])
+    faint = np.flatnonzero(medians[1:] < 2 * 1.253 * sigma / np.sqrt(counts[1:]))
+    growth = np.cumsum((medians * counts)[: faint[0] + 1 if faint.size else None])
+    if not growth[-1] > 0:
+        return 0.0, 0.0
+    return float(np.searchsorted(growth, growth[-1] / 2)) + 0.5, float(growth[-1])
+
+
+def _exponential_disk(shape: tuple[int, int], half_light_px: float) -> np.ndarray:
+    """A round exponential disk of that half-light radius on the centre of ``shape``, unit peak."""
+    yy, xx = np.indices(shape)
+    r = np.hypot(yy - (shape[0] - 1) / 2, xx - (shape[1] - 1) / 2)
+    return np.exp(-1.678 * r / half_light_px)
+
+
 def range_warnings(data: np.ndarray, survey: Survey, training_range: dict) -> list[str]:
     """A warning when the central object is brighter, fainter or larger than the training set's.
 
     ``training_range`` (config.json): ``{"band": "r", "mag": [lo, hi], "half_light_radius": [lo, hi]}``
     (AB magnitudes, arcsec).  Measured on the cutout: the band's flux above the border's
-    median sky in a circle of 0.45 x the cutout's side around the centre, and the radius
-    holding half of it.
+    median sky in a circle of 0.45 x the cutout's side around the centre, said out of range
+    only when it is so by more than twice its noise (the border's sigma over the circle's
+    pixels: a faint galaxy's sum is noisy), and the radius holding half of the light of the
+    azimuthal median profile out to where it meets the noise (a star or neighbour off the
+    centre takes a small part of each ring, and does not make the galaxy large), where that
+    light is 5 sigma, against the same measure of an exponential disk 1.25x the training
+    set's largest (the cutout holds only part of a large galaxy: the radius is measured
+    within it, both ways).
     """
     band = str(training_range.get("band", "r"))
     lowered = [b.lower() for b in survey.bands]
@@ -446,24 +476,33 @@ def range_warnings(data: np.ndarray, survey: Survey, training_range: dict) -> li
     image = np.nan_to_num(np.asarray(data[lowered.index(band.lower())], np.float64)) * survey.flux_factor
     h, w = image.shape
     border = np.concatenate([image[:4].ravel(), image[-4:].ravel(), image[:, :4].ravel(), image[:, -4:].ravel()])
-    image = image - np.median(border)
+    sky = np.median(border)
+    image = image - sky
+    sigma = 1.4826 * float(np.median(np.abs(border - sky)))
     yy, xx = np.indices(image.shape)
     r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2)
     inside = r <= 0.45 * min(h, w)
-    order = np.argsort(r[inside])
-    growth = np.cumsum(image[inside][order])
-    total = growth[-1]
+    total = float(image[inside].sum())
     if not total > 0:
         return []
-    mag = 22.5 - 2.5 * np.log10(total)
-    hlr = float(r[inside][order][np.searchsorted(growth, total / 2)]) * survey.pixel_scale
+    noise = 2.0 * sigma * np.sqrt(inside.sum())  # twice the sum's noise (white: correlated noise is more)
+
+    def mag_of(flux: float) -> float:
+        return 22.5 - 2.5 * np.log10(flux) if flux > 0 else np.inf
+
+    mag = mag_of(total)
     lo, hi = training_range.get("mag", (None, None))
     problems = []
-    if lo is not None and mag < lo - _MAG_SLACK:
+    if lo is not None and mag_of(total - noise) < lo - _MAG_SLACK:
         problems.append(f"{band} = {mag:.1f} mag, brighter than the training set's {lo:g}")
-    if hi is not None and mag > hi + _MAG_SLACK:
+    if hi is not None and mag_of(total + noise) > hi + _MAG_SLACK:
         problems.append(f"{band} = {mag:.1f} mag, fainter than the training set's {hi:g}")
     r_hi = (training_range.get("half_light_radius") or (None, None))[1]
-    if r_hi is not None and hlr > 1.25 * r_hi:
-        problems.append(f"half-light radius {hlr:.1f}\", larger than the training set's {r_hi:g}\"")
+    if r_hi is not None:
+        hlr, light = _median_half_light(image, sigma)
+        limit = _median_half_light(_exponential_disk(image.shape, 1.25 * r_hi / survey.pixel_scale), 0.0)[0]
+        if light > 2.5 * noise and hlr > limit:  # a size only for a galaxy of 5 sigma in the rings' medians
+            problems.append(f"half-light radius {hlr * survey.pixel_scale:.1f}\" within the cutout, more than a "
+                            f"{1.25 * r_hi:g}\" disk's {limit * survey.pixel_scale:.1f}\" (the training set's "
+                            f"largest: {r_hi:g}\")")
     return [f"{OUT_OF_RANGE}: " + "; ".join(problems)] if problems else []
