@@ -21,6 +21,7 @@ from the object's key like the noise.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Sequence
@@ -448,11 +449,13 @@ def _median_half_light(image: np.ndarray, sigma: float) -> tuple[float, float]:
     return float(np.searchsorted(growth, growth[-1] / 2)) + 0.5, float(growth[-1])
 
 
-def _exponential_disk(shape: tuple[int, int], half_light_px: float) -> np.ndarray:
-    """A round exponential disk of that half-light radius on the centre of ``shape``, unit peak."""
+@functools.lru_cache(maxsize=8)
+def _disk_half_light(shape: tuple[int, int], half_light_px: float) -> float:
+    """:func:`_median_half_light` of a noise-free round exponential disk of that half-light radius
+    on the centre of a cutout of ``shape``: what the cutout lets the measure say of such a disk."""
     yy, xx = np.indices(shape)
     r = np.hypot(yy - (shape[0] - 1) / 2, xx - (shape[1] - 1) / 2)
-    return np.exp(-1.678 * r / half_light_px)
+    return _median_half_light(np.exp(-1.678 * r / half_light_px), 0.0)[0]
 
 
 def range_warnings(data: np.ndarray, survey: Survey, training_range: dict) -> list[str]:
@@ -500,7 +503,7 @@ def range_warnings(data: np.ndarray, survey: Survey, training_range: dict) -> li
     r_hi = (training_range.get("half_light_radius") or (None, None))[1]
     if r_hi is not None:
         hlr, light = _median_half_light(image, sigma)
-        limit = _median_half_light(_exponential_disk(image.shape, 1.25 * r_hi / survey.pixel_scale), 0.0)[0]
+        limit = _disk_half_light(image.shape, 1.25 * r_hi / survey.pixel_scale)
         if light > 2.5 * noise and hlr > limit:  # a size only for a galaxy of 5 sigma in the rings' medians
             problems.append(f"half-light radius {hlr * survey.pixel_scale:.1f}\" within the cutout, more than a "
                             f"{1.25 * r_hi:g}\" disk's {limit * survey.pixel_scale:.1f}\" (the training set's "
