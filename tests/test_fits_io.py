@@ -504,6 +504,13 @@ def test_plain_wcs_refuses_sip_and_odd_values():
         odd = header.copy()
         odd[key] = value
         assert _plain_wcs(odd) is None, key
+    # a keyword given twice: wcslib reads the last card, the header's get the first (240" apart here)
+    twice = header.copy()
+    twice.append(("CRVAL1", header["CRVAL1"] + 0.067), useblanks=False, bottom=True)
+    assert _plain_wcs(twice) is None
+    from survey2survey.fits_io.wcs import celestial_wcs
+
+    assert celestial_wcs(twice, []).wcs.crval[0] == pytest.approx(header["CRVAL1"] + 0.067)
 
 
 def _footprint_points(n):

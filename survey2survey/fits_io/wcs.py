@@ -174,13 +174,15 @@ def _plain_wcs(header: fits.Header) -> WCS | None:
     Plain: only the keywords of :data:`_PLAIN_KEYS` among those a WCS reads,
     ``RA---xxx``/``DEC--xxx`` with one projection and no distortion suffix (``-SIP``),
     ``WCSAXES`` 2 or absent, one matrix (``CD``, or ``PC``/``CDELT``), finite numbers,
-    units ``deg``, frame ``ICRS`` or ``FK5``.  Then this is the ``Wcsprm``
+    units ``deg``, frame ``ICRS`` or ``FK5``, no keyword twice.  Then this is the ``Wcsprm``
     ``WCS(header, naxis=2)`` makes, including astropy's ``fix()``
     (tests/test_fits_io.py compares the two over many headers).
     """
     keys = set()
     for key in header.keys():
         if key in _PLAIN_KEYS:
+            if key in keys:  # a keyword twice: wcslib takes the last card, header.get the first
+                return None
             keys.add(key)
         elif _MAYBE_WCS.match(key):
             return None
