@@ -739,6 +739,23 @@ def test_zero_or_constant_band_warns(tmp_path):
     assert "u all zero" in w and "i constant (7)" in w
 
 
+def test_a_sky_left_in_is_warned_of(tmp_path):
+    """A cutout whose sky was not subtracted (0.5 nanomaggy on every pixel, about SDSS r's sky per
+    pixel) is read with a warning naming the bands; a sky-subtracted one, noisy or noise-free, is not."""
+    rng = np.random.default_rng(5)
+    sigma = np.array([0.045, 0.017, 0.028, 0.05, 0.18])[:, None, None]  # SDSS's registry sky sigma
+    h = _wcs_header()
+    h["BANDS"] = "u,g,r,i,z"
+    clean = (rng.normal(0, 1, (5, 64, 64)) * sigma + _blob(64, 31.5, 31.5) * 0.01).astype(np.float32)
+    for name, data in (("clean", clean), ("truth", _blob(64, 31.5, 31.5)[None].repeat(5, 0)), ("sky", clean + 0.5)):
+        fits.PrimaryHDU(data, header=h).writeto(tmp_path / f"{name}.fits")
+    said = {name: [w for w in read_cutout(tmp_path / f"{name}.fits", "sdss").warnings if "border median" in w]
+            for name in ("clean", "truth", "sky")}
+    assert not said["clean"] and not said["truth"]
+    (w,) = said["sky"]
+    assert "g +29" in w and " z " not in w and "is the sky subtracted?" in w
+
+
 def test_partial_reads_the_bands_present_in_survey_order(tmp_path):
     data = _cube()
     h = _wcs_header()

@@ -345,6 +345,39 @@ def _register_bands(data: np.ndarray, mask, headers: list, planes: _Planes, band
     return data, mask
 
 
+#: A band whose outer frame's median is further from zero than this many sky sigmas is said to
+#: carry a sky (or an object filling the cutout).
+PEDESTAL_SIGMAS = 5.0
+
+
+def _sky_pedestal(data: np.ndarray, survey: Survey, bands) -> str | None:
+    """A warning naming the bands whose border (outer 4 pixels) sits far from zero, or None.
+
+    Every translation takes its input as sky-subtracted, as survey cutouts are: a sky left in
+    is carried as flux (and moves a network's photometry: +11 % in g for 0.5 nmgy in SDSS).
+    Sigma: the border's own (MAD), at least the survey's typical sky sigma (a noise-free
+    image's is 0).
+    """
+    frame = np.zeros(data.shape[1:], bool)
+    frame[:4] = frame[-4:] = True
+    frame[:, :4] = frame[:, -4:] = True
+    said = []
+    for k, band in enumerate(bands):
+        border = data[k][frame]
+        level = float(np.median(border))
+        sigma = 1.4826 * float(np.median(np.abs(border - level)))
+        try:
+            sigma = max(sigma, survey.typical_sky_sigma(band))
+        except Exception:  # noqa: BLE001 - a survey without noise in the registry: the border's own
+            pass
+        if sigma > 0 and abs(level) > PEDESTAL_SIGMAS * sigma:
+            said.append(f"{band} {level / sigma:+.0f}")
+    if not said:
+        return None
+    return (f"border median far from zero (sky sigmas): {', '.join(said)}: is the sky subtracted? "
+            "(translations take it as subtracted: a sky left in is carried as flux)")
+
+
 def read_cutout(
     source: CutoutSource | str | os.PathLike,
     survey: Survey | str | None = None,
@@ -428,6 +461,10 @@ def read_cutout(
     flat = _flat_bands(data, bands)
     if flat is not None:
         warn.append(flat)
+    elif survey_obj is not None:
+        pedestal = _sky_pedestal(data, survey_obj, bands)
+        if pedestal is not None:
+            warn.append(pedestal)
     if planes.wcs is None:
         warn.append("no WCS: sky positions unknown")
     unit = planes.header.get("BUNIT", planes.primary.get("BUNIT") if planes.primary is not None else None)
