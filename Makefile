@@ -46,6 +46,7 @@ bench: install
 
 docs: install
 	$(PY) -m survey2survey.clidoc > docs/cli.md
+	$(PY) -m survey2survey.metrics.reference > docs/metrics.md
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

@@ -331,14 +331,8 @@ def translate(
         if chosen is not None:
             from survey2survey.translators.physics import SurveyPhysicsTranslator
 
-            from survey2survey.model.store import weights_sha256
-
-            try:
-                identity = (model_dir.name, weights_sha256(model_dir))
-            except S2SError:  # no weights file to hash: the name alone
-                identity = (model_dir.name, "none")
             translator = SurveyPhysicsTranslator(to, source=chosen[0], noise=noise, chosen_by=chosen[1],
-                                                 chosen_model=identity)
+                                                 chosen_model=_model_identity(model_dir))
         else:
             translator = LearnedTranslator.load(
                 model_dir, to, source=source, backend=backend, device=device, precision=precision, compile=compile,
@@ -379,6 +373,16 @@ def _physics_choice(model_dir: Path, to, source) -> tuple[str, str] | None:
     reason = chosen[into[0]]
     return into[0].split("->")[0], (f"model {model_dir.name} uses the physics for {into[0]}"
                                     + (f" ({reason})" if reason else ""))
+
+
+def _model_identity(model_dir: Path) -> tuple[str, str]:
+    """(name, weights SHA-256) of a model directory; ``"none"`` for a model without weights."""
+    from survey2survey.model.store import weights_sha256
+
+    try:
+        return model_dir.name, weights_sha256(model_dir)
+    except S2SError:
+        return model_dir.name, "none"
 
 
 def is_physics(model: object) -> bool:
