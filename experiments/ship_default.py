@@ -42,7 +42,8 @@ def verdict(res: dict) -> tuple[bool, str]:
     m, p = res["model"], res["physics"]
     fails = []
     if not (m["ratio"].sum() < p["ratio"].sum() and np.all(m["ratio"] < p["ratio"])):
-        fails.append(f"summed |pred-ref|/floor {m['ratio'].sum():.2f} vs physics {p['ratio'].sum():.2f} "
+        fails.append(f"|pred-ref|/floor summed over {len(m['ratio'])} bands (1.41 each a perfect translation) "
+                     f"{m['ratio'].sum():.2f} vs physics {p['ratio'].sum():.2f} "
                      f"(lower in {int((m['ratio'] < p['ratio']).sum())} of {len(m['ratio'])} bands)")
     if abs(m["aper"]) > max(MAX_BIAS, abs(p["aper"])):
         fails.append(f"r aperture flux bias {m['aper']:+.3f} vs physics {p['aper']:+.3f}")
@@ -54,8 +55,9 @@ def verdict(res: dict) -> tuple[bool, str]:
     n = res["n"]
     if fails:
         return False, f"the network did not beat the physics on {n} held-out pairs: " + "; ".join(fails)
-    return True, (f"the network beat the physics on {n} held-out pairs: summed |pred-ref|/floor "
-                  f"{m['ratio'].sum():.2f} vs {p['ratio'].sum():.2f}, r aperture bias {m['aper']:+.3f}")
+    return True, (f"the network beat the physics on {n} held-out pairs: |pred-ref|/floor summed over "
+                  f"{len(m['ratio'])} bands (1.41 each a perfect translation) {m['ratio'].sum():.2f} vs "
+                  f"{p['ratio'].sum():.2f}, r aperture bias {m['aper']:+.3f}")
 
 
 def _jsonable(res: dict) -> dict:
