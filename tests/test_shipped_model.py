@@ -169,3 +169,17 @@ def test_a_direction_left_to_the_physics_names_the_model_that_chose_it(tmp_path)
     assert h["S2SMODEL"] == "physics" and h["S2SBYMOD"] == "sdss-cfht"
     assert h["S2SBYHSH"] == weights_sha256(SHIPPED)
     assert "model sdss-cfht uses the physics for cfht->sdss (the network did not beat" in "".join(h["HISTORY"])
+
+
+def test_engine_options_on_a_physics_direction_are_said_unused(tmp_path):
+    """`--backend onnx` with the default model into SDSS (its physics direction) ran the physics
+    and said nothing; it now says the option was not used (refusing it would refuse the same
+    command that runs the network the other way)."""
+    from survey2survey.pipelines.translate import translate
+
+    src = sorted((example_dir() / "cfht").glob("*.fits"))[:1]
+    report = translate(src, "sdss", out_dir=tmp_path, noise=False, backend="onnx")
+    assert report.translated == 1
+    assert any("--backend not used: model sdss-cfht translates cfht->sdss by the physics" in n for n in report.notes)
+    plain = translate(src, "sdss", out_dir=tmp_path / "plain", noise=False)
+    assert not any("not used" in n for n in plain.notes)

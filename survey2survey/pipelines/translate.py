@@ -333,6 +333,10 @@ def translate(
 
             translator = SurveyPhysicsTranslator(to, source=chosen[0], noise=noise, chosen_by=chosen[1],
                                                  chosen_model=_model_identity(model_dir))
+            unused = _engine_flags(backend, device, precision, compile, batch_size)
+            if unused:  # said, not refused: the same command runs the model's network the other way
+                translator.run_notes.append(f"{', '.join(unused)} not used: model {model_dir.name} translates "
+                                            f"{chosen[0]}->{translator.target.name} by the physics (no network runs)")
         else:
             translator = LearnedTranslator.load(
                 model_dir, to, source=source, backend=backend, device=device, precision=precision, compile=compile,
@@ -394,12 +398,16 @@ def _physics(to, source, noise, backend, device, precision, compile, batch_size)
     """The physics translator; the options of a learned model's engine are misuse with it."""
     from survey2survey.translators.physics import SurveyPhysicsTranslator
 
-    for given, flag in ((backend != "torch", "--backend"), (precision not in ("auto", "fp32"), "--precision"),
-                        (compile, "--compile"), (device.lower().startswith("cuda"), "--device"),
-                        (batch_size is not None, "--batch-size")):
-        if given:
-            raise UsageError(f"{flag} is an option of a trained model's engine: --model physics runs on the CPU workers")
+    for flag in _engine_flags(backend, device, precision, compile, batch_size):
+        raise UsageError(f"{flag} is an option of a trained model's engine: --model physics runs on the CPU workers")
     return SurveyPhysicsTranslator(to, source=source, noise=noise)
+
+
+def _engine_flags(backend, device, precision, compile, batch_size) -> list[str]:
+    """The options given that only a network's engine uses."""
+    given = ((backend != "torch", "--backend"), (precision not in ("auto", "fp32"), "--precision"),
+             (compile, "--compile"), (device.lower().startswith("cuda"), "--device"), (batch_size is not None, "--batch-size"))
+    return [flag for on, flag in given if on]
 
 
 def translate_with(
@@ -458,6 +466,7 @@ def translate_with(
     _check_out_dir(out_dir)
     if announce:
         announce(translator.summary())
+    report.notes += getattr(translator, "run_notes", [])
     report.workers = workers = _default_workers(workers, len(jobs), translator, report.notes)
     setup = Setup(translator, given, overwrite, int(seed), samples, preview)
     with interrupts_at_safe_points():
