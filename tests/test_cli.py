@@ -59,3 +59,14 @@ def test_surveys_json_includes_user_survey(tmp_path):
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["toy"]["bands"] == ["g", "r"] and data["sdss"]["cutout_size"] == 64
+
+
+def test_surveys_table_shows_each_surveys_psf_and_depth(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text("[toy]\nbands = ['g', 'i']\npixel_scale = 0.5\ncutout_size = 32\nzero_point = 25\n")
+    out = _run("surveys", env=dict(os.environ, S2S_SURVEYS=str(f), COLUMNS="250"))
+    assert out.returncode == 0, out.stderr
+    rows = {line.split("│")[1].strip(): line for line in out.stdout.splitlines() if line.startswith("│")}
+    assert 'kolmogorov 1.40" (r)' in rows["sdss"] and "22.2 (r)" in rows["sdss"]
+    assert 'kolmogorov 0.70" (r)' in rows["cfht"] and "25.0 (r)" in rows["cfht"]
+    assert rows["toy"].rstrip("│ ").endswith("-")  # no PSF nor depth in its definition
