@@ -142,3 +142,7 @@ def test_emulate_noise_command(noise_model, tmp_path, capsys):
     assert "12 x 1 cfht noise map(s) of 24x32 px" in text and "maps/s" in text
     assert fits.getdata(out).shape == (12, 24, 32)
     assert cli_main(["emulate-noise", "--band", "i", "--n", "0", "--model", str(noise_model), "--out", str(out)]) == 2
+    # the shipped model's CFHT noise: one amplitude for every map, its spread said as 0 (not float rounding)
+    capsys.readouterr()
+    assert cli_main(["emulate-noise", "--band", "r", "--n", "20", "--out", str(tmp_path / "r.fits")]) == 0
+    assert "std 0," in capsys.readouterr().out
