@@ -105,6 +105,21 @@ def _band_grid(n: int):
     return math.ceil(n / cols), cols
 
 
+def _log_labels(ax) -> None:
+    """Plain-number labels on both log axes, as many as the span leaves room for: matplotlib
+    labels every minor tick of an axis spanning under 0.4 decade, and they overlapped."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if not (lo > 0 and hi > lo):
+            continue
+        span = np.log10(hi / lo)
+        subs = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0) if span < 0.5 else (1.0, 2.0, 5.0) if span < 1.5 else (1.0,)
+        axis.set_major_locator(LogLocator(base=10.0, subs=subs))
+        axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+
+
 def _hide_unused(axes, n):
     for ax in axes.flat[n:]:
         ax.set_visible(False)
@@ -180,6 +195,7 @@ def plot_flux(evaluation, path: Path) -> Path:
             ax.axhline(first["sqrt2_sigma_line"], color="black", ls=":", lw=1.5, label="√2 σ (ideal with noise)")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _log_labels(ax)
         ax.set_xlabel(f"Σ|ref| [{unit}]")
         ax.set_ylabel(f"Σ|pred − ref| [{unit}]")
         ax.set_title(f"{band} band")
@@ -345,6 +361,12 @@ def plot_profile(evaluation, path):
         linthresh = noise if np.isfinite(noise) and noise > 0 else 1e-3 * top
         ax.set_yscale("symlog", linthresh=linthresh)
         ax.set_ylim(-3 * linthresh, 3 * top)
+        # 0 and the decades outside the linear part: a decade inside it sat on 0's label
+        from matplotlib.ticker import FixedLocator
+
+        first_decade = int(np.ceil(np.log10(2 * linthresh)))
+        decades = [10.0**k for k in range(first_decade, int(np.floor(np.log10(3 * top))) + 1)]
+        ax.yaxis.set_major_locator(FixedLocator([-d for d in decades if d <= 3 * linthresh] + [0.0] + decades))
         ax.axhline(0, color="grey", lw=0.6)
         ax.set_xlabel("radius [arcsec]")
         ax.set_ylabel(f"dF/dS [{unit} / arcsec²]")
