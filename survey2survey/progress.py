@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Callable, Iterator
 
-__all__ = ["progress_bar", "counting", "progress_reporter", "table_console", "log_interval", "LOG_INTERVAL_ENV"]
+__all__ = ["progress_bar", "counting", "progress_reporter", "log_reporter", "table_console", "log_interval", "LOG_INTERVAL_ENV"]
 
 #: Environment variable: seconds between progress lines when stderr is not a terminal.
 LOG_INTERVAL_ENV = "S2S_PROGRESS_INTERVAL"
@@ -43,12 +43,13 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def _log_reporter(label: str, unit: str, interval: float, clock=time.monotonic) -> Callable[[int, int], None]:
-    """``report(done, total)`` that prints ``label: done/total unit, rate, ETA`` on stderr at most
-    every ``interval`` seconds (a SLURM log shows progress, not a bar's control characters)."""
+def log_reporter(label: str, unit: str, interval: float, clock=time.monotonic) -> Callable[..., None]:
+    """``report(done, total, extra="")`` that prints ``label: done/total unit, rate, ETA[, extra]``
+    on stderr at most every ``interval`` seconds (a SLURM log shows progress, not a bar's control
+    characters)."""
     state = {"start": None, "last": None}
 
-    def report(done: int, total: int) -> None:
+    def report(done: int, total: int, extra: str = "") -> None:
         now = clock()
         if state["start"] is None:
             state["start"] = state["last"] = now
@@ -61,7 +62,7 @@ def _log_reporter(label: str, unit: str, interval: float, clock=time.monotonic) 
         eta = _duration((total - done) / rate) if rate > 0 else "unknown"
         percent = 100.0 * done / total if total else 100.0
         print(f"{label}: {done}/{total} {unit} ({percent:.0f}%), {rate:.3g} {unit}/s, "
-              f"elapsed {_duration(elapsed)}, ETA {eta}", file=sys.stderr, flush=True)
+              f"elapsed {_duration(elapsed)}, ETA {eta}" + (f", {extra}" if extra else ""), file=sys.stderr, flush=True)
 
     return report
 
@@ -179,7 +180,7 @@ def progress_reporter(enabled: bool, label: str, unit: str = "items") -> Iterato
         yield lambda done, total: None
         return
     if not Console(stderr=True).is_terminal:
-        yield _log_reporter(label, unit, log_interval())
+        yield log_reporter(label, unit, log_interval())
         return
     state: dict = {}
 

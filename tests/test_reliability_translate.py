@@ -603,11 +603,11 @@ def test_t8_progress_lines_when_stderr_is_not_a_terminal(aecnn_model, tmp_path):
     assert quiet.code == 0 and quiet.err == "", quiet.text
 
 
-def test_t8_the_log_reporter_prints_at_most_once_per_interval(capsys):
-    from survey2survey.progress import _log_reporter
+def test_t8_thelog_reporter_prints_at_most_once_per_interval(capsys):
+    from survey2survey.progress import log_reporter
 
     now = [0.0]
-    report = _log_reporter("doing", "items", 30.0, clock=lambda: now[0])
+    report = log_reporter("doing", "items", 30.0, clock=lambda: now[0])
     for done, t in ((0, 0.0), (10, 10.0), (40, 30.0), (50, 45.0), (100, 60.0), (100, 61.0)):
         now[0] = t
         report(done, 200)

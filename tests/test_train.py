@@ -514,3 +514,15 @@ def test_a_cgroup_memory_limit_lowers_the_memory_available(tmp_path, version):
     assert tm._cgroup_available(tmp_path / "fs", proc) == 3 * GIB
     (d / names[0]).write_text("max\n" if version == "v2" else f"{2**63 - 4096}\n")  # no limit
     assert tm._cgroup_available(tmp_path / "fs", proc) is None
+
+
+def test_training_progress_in_a_log_is_whole_lines(tiny_dataset, tmp_path, capsys, monkeypatch):
+    """Training's progress written to a log (not a terminal) is whole lines with the losses, not a
+    bar cut at 80 columns (`80/2…`, `ETA 0:00:…`)."""
+    monkeypatch.setenv("S2S_PROGRESS_INTERVAL", "0")
+    capsys.readouterr()
+    train(tiny_dataset, tmp_path / "m", TrainOptions(method="aecnn", iterations=3, batch_unpaired=2, batch_paired=1,
+                                                     log_every=1, progress=True))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("aecnn: ")]
+    assert lines and lines[-1].startswith("aecnn: 3/3 it (100%)") and "ETA" in lines[-1] and "L_" in lines[-1]
+    assert not any("…" in line for line in lines)

@@ -48,11 +48,17 @@ class TrainProgress:
     """Progress on stderr: iteration, it/s, ETA and the losses (updated at log points)."""
 
     def __init__(self, enabled: bool, label: str, total: int, start: int):
-        self.enabled = enabled
+        self.enabled, self.total, self.log = enabled, total, None
         if not enabled:
             return
-        from survey2survey.progress import progress_bar
+        from rich.console import Console
 
+        from survey2survey.progress import log_reporter, log_interval, progress_bar
+
+        if not Console(stderr=True).is_terminal:  # a log: whole lines every few seconds, not a cut bar
+            self.log = log_reporter(label, "it", log_interval())
+            self.log(start, total)
+            return
         self.bar = progress_bar("rate", "losses")
         self.bar.start()
         self.task = self.bar.add_task(label, total=total, completed=start, rate="- it/s", losses="")
@@ -60,8 +66,11 @@ class TrainProgress:
     def update(self, completed: int, rate: float, losses: dict[str, float]) -> None:
         if self.enabled:
             text = "  ".join(f"{k} {v:.4g}" for k, v in losses.items())
-            self.bar.update(self.task, completed=completed, rate=f"{rate:.2f} it/s", losses=text)
+            if self.log is not None:
+                self.log(completed, self.total, text)
+            else:
+                self.bar.update(self.task, completed=completed, rate=f"{rate:.2f} it/s", losses=text)
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and self.log is None:
             self.bar.stop()
