@@ -42,7 +42,7 @@ def exported(tmp_path_factory, cache):
     return model_dir, model, paths
 
 
-def test_graphs_have_dynamic_batch_explicit_noise_inputs_and_provenance(exported, cache):
+def test_graphs_have_dynamic_batch_explicit_noise_inputs_and_provenance(exported, cache, capsys):
     model_dir, model, paths = exported
     assert set(paths) == {"sdss->cfht", "cfht->sdss"}
     for name, path in paths.items():
@@ -60,9 +60,18 @@ def test_graphs_have_dynamic_batch_explicit_noise_inputs_and_provenance(exported
         assert inputs["z2"][1].dim_param and inputs["x"][2].dim_value == (64 if name == "sdss->cfht" else 136)
         size = 136 if name == "sdss->cfht" else 64
         assert [d.dim_value for d in inputs["z2"][2:]] == [5, size + 6, size + 6]
-    # a second call finds the cached files instead of exporting again
+    # a second call finds the cached files instead of exporting again, and says nothing
     stamp = {n: p.stat().st_mtime_ns for n, p in paths.items()}
+    capsys.readouterr()
     assert {n: onnx_for(model, n).stat().st_mtime_ns for n in paths} == stamp
+    assert "exporting" not in capsys.readouterr().err
+
+
+def test_a_first_export_is_said(tmp_path, cache, capsys):
+    model = store.load_model(make_tiny_model(tmp_path / "tiny", seed=3))
+    capsys.readouterr()
+    onnx_for(model, "sdss->cfht")
+    assert "s2s: note: exporting sdss->cfht of model tiny to ONNX, once for these weights" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("direction", ["sdss->cfht", "cfht->sdss"])

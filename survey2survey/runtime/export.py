@@ -30,6 +30,7 @@ import contextlib
 import io
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -309,6 +310,8 @@ def onnx_for(model, direction: str) -> Path:
         ) from None
     # Several shards may export at once: each writes a temporary file and renames it,
     # and the files are identical, so the last rename wins harmlessly.
+    print(f"s2s: note: exporting {direction} of model {Path(model.path).name} to ONNX, once for these weights "
+          f"(seconds; kept in {target.parent})", file=sys.stderr, flush=True)
     export_direction(model, direction, target, verify=True)
     return target
 
