@@ -183,3 +183,21 @@ def test_engine_options_on_a_physics_direction_are_said_unused(tmp_path):
     assert any("--backend not used: model sdss-cfht translates cfht->sdss by the physics" in n for n in report.notes)
     plain = translate(src, "sdss", out_dir=tmp_path / "plain", noise=False)
     assert not any("not used" in n for n in plain.notes)
+
+
+def test_a_cutout_with_some_bands_is_left_to_the_physics(tmp_path):
+    """A g, r, i cube through the default: the network needs all five bands, so the physics
+    translates it, band by band, and says so (it was refused: `missing band(s) u,z`)."""
+    from survey2survey.pipelines.translate import translate
+
+    src = sorted((example_dir() / "sdss").glob("*.fits"))[0]
+    (tmp_path / "in").mkdir()
+    with fits.open(src) as h:
+        header = h[0].header.copy()
+        header["BANDS"] = "g,r,i"
+        fits.PrimaryHDU(h[0].data[1:4], header).writeto(tmp_path / "in" / "gri.fits")
+    report = translate([tmp_path / "in"], "cfht", out_dir=tmp_path / "out", noise=False)
+    assert report.translated == 1 and not report.failed
+    assert any("translated by the physics instead of the network: missing band(s) u,z" in m for _, m in report.warned)
+    h = fits.getheader(report.outputs[0])
+    assert h["BANDS"] == "g,r,i" and h["S2SMODEL"] == "physics" and h["NAXIS3"] == 3

@@ -113,6 +113,8 @@ class LearnedTranslator(Translator):
         self._model: LoadedModel | None = model
         self._engines: dict = {}
         self._physics = None  # made on first use (_by_physics): a cutout the network cannot take
+        # a cutout with some of the bands only is read as it is, and left to the physics (prepare)
+        self.partial_bands = all(s.has_physics for s in self.sources.values()) and self.target.has_physics
         # the registry's sky brightness of the target gives its sources' Poisson noise (the noise
         # emulator draws the sky's): a model recorded before the registry had it gets it too
         self._source_noise = source_noise_survey(self.target) if self.noise_label == "yes" else None
@@ -210,7 +212,10 @@ class LearnedTranslator(Translator):
         name, path = survey.name, cutout.path
         d = self.into[name]
         if tuple(cutout.bands) != tuple(survey.bands):
-            raise CutoutError(path, f"bands {','.join(cutout.bands)} do not match the model's {name} bands {','.join(survey.bands)}")
+            missing = [b for b in survey.bands if b not in cutout.bands]
+            why = f"missing band(s) {','.join(missing)}" if missing else f"bands {','.join(cutout.bands)}"
+            return self._prepare_by_physics(cutout, survey, CutoutError(
+                path, f"{why}: the model takes {name}'s bands {','.join(survey.bands)}"))
         scale = cutout.pixel_scale
         if scale is not None and abs(scale - survey.pixel_scale) > SCALE_TOLERANCE * survey.pixel_scale:
             # a model learnt the survey's sampling: other pixels would be translated as if they were its own
