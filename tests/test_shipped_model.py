@@ -195,6 +195,8 @@ def test_a_cutout_with_some_bands_is_left_to_the_physics(tmp_path):
     with fits.open(src) as h:
         header = h[0].header.copy()
         header["BANDS"] = "g,r,i"
+        for k in range(1, 6):
+            header.remove(f"BAND{k}", ignore_missing=True)
         fits.PrimaryHDU(h[0].data[1:4], header).writeto(tmp_path / "in" / "gri.fits")
     report = translate([tmp_path / "in"], "cfht", out_dir=tmp_path / "out", noise=False)
     assert report.translated == 1 and not report.failed
