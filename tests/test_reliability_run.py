@@ -120,6 +120,9 @@ def test_translate_reports_each_bad_cutout_on_one_line_and_translates_the_rest(m
     # another size of SDSS cutout with a WCS: not the network's, translated by the physics instead
     other_size = next(p for p in bad if p.stem == "bad_wrong_size")
     bad.pop(other_size)
+    # a cube without its z band: translated by the physics too, band by band
+    four_bands = next(p for p in bad if p.stem == "bad_missing_band")
+    bad.pop(four_bands)
     few_nan = F.few_nan_cutout(src, SDSS)
     no_wcs = F.no_wcs(src, SDSS, "no_wcs")
     out = tmp_path / "out"
@@ -128,15 +131,19 @@ def test_translate_reports_each_bad_cutout_on_one_line_and_translates_the_rest(m
     assert run.code == 1, run.text
     assert_one_line_each(run, bad)
     assert all(f"s2s: failed: {p}: " in run.err for p in bad)
-    assert f"translated 5, skipped 0 (output exists), failed {len(bad)} of {len(bad) + 5} inputs" in run.out
-    # kept with a warning: no WCS; a few NaN/inf pixels filled and masked; the other size by the physics
+    assert f"translated 6, skipped 0 (output exists), failed {len(bad)} of {len(bad) + 6} inputs" in run.out
+    # kept with a warning: no WCS; a few NaN/inf pixels filled and masked; the other size and the
+    # cube without z by the physics
     assert_one_line_each(run, {no_wcs: "no WCS: sky positions unknown", few_nan: "9 NaN/inf pixel(s) filled with 0",
-                               other_size: "translated by the physics instead of the network: wrong size 32x32 px"})
+                               other_size: "translated by the physics instead of the network: wrong size 32x32 px",
+                               four_bands: "translated by the physics instead of the network: missing band(s) z"})
     assert f"s2s: warning: {no_wcs}: " in run.err
     written = _verified(out)
-    assert [p.name for p in written] == ["J0000.cfht.fits", "J0001.cfht.fits", "bad_wrong_size.cfht.fits",
-                                         "few_nan.cfht.fits", "no_wcs.cfht.fits"]
+    assert [p.name for p in written] == ["J0000.cfht.fits", "J0001.cfht.fits", "bad_missing_band.cfht.fits",
+                                         "bad_wrong_size.cfht.fits", "few_nan.cfht.fits", "no_wcs.cfht.fits"]
     assert fits.getheader(out / "bad_wrong_size.cfht.fits")["S2SMETH"] == "physics"
+    four = fits.getheader(out / "bad_missing_band.cfht.fits")
+    assert four["S2SMETH"] == "physics" and four["BANDS"] == "u,g,r,i"
     with fits.open(out / "few_nan.cfht.fits") as hdul:
         mask = hdul["MASK"].data.astype(bool)
         assert hdul[0].header["NBADPIX"] == mask.sum() > 0

@@ -213,9 +213,10 @@ class LearnedTranslator(Translator):
         d = self.into[name]
         if tuple(cutout.bands) != tuple(survey.bands):
             missing = [b for b in survey.bands if b not in cutout.bands]
-            why = f"missing band(s) {','.join(missing)}" if missing else f"bands {','.join(cutout.bands)}"
-            return self._prepare_by_physics(cutout, survey, CutoutError(
-                path, f"{why}: the model takes {name}'s bands {','.join(survey.bands)}"))
+            if missing and set(cutout.bands) < set(survey.bands):  # some of its bands: the physics, band by band
+                return self._prepare_by_physics(cutout, survey, CutoutError(
+                    path, f"missing band(s) {','.join(missing)}: the model takes {name}'s bands {','.join(survey.bands)}"))
+            raise CutoutError(path, f"bands {','.join(cutout.bands)} do not match the model's {name} bands {','.join(survey.bands)}")
         scale = cutout.pixel_scale
         if scale is not None and abs(scale - survey.pixel_scale) > SCALE_TOLERANCE * survey.pixel_scale:
             # a model learnt the survey's sampling: other pixels would be translated as if they were its own
