@@ -361,11 +361,12 @@ def _sky_pedestal(data: np.ndarray, survey: Survey, bands) -> str | None:
     frame = np.zeros(data.shape[1:], bool)
     frame[:4] = frame[-4:] = True
     frame[:, :4] = frame[:, -4:] = True
+    border = data[:, frame]
+    levels = np.median(border, axis=1)
+    sigmas = 1.4826 * np.median(np.abs(border - levels[:, None]), axis=1)
     said = []
     for k, band in enumerate(bands):
-        border = data[k][frame]
-        level = float(np.median(border))
-        sigma = 1.4826 * float(np.median(np.abs(border - level)))
+        level, sigma = float(levels[k]), float(sigmas[k])
         try:
             sigma = max(sigma, survey.typical_sky_sigma(band))
         except Exception:  # noqa: BLE001 - a survey without noise in the registry: the border's own

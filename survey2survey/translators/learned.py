@@ -443,16 +443,26 @@ def _median_half_light(image: np.ndarray, sigma: float) -> tuple[float, float]:
     sky-subtracted ``image`` about its centre, out to 0.45 x its side or the first ring (past the
     centre) no brighter than twice its median's noise (``sigma``: the pixels' noise): further out
     a bright star's wings would count as the galaxy's."""
-    h, w = image.shape
-    yy, xx = np.indices(image.shape)
-    rings = np.minimum(np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2).astype(int), int(0.45 * min(h, w)))
-    counts = np.bincount(rings.ravel())[:-1]
-    medians = np.array([np.median(image[rings == k]) for k in range(len(counts))])
+    order, bounds = _rings(image.shape)
+    values = image.ravel()[order]
+    counts = np.diff(bounds)
+    medians = np.array([np.median(values[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
     faint = np.flatnonzero(medians[1:] < 2 * 1.253 * sigma / np.sqrt(counts[1:]))
     growth = np.cumsum((medians * counts)[: faint[0] + 1 if faint.size else None])
     if not growth[-1] > 0:
         return 0.0, 0.0
     return float(np.searchsorted(growth, growth[-1] / 2)) + 0.5, float(growth[-1])
+
+
+@functools.lru_cache(maxsize=8)
+def _rings(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(pixel order by 1-pixel ring about the centre, the rings' bounds in it), rings out to 0.45 x the side."""
+    h, w = shape
+    yy, xx = np.indices(shape)
+    rings = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2).astype(int).ravel()
+    inside = np.flatnonzero(rings < int(0.45 * min(h, w)))
+    order = inside[np.argsort(rings[inside], kind="stable")]
+    return order, np.searchsorted(rings[order], np.arange(int(0.45 * min(h, w)) + 1))
 
 
 @functools.lru_cache(maxsize=8)
