@@ -364,9 +364,10 @@ def plot_profile(evaluation, path):
         # 0 and the decades outside the linear part: a decade inside it sat on 0's label
         from matplotlib.ticker import FixedLocator
 
-        first_decade = int(np.ceil(np.log10(2 * linthresh)))
-        decades = [10.0**k for k in range(first_decade, int(np.floor(np.log10(3 * top))) + 1)]
-        ax.yaxis.set_major_locator(FixedLocator([-d for d in decades if d <= 3 * linthresh] + [0.0] + decades))
+        if top > 0 and linthresh > 0:
+            first_decade = int(np.ceil(np.log10(2 * linthresh)))
+            decades = [10.0**k for k in range(first_decade, int(np.floor(np.log10(3 * top))) + 1)]
+            ax.yaxis.set_major_locator(FixedLocator([-d for d in decades if d <= 3 * linthresh] + [0.0] + decades))
         ax.axhline(0, color="grey", lw=0.6)
         ax.set_xlabel("radius [arcsec]")
         ax.set_ylabel(f"dF/dS [{unit} / arcsec²]")

@@ -47,18 +47,19 @@ def log_reporter(label: str, unit: str, interval: float, clock=time.monotonic) -
     """``report(done, total, extra="")`` that prints ``label: done/total unit, rate, ETA[, extra]``
     on stderr at most every ``interval`` seconds (a SLURM log shows progress, not a bar's control
     characters)."""
-    state = {"start": None, "last": None}
+    state = {"start": None, "last": None, "done0": 0}
 
     def report(done: int, total: int, extra: str = "") -> None:
         now = clock()
-        if state["start"] is None:
+        if state["start"] is None:  # the count it starts from (a resumed run's) is not this run's work
             state["start"] = state["last"] = now
+            state["done0"] = done
             return
         if now - state["last"] < interval:
             return
         state["last"] = now
         elapsed = now - state["start"]
-        rate = done / elapsed if elapsed > 0 else 0.0
+        rate = (done - state["done0"]) / elapsed if elapsed > 0 else 0.0
         eta = _duration((total - done) / rate) if rate > 0 else "unknown"
         percent = 100.0 * done / total if total else 100.0
         print(f"{label}: {done}/{total} {unit} ({percent:.0f}%), {rate:.3g} {unit}/s, "

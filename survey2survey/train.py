@@ -178,6 +178,7 @@ def train(dataset: str | Path, out: str | Path, options: TrainOptions | None = N
     # -- each step, then the model ---------------------------------------------------------------------
     result = TrainResult(model_dir=out, method=cls.name)
     previous = None  # the method object of the step just run (ours: step 1 -> step 2)
+    schedule = None  # the step just run's -n and periods: a resumed later step without checkpoint keeps them
     history: dict[str, Any] = _history_from_init(out, cls, steps, opts)
     finished = False
     try:
@@ -185,8 +186,9 @@ def train(dataset: str | Path, out: str | Path, options: TrainOptions | None = N
             try:
                 method, summary = _run_step(
                     ds, out, cls, step, run_dirs[step], opts, device, amp_dtype, ranks,
-                    resume=opts.resume, must_resume=opts.resume and i == 0, previous=previous,
+                    resume=opts.resume, must_resume=opts.resume and i == 0, previous=previous, schedule=schedule,
                 )  # fmt: skip
+                schedule = summary.pop("schedule")
             except Exception as exc:  # out of memory outside the loop: setting up, the model
                 if not memory.is_out_of_memory(exc):
                     raise
@@ -244,13 +246,14 @@ class _Step:
 
 
 def _run_step(ds, out, cls, step, run_dir: Path, opts: TrainOptions, device, amp_dtype, ranks: Ranks,
-              *, resume: bool, must_resume: bool, previous):  # fmt: skip
-    """Train one step of a method; returns (method, summary)."""
+              *, resume: bool, must_resume: bool, previous, schedule=None):  # fmt: skip
+    """Train one step of a method; returns (method, summary).  ``schedule``: the earlier step's
+    -n and periods, for a resumed step that has no checkpoint of its own yet."""
     import torch
 
     ckpt = _open_checkpoint(ds, cls, step, run_dir, resume=resume, must_resume=must_resume)
     run = resolve_run_values(opts, json.loads(ckpt["run"]) if ckpt else None, run_dir)
-    opts = resolve_schedule(opts, ckpt.get("schedule") if ckpt else None)
+    opts = resolve_schedule(opts, ckpt.get("schedule") if ckpt else schedule if resume else None)
     if run["lr"] is None:
         run["lr"] = cls.default_lr  # record the learning rate actually used
     for k in ("batch_unpaired", "batch_paired"):
@@ -300,6 +303,7 @@ def _run_step(ds, out, cls, step, run_dir: Path, opts: TrainOptions, device, amp
         "channels_last": channels_last,
         "last_losses": last_losses,
         "options": run,
+        "schedule": s.schedule,
     }
     return s.method, summary
 

@@ -1,6 +1,7 @@
 """FITS cutout reading in every layout, writing with provenance, and clear errors."""
 
 import os
+import re
 import warnings
 
 import numpy as np
@@ -754,6 +755,13 @@ def test_a_sky_left_in_is_warned_of(tmp_path):
     assert not said["clean"] and not said["truth"]
     (w,) = said["sky"]
     assert "g +29" in w and " z " not in w and "is the sky subtracted?" in w
+    # an over-subtracted r band with a bright star on the border: the star must not hide it
+    over = clean.copy()
+    over[2] -= 10 * 0.028
+    over[2] += _blob(64, 1.0, 40.0, width=1.5) * 0.2  # a star of ~280 nanomaggies (r 16.4) on the border
+    fits.PrimaryHDU(over, header=h).writeto(tmp_path / "over.fits")
+    (w,) = [w for w in read_cutout(tmp_path / "over.fits", "sdss").warnings if "border median" in w]
+    assert re.search(r"r -(9|10)\b", w), w
 
 
 def test_partial_reads_the_bands_present_in_survey_order(tmp_path):

@@ -603,7 +603,7 @@ def test_t8_progress_lines_when_stderr_is_not_a_terminal(aecnn_model, tmp_path):
     assert quiet.code == 0 and quiet.err == "", quiet.text
 
 
-def test_t8_thelog_reporter_prints_at_most_once_per_interval(capsys):
+def test_t8_the_log_reporter_prints_at_most_once_per_interval(capsys):
     from survey2survey.progress import log_reporter
 
     now = [0.0]
@@ -615,6 +615,14 @@ def test_t8_thelog_reporter_prints_at_most_once_per_interval(capsys):
         "doing: 40/200 items (20%), 1.33 items/s, elapsed 30s, ETA 2m00s",
         "doing: 100/200 items (50%), 1.67 items/s, elapsed 1m00s, ETA 1m00s",
     ]
+    # started from a resumed count: the rate is this run's work, not the count's
+    now[0] = 0.0
+    resumed = log_reporter("training", "it", 30.0, clock=lambda: now[0])
+    resumed(50_000, 60_000)
+    now[0] = 40.0
+    resumed(50_200, 60_000, "L 0.5")
+    assert capsys.readouterr().err.splitlines() == [
+        "training: 50200/60000 it (84%), 5 it/s, elapsed 40s, ETA 32m40s, L 0.5"]
 
 
 # --- T9: --workers capped at the usable CPUs ---------------------------------------------------------------------

@@ -203,3 +203,42 @@ def test_a_cutout_with_some_bands_is_left_to_the_physics(tmp_path):
     assert any("translated by the physics instead of the network: missing band(s) u,z" in m for _, m in report.warned)
     h = fits.getheader(report.outputs[0])
     assert h["BANDS"] == "g,r,i" and h["S2SMODEL"] == "physics" and h["NAXIS3"] == 3
+
+
+def test_a_flat_band_under_a_model_without_physics_is_translated_by_its_network(tmp_path):
+    """A model whose surveys carry no PSF or noise has no physics to fall back on: a cutout with an
+    empty band is translated by its network as before (with the reader's warning), not refused."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _models import galaxy
+    from survey2survey.fits_io import write_cutout
+    from survey2survey.model import save_model
+    from survey2survey.nets import generator_cfht_to_sdss, generator_sdss_to_cfht
+    from survey2survey.pipelines.translate import translate
+    from survey2survey.surveys import get_survey
+
+    def without_physics(survey):
+        d = dict(get_survey(survey).to_dict())
+        for key in ("psf_profile", "psf_fwhm", "psf_beta", "sky_sigma", "depth", "sky_brightness", "noise_model"):
+            d.pop(key, None)
+        return d
+
+    torch.manual_seed(0)
+    modules = {"generator_sdss_to_cfht": generator_sdss_to_cfht(), "generator_cfht_to_sdss": generator_cfht_to_sdss()}
+    directions = {"sdss->cfht": {"generator": "generator_sdss_to_cfht", "noise_emulator": None},
+                  "cfht->sdss": {"generator": "generator_cfht_to_sdss", "noise_emulator": None}}
+    config = {"name": "nophys", "method": "ours", "directions": directions,
+              "surveys": {"a": without_physics("sdss"), "b": without_physics("cfht")}}
+    model = save_model(tmp_path / "model", modules, config)
+    data, wcs = galaxy(get_survey("sdss"), 1)[:2]
+    data = np.asarray(data, np.float32).copy()
+    data[0] = 0.0
+    (tmp_path / "in").mkdir()
+    write_cutout(tmp_path / "in" / "obj.fits", data, "sdss", wcs=wcs)
+    report = translate([tmp_path / "in"], "cfht", model_dir=model, out_dir=tmp_path / "out", noise=False, workers=0)
+    assert report.translated == 1 and not report.failed
+    assert fits.getheader(report.outputs[0])["S2SMETH"] == "ours"
+    assert any("u all zero: no image there" in m for _, m in report.warned)

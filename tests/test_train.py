@@ -301,6 +301,28 @@ def test_resume_keeps_the_runs_iterations_and_periods(tiny_dataset, tmp_path, ca
     train(tiny_dataset, step2, TrainOptions(step=2, init=str(step1), **quick))
     with pytest.raises(UsageError, match=r"checkpoints of step2: resume it with --step 2"):
         train(tiny_dataset, step2, TrainOptions(method="ours", resume=True, progress=False))
+    # killed between the steps (step 2 has no checkpoint yet): step 2 keeps step 1's -n and periods
+    import survey2survey.train as train_module
+
+    both = tmp_path / "both"
+    quick2 = dict(method="ours", progress=False, batch_unpaired=2, batch_paired=1)
+    train(tiny_dataset, both, TrainOptions(iterations=2, checkpoint_every=1, log_every=1, **quick2))
+    for p in list_checkpoints(both / "train" / "step2"):
+        p.unlink()
+    seen = {}
+    real_loop = train_module._loop
+
+    def loop(s, opts):
+        seen[s.step] = (opts.iterations, opts.checkpoint_every, opts.log_every)
+        assert opts.iterations <= 2, "the schedule was lost at the step boundary"
+        return real_loop(s, opts)
+
+    train_module._loop = loop
+    try:
+        train(tiny_dataset, both, TrainOptions(resume=True, **quick2))
+    finally:
+        train_module._loop = real_loop
+    assert seen == {1: (2, 1, 1), 2: (2, 1, 1)}
     # a checkpoint written before schedules were kept: the defaults, and a warning that says so
     latest = list_checkpoints(run_dir)[0]
     state = torch.load(latest, weights_only=True)

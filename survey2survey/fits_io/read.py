@@ -363,10 +363,14 @@ def _sky_pedestal(data: np.ndarray, survey: Survey, bands) -> str | None:
     except Exception:  # noqa: BLE001 - a survey without noise in the registry: the border's own sigma
         floors = np.zeros(len(bands))
     parts = (data[:, :4], data[:, -4:], data[:, 4:-4, :4], data[:, 4:-4, -4:])
-    n = sum(p[0].size for p in parts)
-    means = sum(p.sum(axis=(1, 2), dtype=np.float64) for p in parts) / n
-    if (floors > 0).all() and (np.abs(means) < 0.5 * PEDESTAL_SIGMAS * floors).all():
-        return None  # the common case, cheaply: no border near a pedestal (its median is checked below)
+    if (floors > 0).all():
+        # the common case, cheaply: the border's mean, clipped at twice the threshold (a star on the
+        # border cannot hide a pedestal), far from one; else its median, below
+        limit = (2 * PEDESTAL_SIGMAS * floors)[:, None, None]
+        n = sum(p[0].size for p in parts)
+        means = sum(np.clip(p, -limit, limit).sum(axis=(1, 2), dtype=np.float64) for p in parts) / n
+        if (np.abs(means) < 0.5 * PEDESTAL_SIGMAS * floors).all():
+            return None
     border = np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=1)
     levels = np.median(border, axis=1)
     sigmas = np.maximum(1.4826 * np.median(np.abs(border - levels[:, None]), axis=1), floors)

@@ -235,7 +235,7 @@ class LearnedTranslator(Translator):
         # a band with no image (padding, no coverage): the network would paint one there from the
         # other bands, and let the empty band move theirs; the physics keeps every band its own
         flat = [b for b, plane in zip(survey.bands, cutout.data) if plane.min() == plane.max()]
-        if flat:
+        if flat and self.partial_bands:  # (the surveys have physics; else the network, with the reader's warning)
             return self._prepare_by_physics(cutout, survey, CutoutError(
                 path, f"band(s) {','.join(flat)} hold no image (all zero or constant): the network mixes the bands"
             ))
