@@ -585,6 +585,37 @@ def test_sip_distortion_is_carried_to_the_output_grid(tmp_path):
     np.testing.assert_allclose(back.all_pix2world(grid_out, 0), src.all_pix2world(grid_in, 0), rtol=0, atol=1e-10)
 
 
+def test_rescale_with_a_scale_keeps_the_centre_and_the_sip_terms():
+    """``rescale_wcs(..., scale=(sx, sy))``: output pixel p lies where input pixel c_in + s (p - c_out)
+    does, about the two grids' centres, SIP included, for a reference pixel off the image and
+    different scales and sizes per axis."""
+    from astropy.wcs import WCS
+
+    h = _sip_header()
+    h["CRPIX1"], h["CRPIX2"] = -300.0, 410.0
+    src = WCS(h, naxis=2)
+    in_shape, out_shape, (sx, sy) = (64, 80), (130, 150), (0.47, 0.52)  # (H, W), input pixels per output pixel
+    out = rescale_wcs(src, in_shape, out_shape, scale=(sx, sy))
+    assert out.sip is not None
+    xs, ys = np.meshgrid(np.linspace(-0.5, out_shape[1] - 0.5, 7), np.linspace(-0.5, out_shape[0] - 0.5, 7))
+    p_out = np.stack([xs.ravel(), ys.ravel()], -1)
+    c_in = (np.array([in_shape[1], in_shape[0]]) - 1) / 2  # 0-based centres (x, y)
+    c_out = (np.array([out_shape[1], out_shape[0]]) - 1) / 2
+    p_in = c_in + (p_out - c_out) * np.array([sx, sy])
+    np.testing.assert_allclose(out.all_pix2world(p_out, 0), src.all_pix2world(p_in, 0), rtol=0, atol=1e-10)
+
+
+def test_fluxmag0_in_the_primary_header_calibrates_an_extension(tmp_path):
+    primary = fits.Header({"FLUXMAG0": 10 ** (27.5 / 2.5)})
+    image = fits.Header(_wcs_header())
+    image["BANDS"] = "u,g,r,i,z"
+    data = _cube()
+    fits.HDUList([fits.PrimaryHDU(header=primary), fits.ImageHDU(data, header=image)]).writeto(tmp_path / "x.fits")
+    c = read_cutout(tmp_path / "x.fits", "sdss")
+    np.testing.assert_allclose(c.data, data * 0.01, rtol=1e-6)
+    assert any("FLUXMAG0" in w for w in c.warnings)
+
+
 def test_sip_ctype_without_coefficients_is_not_written(tmp_path):
     from survey2survey.fits_io import wcs_cards
 

@@ -301,6 +301,12 @@ def test_resume_keeps_the_runs_iterations_and_periods(tiny_dataset, tmp_path, ca
     train(tiny_dataset, step2, TrainOptions(step=2, init=str(step1), **quick))
     with pytest.raises(UsageError, match=r"checkpoints of step2: resume it with --step 2"):
         train(tiny_dataset, step2, TrainOptions(method="ours", resume=True, progress=False))
+    # a one-step method in a directory that also holds another run's step-2 checkpoints: no --step hint
+    lone = tmp_path / "lone"
+    (lone / "train" / "step2").mkdir(parents=True)
+    (lone / "train" / "step2" / "ckpt-00000001.pt").write_bytes(b"")
+    with pytest.raises(UsageError, match=r"no checkpoint to resume from \(drop --resume"):
+        train(tiny_dataset, lone, TrainOptions(resume=True, **opts))
     # killed between the steps (step 2 has no checkpoint yet): step 2 keeps step 1's -n and periods
     import survey2survey.train as train_module
 

@@ -197,7 +197,7 @@ def check_output(out: Path, cls, steps: tuple, run_dirs: dict, opts: TrainOption
     if opts.resume:
         if not list_checkpoints(run_dirs[steps[0]]):
             others = [d.name for d in sorted((out / "train").glob("step*")) if d != run_dirs[steps[0]] and list_checkpoints(d)]
-            if others:  # e.g. a step-2 run resumed without --step 2
+            if others and len(cls.steps) > 1:  # e.g. a step-2 run resumed without --step 2
                 raise UsageError(f"{run_dirs[steps[0]]}: no checkpoint to resume from; the run in {out} has "
                                  f"checkpoints of {', '.join(others)}: resume it with --step {others[-1][4:]}")
             raise UsageError(f"{run_dirs[steps[0]]}: no checkpoint to resume from (drop --resume to start a new run)")
