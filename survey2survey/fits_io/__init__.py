@@ -16,7 +16,7 @@
 """
 
 from survey2survey.fits_io.files import FITS_SUFFIXES, CutoutSource, find_cutouts
-from survey2survey.fits_io.read import MAX_BAD_FRACTION, Cutout, read_cutout
+from survey2survey.fits_io.read import MAX_BAD_FRACTION, Cutout, flat_planes, read_cutout
 from survey2survey.fits_io.units import native_factor
 from survey2survey.fits_io.wcs import (
     SCALE_TOLERANCE,
@@ -45,6 +45,7 @@ __all__ = [
     "SCALE_TOLERANCE",
     "find_cutouts",
     "read_cutout",
+    "flat_planes",
     "write_cutout",
     "rescale_wcs",
     "make_wcs",

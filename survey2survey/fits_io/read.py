@@ -283,12 +283,17 @@ def _fill_bad(data: np.ndarray, path: Path, max_bad_fraction: float, bands: Sequ
     return np.where(bad, np.float32(0.0), data), bad
 
 
+def flat_planes(data: np.ndarray) -> np.ndarray:
+    """(C,) True where a plane of ``data`` (C, H, W) is all zero or constant: padding, not an image."""
+    flat = data.reshape(data.shape[0], -1)
+    return flat.min(axis=1) == flat.max(axis=1)
+
+
 def _flat_bands(data: np.ndarray, bands: Sequence[str]) -> str | None:
     """A warning naming bands that are all zero or constant (padding, not an image), or None."""
-    flat = data.reshape(data.shape[0], -1)
-    lo, hi = flat.min(axis=1), flat.max(axis=1)
+    hi = data.reshape(data.shape[0], -1).max(axis=1)
     said = []
-    for k in np.flatnonzero(lo == hi):
+    for k in np.flatnonzero(flat_planes(data)):
         said.append(f"{bands[k]} all zero" if hi[k] == 0 else f"{bands[k]} constant ({hi[k]:g})")
     if not said:
         return None

@@ -335,8 +335,8 @@ def translate(
                                                  chosen_model=_model_identity(model_dir))
             unused = _engine_flags(backend, device, precision, compile, batch_size)
             if unused:  # said, not refused: the same command runs the model's network the other way
-                translator.run_notes.append(f"{', '.join(unused)} not used: model {model_dir.name} translates "
-                                            f"{chosen[0]}->{translator.target.name} by the physics (no network runs)")
+                translator.run_notes = (f"{', '.join(unused)} not used: model {model_dir.name} translates "
+                                        f"{chosen[0]}->{translator.target.name} by the physics (no network runs)",)
         else:
             translator = LearnedTranslator.load(
                 model_dir, to, source=source, backend=backend, device=device, precision=precision, compile=compile,
@@ -466,7 +466,7 @@ def translate_with(
     _check_out_dir(out_dir)
     if announce:
         announce(translator.summary())
-    report.notes += getattr(translator, "run_notes", [])
+    report.notes += translator.run_notes
     report.workers = workers = _default_workers(workers, len(jobs), translator, report.notes)
     setup = Setup(translator, given, overwrite, int(seed), samples, preview)
     with interrupts_at_safe_points():

@@ -105,6 +105,8 @@ class Translator(abc.ABC):
         workers then).
     device, provider, precision : str
         Where and how :meth:`run` computes, for the run report (after :meth:`start`).
+    run_notes : sequence of str
+        Said once per run, in the report's notes (options a translator does not use).
     """
 
     target: Survey
@@ -115,6 +117,7 @@ class Translator(abc.ABC):
     device: str = "cpu"
     provider: str | None = None
     precision: str = "fp32"
+    run_notes: tuple[str, ...] = ()
 
     def start(self) -> None:
         """Heavy set-up in the main process, after the worker processes started (default: none)."""

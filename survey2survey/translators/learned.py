@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from survey2survey.errors import CutoutError, ModelError, SurveyError, UsageError
-from survey2survey.fits_io import Provenance, make_wcs, rescale_wcs, wcs_cards
+from survey2survey.fits_io import Provenance, flat_planes, make_wcs, rescale_wcs, wcs_cards
 from survey2survey.model import (
     Direction,
     LoadedModel,
@@ -212,8 +212,8 @@ class LearnedTranslator(Translator):
         name, path = survey.name, cutout.path
         d = self.into[name]
         if tuple(cutout.bands) != tuple(survey.bands):
-            missing = [b for b in survey.bands if b not in cutout.bands]
-            if missing and set(cutout.bands) < set(survey.bands):  # some of its bands: the physics, band by band
+            if set(cutout.bands) < set(survey.bands):  # some of its bands: the physics, band by band
+                missing = [b for b in survey.bands if b not in cutout.bands]
                 return self._prepare_by_physics(cutout, survey, CutoutError(
                     path, f"missing band(s) {','.join(missing)}: the model takes {name}'s bands {','.join(survey.bands)}"))
             raise CutoutError(path, f"bands {','.join(cutout.bands)} do not match the model's {name} bands {','.join(survey.bands)}")
@@ -234,7 +234,7 @@ class LearnedTranslator(Translator):
             ))
         # a band with no image (padding, no coverage): the network would paint one there from the
         # other bands, and let the empty band move theirs; the physics keeps every band its own
-        flat = [b for b, plane in zip(survey.bands, cutout.data) if plane.min() == plane.max()]
+        flat = [b for b, empty in zip(survey.bands, flat_planes(cutout.data)) if empty]
         if flat and self.partial_bands:  # (the surveys have physics; else the network, with the reader's warning)
             return self._prepare_by_physics(cutout, survey, CutoutError(
                 path, f"band(s) {','.join(flat)} hold no image (all zero or constant): the network mixes the bands"

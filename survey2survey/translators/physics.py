@@ -70,7 +70,6 @@ class SurveyPhysicsTranslator(Translator):
         self.target = get_survey(to)
         self.chosen_by = chosen_by
         self.chosen_model = chosen_model  # (name, weights SHA-256) of the model that chose the physics
-        self.run_notes: list[str] = []  # said once per run (options a network would have used)
         _need_psf(self.target, "target")
         if noise and not (self.target.sky_sigma or self.target.depth or self.target.noise_model):
             raise SurveyError(
