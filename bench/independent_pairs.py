@@ -2,6 +2,7 @@
 
     python bench/independent_pairs.py --n 200 --work /tmp/indep
     python bench/independent_pairs.py --n 200 --psf moffat3 --no-source-noise --work /tmp/indep-m3
+    python bench/independent_pairs.py --n 200 --size 96 --work /tmp/indep-96   # 96 px SDSS cutouts
     python bench/independent_pairs.py --model runs/m --n 100 --work /tmp/indep --keep
 
 Not a speed test.  The held-out pairs the project is judged on come from a simulator it does not
@@ -130,11 +131,13 @@ def psf(family: str, fwhm: float):
 
 
 def observe(scene: dict, survey, rng: np.random.Generator, family: str, source_noise: bool,
-            seeing_scatter: float = SEEING_SCATTER):
-    """(noisy image, noise-free image, cutout centre offset in arcsec, PSF family) of ``scene`` in ``survey``."""
+            seeing_scatter: float = SEEING_SCATTER, size: int | None = None):
+    """(noisy image, noise-free image, cutout centre offset in arcsec, PSF family) of ``scene`` in
+    ``survey`` (a cutout of ``size`` px, default the survey's)."""
     from survey2survey.physics.noise import correlated_noise
 
-    size, scale, unit = survey.cutout_size, survey.pixel_scale, survey.flux_factor
+    size = size or survey.cutout_size
+    scale, unit = survey.pixel_scale, survey.flux_factor
     if family == "mix":
         family = "kolmogorov" if rng.uniform() < 0.5 else f"moffat{rng.uniform(2.5, 4.5):.2f}"
     fwhm_r = SEEING_R[survey.name] * np.exp(rng.normal(0.0, 1.0) * seeing_scatter)
@@ -162,7 +165,7 @@ def write_cube(path: Path, data: np.ndarray, survey, offset, ra0: float, dec0: f
     from astropy.io import fits
 
     header = fits.Header()
-    centre = (survey.cutout_size + 1) / 2
+    centre = (data.shape[-1] + 1) / 2
     dec = dec0 + offset[1] / 3600
     ra = ra0 - offset[0] / 3600 / np.cos(np.radians(dec0))  # image +x is west
     for key, value in (("CTYPE1", "RA---TAN"), ("CTYPE2", "DEC--TAN"), ("CRPIX1", centre), ("CRPIX2", centre),
@@ -174,10 +177,13 @@ def write_cube(path: Path, data: np.ndarray, survey, offset, ra0: float, dec0: f
 
 
 def make_pairs(work: Path, n: int, seed: int, family: str, source_noise: bool,
-               seeing_scatter: float = SEEING_SCATTER) -> None:
+               seeing_scatter: float = SEEING_SCATTER, size: int | None = None) -> None:
+    from survey2survey.physics.translator import PhysicsTranslator
     from survey2survey.surveys import get_survey
 
     surveys = {name: get_survey(name) for name in ("sdss", "cfht")}
+    size = size or surveys["sdss"].cutout_size  # SDSS's; CFHT's the same footprint, as translate makes it
+    sizes = {"sdss": size, "cfht": PhysicsTranslator("sdss", "cfht").output_geometry((size, size))[0][0]}
     for name in surveys:
         for kind in ("", "truth/"):
             (work / f"{kind}{name}").mkdir(parents=True, exist_ok=True)
@@ -190,11 +196,13 @@ def make_pairs(work: Path, n: int, seed: int, family: str, source_noise: bool,
         ra0, dec0 = rng.uniform(0, 360), rng.uniform(-10, 60)
         for j, (name, survey) in enumerate(surveys.items()):
             noisy, clean, offset, fam = observe(scene, survey, np.random.default_rng([seed, k, 1 + j]),
-                                                family, source_noise, seeing_scatter)
+                                                family, source_noise, seeing_scatter, sizes[name])
             families[name][fam.rstrip("0123456789.")] = families[name].get(fam.rstrip("0123456789."), 0) + 1
             write_cube(work / name / f"ind{k:05d}.fits", noisy, survey, offset, ra0, dec0)
             write_cube(work / "truth" / name / f"ind{k:05d}.fits", clean, survey, offset, ra0, dec0)
     made = f"{n} pairs, seed {seed}, --psf {family}, source noise {source_noise}, seeing scatter {seeing_scatter}"
+    if size != surveys["sdss"].cutout_size:
+        made += f", {sizes['sdss']} px SDSS and {sizes['cfht']} px CFHT cutouts"
     (work / "pairs.txt").write_text(made + "\n", encoding="utf-8")
     print(f"{made}, in {work}; PSF families drawn: {families}")
 
@@ -257,6 +265,8 @@ def main(argv=None) -> int:
                         help="the sources' Poisson noise (default on)")
     parser.add_argument("--seeing-scatter", type=float, default=SEEING_SCATTER,
                         help=f"log-normal scatter of each image's seeing (default {SEEING_SCATTER}; 0: all typical)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="SDSS cutout side in pixels (default the survey's 64; CFHT's is the same footprint)")
     parser.add_argument("--work", type=Path, required=True, help="a new directory for the pairs and reports")
     parser.add_argument("--keep", action="store_true", help="reuse the pairs already in --work")
     args = parser.parse_args(argv)
@@ -267,7 +277,7 @@ def main(argv=None) -> int:
     if not (args.keep and (args.work / "sdss").is_dir()):
         if args.work.exists() and any(args.work.iterdir()):
             raise SystemExit(f"{args.work}: not empty (--keep reuses its pairs)")
-        make_pairs(args.work, args.n, args.seed, args.psf, args.source_noise, args.seeing_scatter)
+        make_pairs(args.work, args.n, args.seed, args.psf, args.source_noise, args.seeing_scatter, args.size)
     print(f"model {args.model}")
     for source, target in (("sdss", "cfht"), ("cfht", "sdss")):
         print(summary(compare(args.work, args.model, source, target, seed=1), source, target))

@@ -33,8 +33,10 @@ def world_centroid(path):
     return ra, dec, x - (data.shape[1] - 1) / 2, y - (data.shape[0] - 1) / 2
 
 
-def test_each_surveys_wcs_places_the_galaxy_where_the_other_does(tmp_path):
-    """The cutout centres are off the galaxy by a different 0.1" in each survey; the WCSs say so."""
+@pytest.mark.parametrize("sizes", [{}, {"sdss": 96, "cfht": 203}])
+def test_each_surveys_wcs_places_the_galaxy_where_the_other_does(tmp_path, sizes):
+    """The cutout centres are off the galaxy by a different 0.1" in each survey; the WCSs say so
+    (for the surveys' own cutout sizes and for ``--size 96``)."""
     offsets = []
     for seed in range(4):
         scene = lone_galaxy(seed)
@@ -43,7 +45,9 @@ def test_each_surveys_wcs_places_the_galaxy_where_the_other_does(tmp_path):
         where = {}
         for j, name in enumerate(("sdss", "cfht")):
             survey = get_survey(name)
-            _, clean, offset, _ = ip.observe(scene, survey, np.random.default_rng([seed, j]), "kolmogorov", False)
+            _, clean, offset, _ = ip.observe(scene, survey, np.random.default_rng([seed, j]), "kolmogorov", False,
+                                             size=sizes.get(name))
+            assert clean.shape[-1] == sizes.get(name, survey.cutout_size)
             path = tmp_path / f"{name}{seed}.fits"
             ip.write_cube(path, clean, survey, offset, ra0, dec0)
             ra, dec, dx, dy = world_centroid(path)

@@ -573,15 +573,18 @@ def test_onnx_export_of_an_anchored_model_reproduces_torch(phys_model, tmp_path,
     assert np.abs(got["generator"] - want).max() < 1e-4
 
 
-def test_a_cutout_the_network_cannot_take_is_translated_by_the_physics_and_said(phys_model, tmp_path):
-    """A 100 x 100 SDSS cutout (the network takes 64 x 64) is translated by the physics, with a
-    warning and the header saying so, next to 64 x 64 ones by the network; one the physics cannot
-    do either (no WCS) fails with the network's reason."""
+def test_a_cutout_of_another_size_is_translated_by_the_network_built_for_it(phys_model, tmp_path):
+    """A 100 x 100 SDSS cutout (the model's own are 64 x 64), with or without a WCS, is translated by
+    the network, its physics operator and anchor built for that size: the physics's grid and WCS,
+    every band's total flux the physics translation's, HISTORY saying so, next to 64 x 64 ones.  One
+    too small for the anchor's ring goes to the physics, said; a CFHT cutout of another size into
+    SDSS is the network's too."""
     from astropy.io import fits
+    from astropy.wcs import WCS
 
     from survey2survey.fits_io import make_wcs, write_cutout
 
-    sdss = get_survey("sdss")
+    sdss, cfht = get_survey("sdss"), get_survey("cfht")
     inputs = tmp_path / "in"
     write_inputs(inputs, sdss, 2)
     yy, xx = np.mgrid[0:100, 0:100] - 49.5
@@ -589,14 +592,68 @@ def test_a_cutout_the_network_cannot_take_is_translated_by_the_physics_and_said(
     big += 0.05 * np.random.default_rng(0).standard_normal(big.shape).astype(np.float32)
     write_cutout(inputs / "Jbig.fits", big, sdss, wcs=make_wcs(151.0, 2.0, sdss.pixel_scale, (100, 100)))
     write_cutout(inputs / "Jnowcs.fits", big, sdss)
+    write_cutout(inputs / "Jtiny.fits", big[:, 38:62, 38:62], sdss, wcs=make_wcs(151.0, 2.0, sdss.pixel_scale, (24, 24)))
+    outs = {}
+    for model in (str(phys_model), "physics"):
+        outs[model] = tmp_path / model.split("/")[-1]
+        result = CliRunner().invoke(app, ["translate", str(inputs), "--to", "cfht", "--model", model, "--no-noise",
+                                          "--out", str(outs[model]), "--seed", "1"])
+        assert result.exit_code == (1 if model == "physics" else 0), result.output  # the physics needs a WCS
     result = CliRunner().invoke(app, ["translate", str(inputs), "--to", "cfht", "--model", str(phys_model),
-                                      "--out", str(tmp_path / "out"), "--seed", "1"])
-    assert result.exit_code != 0  # (one input failed)
-    assert "Jbig.fits: translated by the physics instead of the network: wrong size 100x100 px" in result.output
-    assert "Jnowcs.fits: wrong size 100x100 px, the model takes 64x64 px sdss cutouts" in result.output
-    out = tmp_path / "out"
-    header, data = fits.getheader(out / "Jbig.cfht.fits"), fits.getdata(out / "Jbig.cfht.fits")
-    assert header["S2SMETH"] == "physics" and data.shape == (5, 212, 212)
-    assert "by the physics, not model" in str(header["HISTORY"])
+                                      "--out", str(tmp_path / "noisy"), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert ("Jtiny.fits: translated by the physics instead of the network: 24x24 px is too small for the "
+            "network's 4\" photometry ring (at least 28 px a side)") in result.output
+    assert "Jbig.fits: translated by the physics" not in result.output
+    assert "Jnowcs.fits: no WCS" in result.output
+    net, phys = outs[str(phys_model)], outs["physics"]
+    header, data = fits.getheader(net / "Jbig.cfht.fits"), fits.getdata(net / "Jbig.cfht.fits")
+    assert header["S2SMETH"] == "ours-phys" and data.shape == (5, 212, 212)
+    assert "network run onto a 212x212 px grid (the model's own: 64x64 -> 136x136 px)" in "".join(header["HISTORY"])
+    physics = fits.getdata(phys / "Jbig.cfht.fits")
+    np.testing.assert_allclose(data.sum(axis=(1, 2)), physics.sum(axis=(1, 2)), rtol=2e-3)
+    centre = WCS(header).celestial.pixel_to_world(105.5, 105.5)
+    physics_wcs = WCS(fits.getheader(phys / "Jbig.cfht.fits")).celestial
+    assert centre.separation(physics_wcs.pixel_to_world(105.5, 105.5)).arcsec < 1e-3
+    nowcs = fits.getdata(net / "Jnowcs.cfht.fits")
+    assert fits.getheader(net / "Jnowcs.cfht.fits")["S2SMETH"] == "ours-phys"
+    np.testing.assert_allclose(nowcs, data, atol=1e-6 * np.abs(data).max())
+    assert fits.getheader(net / "Jtiny.cfht.fits")["S2SMETH"] == "physics"
+    # larger cutouts go through the network a batch's pixels at a time: the same bytes in any batch
+    one = tmp_path / "one"
+    result = CliRunner().invoke(app, ["translate", str(inputs), "--to", "cfht", "--model", str(phys_model), "--no-noise",
+                                      "--out", str(one), "--seed", "1", "--batch-size", "1"])
+    assert result.exit_code == 0, result.output
+    for name in ("Jbig", "Jnowcs", "J0000"):
+        np.testing.assert_array_equal(fits.getdata(one / f"{name}.cfht.fits"), fits.getdata(net / f"{name}.cfht.fits"))
     for name in ("J0000", "J0001"):
-        assert fits.getheader(out / f"{name}.cfht.fits")["S2SMETH"] == "ours-phys"
+        assert fits.getheader(net / f"{name}.cfht.fits")["S2SMETH"] == "ours-phys"
+    # the other way: a 150 x 150 CFHT cutout into SDSS, by the network onto the physics's 71 x 71
+    yy, xx = np.mgrid[0:150, 0:150] - 74.5
+    seen = (40 * np.exp(-np.hypot(yy, xx) / 6))[None].repeat(5, axis=0).astype(np.float32)
+    write_cutout(tmp_path / "cfht" / "Jc.fits", seen, cfht, wcs=make_wcs(151.0, 2.0, cfht.pixel_scale, (150, 150)))
+    result = CliRunner().invoke(app, ["translate", str(tmp_path / "cfht"), "--to", "sdss", "--model", str(phys_model),
+                                      "--out", str(tmp_path / "back"), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    header = fits.getheader(tmp_path / "back" / "Jc.sdss.fits")
+    assert header["S2SMETH"] == "ours-phys" and (header["NAXIS1"], header["NAXIS2"]) == (71, 71)
+
+
+def test_another_size_with_the_onnx_backend_goes_to_the_physics_and_says_why(phys_model, tmp_path):
+    """The exported ONNX graph is 64 x 64: a 100 x 100 cutout goes to the physics, told that the
+    torch backend runs the network on it."""
+    from astropy.io import fits
+
+    from survey2survey.fits_io import make_wcs, write_cutout
+
+    pytest.importorskip("onnxruntime")
+    sdss = get_survey("sdss")
+    yy, xx = np.mgrid[0:100, 0:100] - 49.5
+    big = (20 * np.exp(-np.hypot(yy, xx) / 3))[None].repeat(5, axis=0).astype(np.float32)
+    write_cutout(tmp_path / "in" / "Jbig.fits", big, sdss, wcs=make_wcs(151.0, 2.0, sdss.pixel_scale, (100, 100)))
+    result = CliRunner().invoke(app, ["translate", str(tmp_path / "in"), "--to", "cfht", "--model", str(phys_model),
+                                      "--backend", "onnx", "--out", str(tmp_path / "out"), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert ("Jbig.fits: translated by the physics instead of the network: wrong size 100x100 px, the model takes "
+            "64x64 px sdss cutouts on --backend onnx (--backend torch runs its network on other sizes)") in result.output
+    assert fits.getheader(tmp_path / "out" / "Jbig.cfht.fits")["S2SMETH"] == "physics"

@@ -210,6 +210,29 @@ class PhysicsResidualGenerator(nn.Module):
                                                        out_size)
         return net
 
+    def resized(self, in_size, out_size) -> "PhysicsResidualGenerator":
+        """This generator for cutouts of ``in_size`` -> ``out_size``: its physics operator and
+        anchor built for those grids from the registry, its correction R (convolutional) shared.
+
+        Raises
+        ------
+        ValueError
+            The registry's physics of the two surveys is not the one this generator was made
+            with (their PSFs changed since), or ``out_size`` cannot hold the anchor's ring.
+        """
+        made_with = self.init_kwargs["physics"]
+        net = type(self).from_surveys(made_with.get("source"), made_with.get("target"), self.bands, in_size, out_size,
+                                      width=self.init_kwargs["width"], dilations=self.init_kwargs["dilations"],
+                                      correction=self.correction, anchor=self.anchor is not None)
+        now = net.init_kwargs["physics"]["per_band"]
+        for band, was in made_with.get("per_band", {}).items():
+            if any(abs(now.get(band, {}).get(k, np.nan) - was[k]) > 1e-6 * abs(was[k]) for k in ("fwhm_in", "fwhm_out")):
+                raise ValueError(f"the registry's {band} PSFs of {made_with.get('source')} and {made_with.get('target')} "
+                                 "are not the ones the model was made with")
+        net.residual = self.residual  # the same weights (and device)
+        buffer = next(self.buffers())
+        return net.to(buffer.device)
+
     def prior(self, x: torch.Tensor) -> torch.Tensor:
         """The physics translation P(x) in flux, ``(N, bands, Ho, Wo)``."""
         check_input(x, "PhysicsResidualGenerator", self.bands, self.in_size)

@@ -67,6 +67,31 @@ class TorchEngine:
         self.compiled = compile
         self.in_shape, self.out_shape = direction_shapes(model, direction)
 
+    def resized(self, in_shape: tuple[int, int], out_shape: tuple[int, int]) -> "TorchEngine":
+        """This engine for cutouts of ``in_shape`` -> ``out_shape``: the generator's own
+        ``resized`` (a generator on the physics, :class:`~survey2survey.nets.residual.PhysicsResidualGenerator`),
+        the same noise emulator.
+
+        Raises
+        ------
+        ValueError
+            The generator has no ``resized`` or cannot be resized (its message says why).
+        """
+        import copy
+
+        import torch
+
+        generator = self.graph.generator
+        if not hasattr(generator, "resized"):
+            raise ValueError(f"{type(generator).__name__} runs on {self.in_shape[1]}x{self.in_shape[0]} px only")
+        other = copy.copy(self)
+        other.graph = TranslationGraph(generator.resized(in_shape, out_shape), self.graph.noise_emulator,
+                                       self.graph.batch_invariant).to(self.device).eval()
+        other.graph.generator.to(memory_format=torch.channels_last)
+        other._generator = torch.compile(other.graph.generator, dynamic=False) if self.compiled else other.graph.generator
+        other.in_shape, other.out_shape = tuple(in_shape), tuple(out_shape)
+        return other
+
     def describe(self) -> str:
         """``torch/cuda/bf16`` and the like (the S2SBACK keyword)."""
         return f"torch/{self.device.type}/{self.precision}" + ("/compiled" if self.compiled else "")

@@ -113,6 +113,9 @@ class LearnedTranslator(Translator):
         self._model: LoadedModel | None = model
         self._engines: dict = {}
         self._physics = None  # made on first use (_by_physics): a cutout the network cannot take
+        # a generator on the physics runs on other cutout sizes: its physics rebuilt for them (torch)
+        self._made_with = {name: _resizable(model, d) for name, d in self.into.items()}
+        self._sized: dict = {}  # (source, input shape) -> engine (main process)
         # a cutout with some of the bands only is read as it is, and left to the physics (prepare)
         self.partial_bands = all(s.has_physics for s in self.sources.values()) and self.target.has_physics
         # the registry's sky brightness of the target gives its sources' Poisson noise (the noise
@@ -177,13 +180,45 @@ class LearnedTranslator(Translator):
                 for i, data in zip(learned, self.run([batch[i] for i in learned], keys[learned], samples)):
                     out[i] = data
             return out
-        engine = self._engines[batch[0].source.name]
+        groups: dict = {}
+        for i, p in enumerate(batch):
+            groups.setdefault(p.x.shape, []).append(i)
+        name, shape = batch[0].source.name, tuple(batch[0].x.shape[1:])  # (H, W)
+        # cutouts larger than the model's own: fewer at a time, a batch's pixels (memory)
+        budget = getattr(self, "_batch", len(batch)) * int(np.prod(self.shapes[name][0]))
+        at_once = max(1, budget // int(np.prod(shape))) if len(groups) == 1 else len(batch)
+        if len(groups) > 1 or at_once < len(batch):  # several sizes: one batch each; or a large size: in parts
+            out = [None] * len(batch)
+            parts = [idx[k : k + at_once] for idx in groups.values() for k in range(0, len(idx), at_once)]
+            for idx in parts:
+                for i, data in zip(idx, self.run([batch[i] for i in idx], keys[idx], samples)):
+                    out[i] = data
+            return out
+        engine = self._engine(name, shape)
         x = np.stack([p.x for p in batch])  # (N, C, H, W) model space
         pad = self._batch if self.compile and self.backend == "torch" else None
         out = engine.run(x, keys, samples, self.noise, pad)  # (N, S, C, H, W) model space
         if self._source_noise is not None and self.into[batch[0].source.name].target_grid is None:
             out = add_source_noise(out, keys, self.target, self._source_noise)
         return out
+
+    def _engine(self, name: str, shape):
+        """The engine of direction ``name`` for inputs of ``shape`` (H, W): the model's own, or
+        one resized for it (:meth:`TorchEngine.resized`, the last :data:`SIZES_KEPT` kept)."""
+        engine = self._engines[name]
+        shape = tuple(int(n) for n in shape)
+        if shape == tuple(engine.in_shape):
+            return engine
+        key = (name, shape)
+        if key not in self._sized:
+            if len(self._sized) >= SIZES_KEPT:
+                self._sized.pop(next(iter(self._sized)))
+            source = self.sources[name]
+            try:
+                self._sized[key] = engine.resized(shape, _network_out_shape(source.name, self.target.name, shape))
+            except ValueError as exc:  # prepare() checked what it could: a registry changed under the model
+                raise ModelError(f"{self.model_path}: cannot run on {shape[1]}x{shape[0]} px {source.name} cutouts: {exc}") from None
+        return self._sized[key]
 
     def _fallback(self):
         """The physics translator into the target, for cutouts the network cannot take."""
@@ -228,10 +263,12 @@ class LearnedTranslator(Translator):
         in_shape, out_shape = self.shapes[name]  # the generator's grids
         # a regridded model reads the survey's own cutouts and resamples them itself
         want = (survey.cutout_size, survey.cutout_size) if d.source_grid is not None else in_shape
-        if tuple(cutout.data.shape[1:]) != tuple(want):  # another cutout size of the same survey: its physics
-            return self._prepare_by_physics(cutout, survey, CutoutError(
-                path, f"wrong size {cutout.data.shape[2]}x{cutout.data.shape[1]} px, the model takes {want[1]}x{want[0]} px {name} cutouts"
-            ))
+        if tuple(cutout.data.shape[1:]) != tuple(want):  # another cutout size: the network resized, or the physics
+            other = tuple(cutout.data.shape[1:])
+            why = self._other_size(name, survey, other, want)
+            if why is not None:
+                return self._prepare_by_physics(cutout, survey, CutoutError(path, why))
+            in_shape, out_shape = other, _network_out_shape(name, self.target.name, other)
         # a band with no image (padding, no coverage): the network would paint one there from the
         # other bands, and let the empty band move theirs; the physics keeps every band its own
         flat = [b for b, empty in zip(survey.bands, flat_planes(cutout.data)) if empty]
@@ -273,9 +310,27 @@ class LearnedTranslator(Translator):
             bands = ", ".join(f"{b} {n}" for b, n in zip(survey.bands, repaired) if n)
             warnings.append(f"{int(repaired.sum())} pixel(s) sharper than the PSF (a cosmic ray or hot pixel: {bands}) "
                             "set to their neighbours' median before the network")
-        if self.training_range:
-            warnings += range_warnings(cutout.data, survey, self.training_range)
+        if self.training_range:  # measured as on the model's own cutouts: the centre of a larger one
+            warnings += range_warnings(_central(cutout.data, want), survey, self.training_range)
         return Prepared(survey, to_model_space(data, survey), geometry, mask, warnings, resample)
+
+    def _other_size(self, name: str, survey: Survey, shape: tuple[int, int], want) -> str | None:
+        """Why the network cannot take a cutout of ``shape`` (H, W) instead of its ``want``, or None."""
+        (h, w), made_with = shape, self._made_with[name]
+        wrong = f"wrong size {w}x{h} px, the model takes {want[1]}x{want[0]} px {name} cutouts"
+        if made_with is None:
+            return wrong
+        if self.backend != "torch":
+            return f"{wrong} on --backend {self.backend} (--backend torch runs its network on other sizes)"
+        if max(h, w) > MAX_SIDE:
+            return f"{w}x{h} px: the network runs on cutouts up to {MAX_SIDE} px a side"
+        out = _network_out_shape(name, self.target.name, shape)
+        if made_with["anchor"] and not _anchor_fits(self.target.name, out):
+            return (f"{w}x{h} px is too small for the network's 4\" photometry ring (at least "
+                    f"{_smallest_side(name, self.target.name)} px a side)")
+        if not _registry_matches(_json_key(made_with["physics"])):
+            return f"{wrong}: the registry's PSFs are no longer the ones the model was made with"
+        return None
 
     def finish(self, prepared: Prepared, data: np.ndarray) -> np.ndarray:
         if _by_physics(prepared):
@@ -321,6 +376,11 @@ class LearnedTranslator(Translator):
         else:
             history.append(f"generator output without noise, converted to {target.name} native units")
         history += _grid_history(d, target)
+        (own_in, own_out), shape = self.shapes[d.source.name], tuple(prepared.geometry.shape)
+        if d.target_grid is None and shape != tuple(own_out):
+            history.append(f"network run onto a {shape[1]}x{shape[0]} px grid (the model's own: {own_in[1]}x{own_in[0]} "
+                           f"-> {own_out[1]}x{own_out[0]} px): its physics operator and photometry anchor built for "
+                           "this cutout from the registry, its convolutional correction unchanged")
         drawn = self.noise_label == "yes" or d.latent_dim
         cards = [("S2SNSAMP", int(n_samples) if drawn else 0, "realisations in this file (noise or latent draws)")]
         grid = d.source_grid or d.target_grid
@@ -382,6 +442,77 @@ def add_source_noise(out: np.ndarray, keys, target: Survey, sky: Survey) -> np.n
         noisy = native[where] + sigma * np.sqrt(ratio[where]) * z[:, :, b][where]
         out[:, :, b][where] = stretch(noisy * target.flux_factor)  # a view: written into out
     return out
+
+
+#: Largest side (pixels) of a cutout the network runs on: a larger one goes to the physics.
+MAX_SIDE = 512
+#: Cutout sizes other than a model's own kept ready at once (each holds its physics operator).
+SIZES_KEPT = 8
+
+
+def _resizable(model: LoadedModel, d: Direction) -> dict | None:
+    """What a generator on the physics was made with (``physics``: its description, ``anchor``),
+    or None for a generator that runs on its own cutout size only."""
+    generator = model.modules[d.generator]
+    if d.source_grid is not None or d.target_grid is not None or not hasattr(generator, "resized"):
+        return None
+    if not (d.source.has_physics and d.target.has_physics):
+        return None
+    return {"physics": generator.init_kwargs.get("physics") or {}, "anchor": getattr(generator, "anchor", None) is not None}
+
+
+@functools.lru_cache(maxsize=64)
+def _network_out_shape(source: str, target: str, shape: tuple[int, int]) -> tuple[int, int]:
+    """The output grid of the network on a ``shape`` cutout of ``source``: the physics's (same
+    footprint to the nearest target pixel at the registry's scales), as on the model's own size."""
+    from survey2survey.physics.translator import PhysicsTranslator
+
+    return tuple(PhysicsTranslator(source, target).output_geometry(tuple(shape))[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _smallest_side(source: str, target: str) -> int:
+    """The smallest square cutout of ``source`` whose network output holds the anchor's ring."""
+    return next(n for n in range(8, MAX_SIDE + 1) if _anchor_fits(target, _network_out_shape(source, target, (n, n))))
+
+
+@functools.lru_cache(maxsize=64)
+def _anchor_fits(target: str, out_shape: tuple[int, int]) -> bool:
+    from survey2survey.nets.anchor import PhotometryAnchor
+
+    return PhotometryAnchor.fits(get_survey(target), out_shape)
+
+
+def _json_key(value) -> str:
+    """A hashable key of a JSON-able value (sorted keys)."""
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _registry_matches(described: str) -> bool:
+    """Whether the registry's physics of a model's two surveys is the one it was made with
+    (``described``: :func:`_json_key` of the generator's physics description)."""
+    import json
+
+    from survey2survey.physics.translator import PhysicsTranslator
+
+    made = json.loads(described)
+    try:
+        ops = PhysicsTranslator(made["source"], made["target"]).linear_operator((64, 64))
+    except Exception:  # noqa: BLE001 - a survey gone from the registry, a description without one
+        return False
+    now = {op["band_out"]: op["info"] for op in ops}
+    return all(band in now and all(abs(now[band][k] - was[k]) <= 1e-6 * abs(was[k]) for k in ("fwhm_in", "fwhm_out"))
+               for band, was in (made.get("per_band") or {}).items())
+
+
+def _central(data: np.ndarray, shape) -> np.ndarray:
+    """The central ``shape`` (H, W) of ``data`` (..., H', W') where it is larger."""
+    h, w = data.shape[-2:]
+    top, left = max(0, (h - shape[0]) // 2), max(0, (w - shape[1]) // 2)
+    return data[..., top : top + min(h, shape[0]), left : left + min(w, shape[1])]
 
 
 def _by_physics(prepared: Prepared) -> bool:
