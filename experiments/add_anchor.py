@@ -13,7 +13,6 @@ before generators had the anchor (``s2s train --method ours-phys`` builds it in)
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from pathlib import Path
 
@@ -26,30 +25,23 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    from experiments._generators import modify_generators
     from survey2survey.methods.ours_phys import survey_with_physics
-    from survey2survey.model import load_model, model_directions, save_model
     from survey2survey.nets.anchor import PhotometryAnchor
-    from survey2survey.nets.residual import PhysicsResidualGenerator
 
-    loaded = load_model(args.model, device="cpu")
-    added = []
-    for direction, spec in model_directions(loaded.config).items():
-        generator = loaded.modules.get(spec.generator or "")
-        if not isinstance(generator, PhysicsResidualGenerator) or generator.anchor is not None:
-            continue
+    def add(direction, spec, generator) -> bool:
+        if generator.anchor is not None:
+            return False
         source, target = survey_with_physics(spec.source), survey_with_physics(spec.target)
         if not PhotometryAnchor.fits(target, generator.out_size):
             print(f"{direction}: a {generator.out_size[1]}x{generator.out_size[0]} cutout is too small for the anchor")
-            continue
+            return False
         generator.anchor = PhotometryAnchor.from_surveys(source, target, generator.bands, generator.physics,
                                                          generator.out_size)
         generator.init_kwargs["anchor"] = True
-        added.append(direction)
-    if not added:
-        raise SystemExit(f"{args.model}: no physics-residual generator without an anchor")
-    config = copy.deepcopy(loaded.config)
-    config["anchor_added"] = {"directions": added}
-    save_model(args.out, dict(loaded.modules), config, overwrite=args.overwrite)
+        return True
+
+    added = modify_generators(args.model, args.out, add, "anchor_added", overwrite=args.overwrite)
     print(f"wrote {args.out}: anchor added to {', '.join(added)}")
     return 0
 

@@ -18,7 +18,7 @@ from survey2survey.errors import UsageError
 from survey2survey.model import model_directions
 from survey2survey.pipelines.translate import translate
 from survey2survey.runtime.engines import OnnxEngine, TorchEngine
-from survey2survey.runtime.export import TOLERANCE, cache_dir, create_session, export_model, onnx_for
+from survey2survey.runtime.export import TOLERANCE, cache_dir, create_session, export_model, graph_sha256, onnx_for
 from survey2survey.surveys import get_survey, to_model_space
 from test_translate import galaxy, make_tiny_model, write_inputs
 
@@ -46,11 +46,12 @@ def test_graphs_have_dynamic_batch_explicit_noise_inputs_and_provenance(exported
     model_dir, model, paths = exported
     assert set(paths) == {"sdss->cfht", "cfht->sdss"}
     for name, path in paths.items():
-        assert path.parent == cache_dir(model.weights_sha256) == cache / "onnx" / model.weights_sha256
+        assert path.parent == cache_dir(graph_sha256(model)) == cache / "onnx" / graph_sha256(model)
         proto = onnx.load(str(path))
         onnx.checker.check_model(proto)
         meta = {p.key: p.value for p in proto.metadata_props}
         assert meta["s2s.weights_sha256"] == model.weights_sha256 and meta["s2s.direction"] == name
+        assert meta["s2s.graph_sha256"] == graph_sha256(model)
         assert float(meta["s2s.max_abs_diff"]) <= TOLERANCE
         inputs = {i.name: i.type.tensor_type.shape.dim for i in proto.graph.input}
         assert list(inputs) == ["x", "z1", "z2"]
@@ -132,10 +133,23 @@ def test_stale_onnx_files_are_not_used(exported, tmp_path):
     shutil.copy(paths["cfht->sdss"], other_dir / "onnx" / "cfht-to-sdss.onnx")  # the first model's graph
     other = store.load_model(other_dir)
     fresh = onnx_for(other, "cfht->sdss")
-    assert fresh.parent == cache_dir(other.weights_sha256)
+    assert fresh.parent == cache_dir(graph_sha256(other))
     meta = {p.key: p.value for p in onnx.load(str(fresh)).metadata_props}
     assert meta["s2s.weights_sha256"] == other.weights_sha256 != model.weights_sha256
 
+
+def test_a_graph_of_the_same_weights_under_another_config_is_not_used(exported):
+    """The same weights under another modules' config (a speck repair added: it has no weights)
+    make another graph: the cached one is not used, a fresh one is exported beside it."""
+    model_dir, model, paths = exported
+    changed = store.load_model(model_dir)
+    name = next(iter(changed.config["modules"]))
+    changed.config["modules"][name]["kwargs"]["repair"] = {"fwhm_px": [3.0] * 5}  # any change of a description
+    assert changed.weights_sha256 == model.weights_sha256 and graph_sha256(changed) != graph_sha256(model)
+    fresh = onnx_for(changed, "cfht->sdss")
+    assert fresh != paths["cfht->sdss"] and fresh.parent == cache_dir(graph_sha256(changed))
+    meta = {p.key: p.value for p in onnx.load(str(fresh)).metadata_props}
+    assert meta["s2s.graph_sha256"] == graph_sha256(changed)
 
 def test_export_command_writes_into_the_model_directory(exported, tmp_path, capsys):
     model_dir, model, paths = exported

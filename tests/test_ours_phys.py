@@ -593,6 +593,9 @@ def test_a_cutout_of_another_size_is_translated_by_the_network_built_for_it(phys
     write_cutout(inputs / "Jbig.fits", big, sdss, wcs=make_wcs(151.0, 2.0, sdss.pixel_scale, (100, 100)))
     write_cutout(inputs / "Jnowcs.fits", big, sdss)
     write_cutout(inputs / "Jtiny.fits", big[:, 38:62, 38:62], sdss, wcs=make_wcs(151.0, 2.0, sdss.pixel_scale, (24, 24)))
+    write_cutout(inputs / "Jrect.fits", big[:, 18:82, :], sdss, wcs=make_wcs(151.0, 2.0, sdss.pixel_scale, (64, 100)))
+    wide = np.tile(big[:, 30:70, :], (1, 1, 3))[:, :, :260]
+    write_cutout(inputs / "Jwide.fits", wide, sdss, wcs=make_wcs(151.0, 2.0, sdss.pixel_scale, (40, 260)))
     outs = {}
     for model in (str(phys_model), "physics"):
         outs[model] = tmp_path / model.split("/")[-1]
@@ -603,13 +606,15 @@ def test_a_cutout_of_another_size_is_translated_by_the_network_built_for_it(phys
                                       "--out", str(tmp_path / "noisy"), "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert ("Jtiny.fits: translated by the physics instead of the network: 24x24 px is too small for the "
-            "network's 4\" photometry ring (at least 28 px a side)") in result.output
+            "network's 4\" photometry ring (at least 28 px on each side)") in result.output
     assert "Jbig.fits: translated by the physics" not in result.output
+    assert ("Jwide.fits: translated by the physics instead of the network: 260x40 px: the network runs on cutouts "
+            "up to 256 px a side") in result.output
     assert "Jnowcs.fits: no WCS" in result.output
     net, phys = outs[str(phys_model)], outs["physics"]
     header, data = fits.getheader(net / "Jbig.cfht.fits"), fits.getdata(net / "Jbig.cfht.fits")
     assert header["S2SMETH"] == "ours-phys" and data.shape == (5, 212, 212)
-    assert "network run onto a 212x212 px grid (the model's own: 64x64 -> 136x136 px)" in "".join(header["HISTORY"])
+    assert "network run on this 100x100 px cutout (the model's own: 64x64 px)" in "".join(header["HISTORY"])
     physics = fits.getdata(phys / "Jbig.cfht.fits")
     np.testing.assert_allclose(data.sum(axis=(1, 2)), physics.sum(axis=(1, 2)), rtol=2e-3)
     centre = WCS(header).celestial.pixel_to_world(105.5, 105.5)
@@ -619,13 +624,19 @@ def test_a_cutout_of_another_size_is_translated_by_the_network_built_for_it(phys
     assert fits.getheader(net / "Jnowcs.cfht.fits")["S2SMETH"] == "ours-phys"
     np.testing.assert_allclose(nowcs, data, atol=1e-6 * np.abs(data).max())
     assert fits.getheader(net / "Jtiny.cfht.fits")["S2SMETH"] == "physics"
-    # larger cutouts go through the network a batch's pixels at a time: the same bytes in any batch
-    one = tmp_path / "one"
-    result = CliRunner().invoke(app, ["translate", str(inputs), "--to", "cfht", "--model", str(phys_model), "--no-noise",
-                                      "--out", str(one), "--seed", "1", "--batch-size", "1"])
-    assert result.exit_code == 0, result.output
-    for name in ("Jbig", "Jnowcs", "J0000"):
-        np.testing.assert_array_equal(fits.getdata(one / f"{name}.cfht.fits"), fits.getdata(net / f"{name}.cfht.fits"))
+    assert fits.getheader(net / "Jwide.cfht.fits")["S2SMETH"] == "physics"
+    rect, rect_physics = fits.getdata(net / "Jrect.cfht.fits"), fits.getdata(phys / "Jrect.cfht.fits")
+    assert fits.getheader(net / "Jrect.cfht.fits")["S2SMETH"] == "ours-phys" and rect.shape == rect_physics.shape
+    np.testing.assert_allclose(rect.sum(axis=(1, 2)), rect_physics.sum(axis=(1, 2)), rtol=2e-3)
+    # larger cutouts go through the network a batch's pixels at a time (at --batch-size 2 one 100 x
+    # 100 at a time): the same bytes in any batch
+    for size in ("1", "2"):
+        result = CliRunner().invoke(app, ["translate", str(inputs), "--to", "cfht", "--model", str(phys_model),
+                                          "--no-noise", "--out", str(tmp_path / size), "--seed", "1", "--batch-size", size])
+        assert result.exit_code == 0, result.output
+        for name in ("Jbig", "Jnowcs", "Jrect", "J0000"):
+            np.testing.assert_array_equal(fits.getdata(tmp_path / size / f"{name}.cfht.fits"),
+                                          fits.getdata(net / f"{name}.cfht.fits"))
     for name in ("J0000", "J0001"):
         assert fits.getheader(net / f"{name}.cfht.fits")["S2SMETH"] == "ours-phys"
     # the other way: a 150 x 150 CFHT cutout into SDSS, by the network onto the physics's 71 x 71
@@ -657,3 +668,32 @@ def test_another_size_with_the_onnx_backend_goes_to_the_physics_and_says_why(phy
     assert ("Jbig.fits: translated by the physics instead of the network: wrong size 100x100 px, the model takes "
             "64x64 px sdss cutouts on --backend onnx (--backend torch runs its network on other sizes)") in result.output
     assert fits.getheader(tmp_path / "out" / "Jbig.cfht.fits")["S2SMETH"] == "physics"
+
+
+def test_another_size_under_a_registry_whose_psfs_changed_goes_to_the_physics(phys_model, tmp_path, monkeypatch):
+    """The network's physics is rebuilt from the registry for another size: a registry whose PSFs are
+    not the ones the model was made with (a survey registered again in this process) sends such a
+    cutout to the physics, said; the model's own size still runs the network (its physics is saved)."""
+    import dataclasses
+
+    from astropy.io import fits
+
+    import survey2survey.surveys as surveys
+    from survey2survey.fits_io import make_wcs, write_cutout
+    from survey2survey.pipelines.translate import translate
+
+    sdss = get_survey("sdss")
+    yy, xx = np.mgrid[0:100, 0:100] - 49.5
+    big = (20 * np.exp(-np.hypot(yy, xx) / 3))[None].repeat(5, axis=0).astype(np.float32)
+    inputs = tmp_path / "in"
+    write_cutout(inputs / "Jbig.fits", big, sdss, wcs=make_wcs(151.0, 2.0, sdss.pixel_scale, (100, 100)))
+    write_inputs(inputs, sdss, 1)
+    first = translate([inputs], "cfht", model_dir=phys_model, out_dir=tmp_path / "before", noise=False, workers=0)
+    assert fits.getheader(tmp_path / "before" / "Jbig.cfht.fits")["S2SMETH"] == "ours-phys" and not first.warned
+    monkeypatch.setitem(surveys._registry, "sdss", dataclasses.replace(sdss, psf_fwhm=tuple(1.2 * f for f in sdss.psf_fwhm)))
+    report = translate([inputs], "cfht", model_dir=phys_model, out_dir=tmp_path / "after", noise=False, workers=0)
+    assert report.translated == 2 and not report.failed, report.warned
+    assert any("Jbig.fits" in str(path) and "PSFs of sdss and cfht are not the ones the model was made "
+               "with" in message for path, message in report.warned), report.warned
+    assert fits.getheader(tmp_path / "after" / "Jbig.cfht.fits")["S2SMETH"] == "physics"
+    assert fits.getheader(tmp_path / "after" / "J0000.cfht.fits")["S2SMETH"] == "ours-phys"

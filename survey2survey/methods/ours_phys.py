@@ -96,6 +96,7 @@ class OursPhys(Ours):
         for s, t in ((a, b), (b, a)):
             generator = PhysicsResidualGenerator.from_surveys(self.physics_survey(s), self.physics_survey(t), c,
                                                               self.size[s], self.size[t], correction="object",
+                                                              repair=True,
                                                               anchor=PhotometryAnchor.fits(self.physics_survey(t),
                                                                                            self.size[t]))
             self.add(self.G(s, t), generator, "generators")

@@ -14,7 +14,10 @@ noise the input carried).  For any weights:
 * the convolutions pad by reflection, so the border gets no frame from zero padding;
 * with ``anchor=True`` the flux in a 2" circle on the cutout's centre is the physics's linear
   estimate of the target's (:mod:`survey2survey.nets.anchor`), moved from or to the ring out to
-  4", where the object is bright enough for the estimate to be more than noise.
+  4", where the object is bright enough for the estimate to be more than noise;
+* with ``repair``, at inference, the peaks narrower than the target's PSF (specks: SDSS noise
+  spikes that R left) are taken away before the anchor, filled in from the pixels around them,
+  their light spread over the image (:mod:`survey2survey.nets.repair`): the flux stays P's.
 
 Model space is the Lin & Fouchez (2021) stretch of the common flux scale
 (:func:`survey2survey.surveys.stretch`); the generator takes and returns model-space
@@ -31,10 +34,11 @@ from torch import nn
 from survey2survey.nets.anchor import PhotometryAnchor
 from survey2survey.nets.layers import LEAKY_SLOPE, check_bands, check_input, to_pair
 from survey2survey.nets.noise_emulator import KERNEL_SIZE, NoiseEmulator
+from survey2survey.nets.repair import SpeckRepair, repair_config
 from survey2survey.nets.sky import frame_sky
 from survey2survey.surveys import get_survey, stretch, unstretch
 
-__all__ = ["PhysicsOperator", "PhysicsResidualGenerator", "physics_operator", "physics_noise_emulator",
+__all__ = ["PhysicsOperator", "PhysicsResidualGenerator", "physics_operator", "physics_noise_emulator", "registry_mismatch",
            "model_space_sky_sigma", "registry_sky_flux", "conserve_flux", "CORRECTIONS"]
 
 #: The ways a correction is made flux-conserving (:class:`PhysicsResidualGenerator` ``correction``).
@@ -169,11 +173,16 @@ class PhysicsResidualGenerator(nn.Module):
     anchor : bool
         Hold the 2" aperture flux of the result to the physics's linear estimate
         (:class:`~survey2survey.nets.anchor.PhotometryAnchor`, filled by :meth:`from_surveys`).
+    repair : dict or bool, optional
+        Take away the specks narrower than the target's PSF before the anchor, at inference (in
+        eval mode: training sees them) (:class:`~survey2survey.nets.repair.SpeckRepair`): its
+        config (:func:`~survey2survey.nets.repair.repair_config`), or True to take it from the
+        registry.
     """
 
     def __init__(self, bands: int = 5, in_size=64, out_size=136, rank: int = 1, width: int = 16,
                  dilations=(1, 2, 4, 8), physics: dict | None = None, correction: str = "frame",
-                 anchor: bool = False):
+                 anchor: bool = False, repair: dict | bool | None = None):
         super().__init__()
         bands = check_bands(bands, "PhysicsResidualGenerator")
         self.bands = bands
@@ -188,6 +197,12 @@ class PhysicsResidualGenerator(nn.Module):
             self.init_kwargs["correction"] = correction
         if anchor:  # models saved without one rebuild without one
             self.init_kwargs["anchor"] = True
+        if repair is True:  # the target's PSF from the registry
+            repair = repair_config(get_survey((physics or {}).get("target")), bands)
+        self.repair = SpeckRepair(repair["fwhm_px"], repair.get("profile", "kolmogorov"), repair.get("beta", 3.0),
+                                  repair.get("bands")) if repair else None
+        if repair:  # (its kernels are computed from this, not saved)
+            self.init_kwargs["repair"] = dict(repair)
         self.registry_sigma = _registry_sigma((physics or {}).get("target"), bands)
         self.physics = PhysicsOperator(bands, in_size, out_size, rank)
         self.anchor = PhotometryAnchor(bands, out_size) if anchor else None
@@ -203,6 +218,8 @@ class PhysicsResidualGenerator(nn.Module):
     def from_surveys(cls, source, target, bands: int, in_size, out_size, **kwargs) -> "PhysicsResidualGenerator":
         """A generator whose physics is ``source`` -> ``target`` (registry surveys) at typical seeing."""
         my, mx, description = physics_operator(source, target, bands, in_size, out_size)
+        if kwargs.get("repair") is True:
+            kwargs["repair"] = repair_config(get_survey(target), bands)
         net = cls(bands, in_size, out_size, rank=my.shape[1], physics=description, **kwargs)
         net.physics.set_operator(my, mx)
         if net.anchor is not None:
@@ -221,14 +238,13 @@ class PhysicsResidualGenerator(nn.Module):
             with (their PSFs changed since), or ``out_size`` cannot hold the anchor's ring.
         """
         made_with = self.init_kwargs["physics"]
+        changed = registry_mismatch(made_with)
+        if changed:
+            raise ValueError(changed)
         net = type(self).from_surveys(made_with.get("source"), made_with.get("target"), self.bands, in_size, out_size,
                                       width=self.init_kwargs["width"], dilations=self.init_kwargs["dilations"],
-                                      correction=self.correction, anchor=self.anchor is not None)
-        now = net.init_kwargs["physics"]["per_band"]
-        for band, was in made_with.get("per_band", {}).items():
-            if any(abs(now.get(band, {}).get(k, np.nan) - was[k]) > 1e-6 * abs(was[k]) for k in ("fwhm_in", "fwhm_out")):
-                raise ValueError(f"the registry's {band} PSFs of {made_with.get('source')} and {made_with.get('target')} "
-                                 "are not the ones the model was made with")
+                                      correction=self.correction, anchor=self.anchor is not None,
+                                      repair=self.init_kwargs.get("repair"))
         net.residual = self.residual  # the same weights (and device)
         buffer = next(self.buffers())
         return net.to(buffer.device)
@@ -249,7 +265,29 @@ class PhysicsResidualGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate ``x`` (N, bands, *in_size), model space -> (N, bands, *out_size), model space."""
         p, g = self.unanchored(x)
+        if self.repair is not None and not self.training:  # at inference: training sees the specks it makes
+            sigma = None if self.registry_sigma is None else self.registry_sigma.to(g.device)
+            g = self.repair(g, sigma)
         return stretch(g if self.anchor is None else self.anchor(g, p, unstretch(x.float())))
+
+
+def registry_mismatch(described: dict) -> str | None:
+    """Why the registry's physics of a generator's two surveys is not the one it was made with
+    (``described``: its ``physics`` description), or None.  The description records the PSF
+    FWHMs (in and out, per band), so a change of those is told; one of a PSF's profile or beta,
+    of a pixel scale or of the noise is not."""
+    from survey2survey.physics.translator import PhysicsTranslator
+
+    source, target = described.get("source"), described.get("target")
+    try:
+        ops = PhysicsTranslator(source, target).linear_operator((16, 16))
+    except Exception as exc:  # noqa: BLE001 - a survey gone from the registry, one without physics
+        return f"the registry has no physics of {source} -> {target} ({exc})"
+    now = {op["band_out"]: op["info"] for op in ops}
+    for band, was in (described.get("per_band") or {}).items():
+        if band not in now or any(abs(now[band][k] - was[k]) > 1e-6 * abs(was[k]) for k in ("fwhm_in", "fwhm_out")):
+            return f"the registry's {band} PSFs of {source} and {target} are not the ones the model was made with"
+    return None
 
 
 #: A frame whose sky noise is below this fraction of the target survey's registry sky sigma is

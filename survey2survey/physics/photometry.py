@@ -111,7 +111,7 @@ def source_noise_gain(estimators: np.ndarray, my: np.ndarray, mx: np.ndarray, co
     """
     from survey2survey.physics.spectra import kernel_spectrum
 
-    weights = np.einsum("brih,bjiw,brwx->bjhx", my, estimators, mx)
+    weights = np.einsum("brih,bjiw,brwx->bjhx", my, estimators, mx, optimize=True)
     power = np.abs(np.fft.fft2(weights)) ** 2
     shape = weights.shape[-2:]
     return np.sqrt((power * kernel_spectrum(shape, correlation)).sum(axis=(-2, -1)) / (shape[0] * shape[1]))

@@ -9,6 +9,8 @@ the two backends agree to float rounding.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from survey2survey.errors import UsageError
@@ -77,8 +79,6 @@ class TorchEngine:
         ValueError
             The generator has no ``resized`` or cannot be resized (its message says why).
         """
-        import copy
-
         import torch
 
         generator = self.graph.generator

@@ -14,13 +14,14 @@ torch backend (the paper's F = G + NE)::
 N (batch) and S (noise samples per image) are dynamic.  A model direction without a
 noise emulator exports ``x -> generator`` only; one with a stochastic generator (augcgan)
 ``x, z -> generator``, z the latent code ``(N, latent_dim)`` (:class:`LatentGraph`).  Each file carries metadata
-(``s2s.format``, ``s2s.direction``, ``s2s.weights_sha256``, ``s2s.max_abs_diff``) so
-that a stale file is never used for other weights.
+(``s2s.format``, ``s2s.direction``, ``s2s.weights_sha256``, ``s2s.graph_sha256``,
+``s2s.max_abs_diff``) so that a stale file is never used for other weights, nor for the same
+weights built into another graph (the modules' config changed: a speck repair added).
 
 Where the files live: ``s2s export --model DIR`` writes ``DIR/onnx/<a>-to-<b>.onnx``;
 ``s2s translate --backend onnx`` uses those when they match the weights, and otherwise
 exports on first use into a per-user cache (the model directory may be read-only):
-``$S2S_CACHE/onnx/<weights sha256>/``, default ``~/.cache/survey2survey`` (or
+``$S2S_CACHE/onnx/<graph sha256>/``, default ``~/.cache/survey2survey`` (or
 ``$XDG_CACHE_HOME/survey2survey``).
 """
 
@@ -84,15 +85,24 @@ def onnx_file_name(direction: str) -> str:
     return direction.replace("->", "-to-").replace(" ", "") + ".onnx"
 
 
-def cache_dir(weights_sha256: str) -> Path:
-    """Per-user cache of exported graphs of one model (by the SHA-256 of its weights)."""
+def graph_sha256(model) -> str:
+    """SHA-256 of a loaded model's weights and its modules' config: what its graphs are made of."""
+    import hashlib
+    import json
+
+    modules = json.dumps(model.config.get("modules") or {}, sort_keys=True)
+    return hashlib.sha256(f"{model.weights_sha256}\n{modules}".encode()).hexdigest()
+
+
+def cache_dir(key: str) -> Path:
+    """Per-user cache of exported graphs of one model (by :func:`graph_sha256`)."""
     root = os.environ.get("S2S_CACHE")
     if root:
         base = Path(root).expanduser()
     else:
         xdg = os.environ.get("XDG_CACHE_HOME")
         base = (Path(xdg) if xdg else Path.home() / ".cache") / "survey2survey"
-    return base / "onnx" / weights_sha256
+    return base / "onnx" / key
 
 
 def _direction_parts(model, direction: str):
@@ -184,6 +194,7 @@ def export_direction(model, direction: str, path: str | os.PathLike, *, verify: 
         "s2s.format": ONNX_FORMAT,
         "s2s.direction": direction,
         "s2s.weights_sha256": model.weights_sha256,
+        "s2s.graph_sha256": graph_sha256(model),
         "s2s.model": str(model.config.get("name", "")),
         "s2s.noise": "yes" if ne is not None else "no",
     }
@@ -296,12 +307,14 @@ def onnx_for(model, direction: str) -> Path:
     exports into the cache when neither holds a file made from these weights.
     """
     name = onnx_file_name(direction)
-    for candidate in (Path(model.path) / "onnx" / name, cache_dir(model.weights_sha256) / name):
+    key = graph_sha256(model)
+    for candidate in (Path(model.path) / "onnx" / name, cache_dir(key) / name):
         if candidate.is_file():
             meta = _metadata(candidate)
-            if meta.get("s2s.weights_sha256") == model.weights_sha256 and meta.get("s2s.direction") == direction:
+            if (meta.get("s2s.weights_sha256"), meta.get("s2s.graph_sha256"), meta.get("s2s.direction")) == \
+                    (model.weights_sha256, key, direction):
                 return candidate
-    target = cache_dir(model.weights_sha256) / name
+    target = cache_dir(key) / name
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

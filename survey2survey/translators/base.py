@@ -74,6 +74,8 @@ class Prepared:
         Notes about the input, reported and written to HISTORY.
     state : object
         The translator's own (picklable) data for :meth:`Translator.finish`.
+    notes : list of str
+        Lines for the output's HISTORY only (how it was translated; not warnings).
     """
 
     source: Survey
@@ -82,6 +84,7 @@ class Prepared:
     mask: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
     state: Any = None
+    notes: list[str] = field(default_factory=list)
 
 
 class Translator(abc.ABC):

@@ -22,7 +22,9 @@ from the object's key like the noise.
 from __future__ import annotations
 
 import functools
+import json
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -115,7 +117,8 @@ class LearnedTranslator(Translator):
         self._physics = None  # made on first use (_by_physics): a cutout the network cannot take
         # a generator on the physics runs on other cutout sizes: its physics rebuilt for them (torch)
         self._made_with = {name: _resizable(model, d) for name, d in self.into.items()}
-        self._sized: dict = {}  # (source, input shape) -> engine (main process)
+        self._sized: OrderedDict = OrderedDict()  # (source, input shape) -> engine, most recent last (main process)
+        self._batch: int | None = None  # set by batch_size()
         # a cutout with some of the bands only is read as it is, and left to the physics (prepare)
         self.partial_bands = all(s.has_physics for s in self.sources.values()) and self.target.has_physics
         # the registry's sky brightness of the target gives its sources' Poisson noise (the noise
@@ -138,7 +141,7 @@ class LearnedTranslator(Translator):
     def __getstate__(self) -> dict:
         # the worker processes prepare and finish cutouts: they need no networks
         state = dict(self.__dict__)
-        state["_model"], state["_engines"] = None, {}
+        state["_model"], state["_engines"], state["_sized"] = None, {}, OrderedDict()
         return state
 
     # --- main process ---------------------------------------------------------------
@@ -180,27 +183,28 @@ class LearnedTranslator(Translator):
                 for i, data in zip(learned, self.run([batch[i] for i in learned], keys[learned], samples)):
                     out[i] = data
             return out
-        groups: dict = {}
-        for i, p in enumerate(batch):
-            groups.setdefault(p.x.shape, []).append(i)
         name, shape = batch[0].source.name, tuple(batch[0].x.shape[1:])  # (H, W)
-        # cutouts larger than the model's own: fewer at a time, a batch's pixels (memory)
-        budget = getattr(self, "_batch", len(batch)) * int(np.prod(self.shapes[name][0]))
-        at_once = max(1, budget // int(np.prod(shape))) if len(groups) == 1 else len(batch)
-        if len(groups) > 1 or at_once < len(batch):  # several sizes: one batch each; or a large size: in parts
+        at_once = self._at_once(name, shape, len(batch))
+        parts = _parts(batch, at_once)
+        if len(parts) > 1:  # several sizes (one call each), or large cutouts (a batch's pixels at a time)
             out = [None] * len(batch)
-            parts = [idx[k : k + at_once] for idx in groups.values() for k in range(0, len(idx), at_once)]
-            for idx in parts:
-                for i, data in zip(idx, self.run([batch[i] for i in idx], keys[idx], samples)):
+            for part in parts:
+                for i, data in zip(part, self.run([batch[i] for i in part], keys[part], samples)):
                     out[i] = data
             return out
         engine = self._engine(name, shape)
         x = np.stack([p.x for p in batch])  # (N, C, H, W) model space
-        pad = self._batch if self.compile and self.backend == "torch" else None
+        # a compiled generator runs one batch size: a large cutout's part is padded to its own size
+        pad = min(self._batch or len(batch), at_once) if self.compile and self.backend == "torch" else None
         out = engine.run(x, keys, samples, self.noise, pad)  # (N, S, C, H, W) model space
         if self._source_noise is not None and self.into[batch[0].source.name].target_grid is None:
             out = add_source_noise(out, keys, self.target, self._source_noise)
         return out
+
+    def _at_once(self, name: str, shape, n: int) -> int:
+        """How many cutouts of ``shape`` (H, W) go through the network at a time: as many pixels as
+        a batch of the model's own size (memory)."""
+        return max(1, (self._batch or n) * int(np.prod(self.shapes[name][0])) // int(np.prod(shape)))
 
     def _engine(self, name: str, shape):
         """The engine of direction ``name`` for inputs of ``shape`` (H, W): the model's own, or
@@ -210,12 +214,14 @@ class LearnedTranslator(Translator):
         if shape == tuple(engine.in_shape):
             return engine
         key = (name, shape)
-        if key not in self._sized:
+        if key in self._sized:
+            self._sized.move_to_end(key)
+        else:
             if len(self._sized) >= SIZES_KEPT:
-                self._sized.pop(next(iter(self._sized)))
-            source = self.sources[name]
+                self._sized.popitem(last=False)  # the least recently used
+            source = get_survey(self.sources[name].name)
             try:
-                self._sized[key] = engine.resized(shape, _network_out_shape(source.name, self.target.name, shape))
+                self._sized[key] = engine.resized(shape, _network_out_shape(source, get_survey(self.target.name), shape))
             except ValueError as exc:  # prepare() checked what it could: a registry changed under the model
                 raise ModelError(f"{self.model_path}: cannot run on {shape[1]}x{shape[0]} px {source.name} cutouts: {exc}") from None
         return self._sized[key]
@@ -261,6 +267,7 @@ class LearnedTranslator(Translator):
                 f"(more than {SCALE_TOLERANCE:.0%} off): the model takes {name} pixels; resample the cutout first",
             )
         in_shape, out_shape = self.shapes[name]  # the generator's grids
+        notes: list[str] = []
         # a regridded model reads the survey's own cutouts and resamples them itself
         want = (survey.cutout_size, survey.cutout_size) if d.source_grid is not None else in_shape
         if tuple(cutout.data.shape[1:]) != tuple(want):  # another cutout size: the network resized, or the physics
@@ -268,7 +275,10 @@ class LearnedTranslator(Translator):
             why = self._other_size(name, survey, other, want)
             if why is not None:
                 return self._prepare_by_physics(cutout, survey, CutoutError(path, why))
-            in_shape, out_shape = other, _network_out_shape(name, self.target.name, other)
+            in_shape, out_shape = other, _network_out_shape(get_survey(name), get_survey(self.target.name), other)
+            notes.append(f"network run on this {other[1]}x{other[0]} px cutout (the model's own: {want[1]}x{want[0]} px): "
+                         "its physics operator and photometry anchor built for it from the registry, its "
+                         "convolutional correction unchanged")
         # a band with no image (padding, no coverage): the network would paint one there from the
         # other bands, and let the empty band move theirs; the physics keeps every band its own
         flat = [b for b, empty in zip(survey.bands, flat_planes(cutout.data)) if empty]
@@ -312,7 +322,7 @@ class LearnedTranslator(Translator):
                             "set to their neighbours' median before the network")
         if self.training_range:  # measured as on the model's own cutouts: the centre of a larger one
             warnings += range_warnings(_central(cutout.data, want), survey, self.training_range)
-        return Prepared(survey, to_model_space(data, survey), geometry, mask, warnings, resample)
+        return Prepared(survey, to_model_space(data, survey), geometry, mask, warnings, resample, notes)
 
     def _other_size(self, name: str, survey: Survey, shape: tuple[int, int], want) -> str | None:
         """Why the network cannot take a cutout of ``shape`` (H, W) instead of its ``want``, or None."""
@@ -324,12 +334,15 @@ class LearnedTranslator(Translator):
             return f"{wrong} on --backend {self.backend} (--backend torch runs its network on other sizes)"
         if max(h, w) > MAX_SIDE:
             return f"{w}x{h} px: the network runs on cutouts up to {MAX_SIDE} px a side"
-        out = _network_out_shape(name, self.target.name, shape)
-        if made_with["anchor"] and not _anchor_fits(self.target.name, out):
-            return (f"{w}x{h} px is too small for the network's 4\" photometry ring (at least "
-                    f"{_smallest_side(name, self.target.name)} px a side)")
-        if not _registry_matches(_json_key(made_with["physics"])):
-            return f"{wrong}: the registry's PSFs are no longer the ones the model was made with"
+        source, target = get_survey(name), get_survey(self.target.name)  # (the registry's now)
+        out = _network_out_shape(source, target, shape)
+        smallest = _smallest_side(source, target, made_with["anchor"])
+        if min(h, w) < smallest or not _fits(target, out, made_with["anchor"]):
+            why = "the network's 4\" photometry ring" if made_with["anchor"] else "the network"
+            return f"{w}x{h} px is too small for {why} (at least {smallest} px on each side)"
+        changed = _registry_mismatch(json.dumps(made_with["physics"], sort_keys=True), source, target)
+        if changed:
+            return f"{wrong}: {changed}"
         return None
 
     def finish(self, prepared: Prepared, data: np.ndarray) -> np.ndarray:
@@ -376,11 +389,7 @@ class LearnedTranslator(Translator):
         else:
             history.append(f"generator output without noise, converted to {target.name} native units")
         history += _grid_history(d, target)
-        (own_in, own_out), shape = self.shapes[d.source.name], tuple(prepared.geometry.shape)
-        if d.target_grid is None and shape != tuple(own_out):
-            history.append(f"network run onto a {shape[1]}x{shape[0]} px grid (the model's own: {own_in[1]}x{own_in[0]} "
-                           f"-> {own_out[1]}x{own_out[0]} px): its physics operator and photometry anchor built for "
-                           "this cutout from the registry, its convolutional correction unchanged")
+        history += prepared.notes
         drawn = self.noise_label == "yes" or d.latent_dim
         cards = [("S2SNSAMP", int(n_samples) if drawn else 0, "realisations in this file (noise or latent draws)")]
         grid = d.source_grid or d.target_grid
@@ -444,8 +453,11 @@ def add_source_noise(out: np.ndarray, keys, target: Survey, sky: Survey) -> np.n
     return out
 
 
-#: Largest side (pixels) of a cutout the network runs on: a larger one goes to the physics.
-MAX_SIDE = 512
+#: Largest side (pixels) of a cutout the network runs on: a larger one goes to the physics (building
+#: the physics operator and anchor for 256 px takes 2.4 s and 0.7 GB; for 512 px 8.5 s and 1.9 GB).
+MAX_SIDE = 256
+#: Smallest output side of a network without the anchor (its dilated convolutions pad by reflection).
+MIN_OUT_SIDE = 32
 #: Cutout sizes other than a model's own kept ready at once (each holds its physics operator).
 SIZES_KEPT = 8
 
@@ -461,8 +473,12 @@ def _resizable(model: LoadedModel, d: Direction) -> dict | None:
     return {"physics": generator.init_kwargs.get("physics") or {}, "anchor": getattr(generator, "anchor", None) is not None}
 
 
+# The caches below are keyed on the registry's Survey objects, not their names: a survey
+# registered again (--surveys, $S2S_SURVEYS) is another object.
+
+
 @functools.lru_cache(maxsize=64)
-def _network_out_shape(source: str, target: str, shape: tuple[int, int]) -> tuple[int, int]:
+def _network_out_shape(source: Survey, target: Survey, shape: tuple[int, int]) -> tuple[int, int]:
     """The output grid of the network on a ``shape`` cutout of ``source``: the physics's (same
     footprint to the nearest target pixel at the registry's scales), as on the model's own size."""
     from survey2survey.physics.translator import PhysicsTranslator
@@ -470,42 +486,40 @@ def _network_out_shape(source: str, target: str, shape: tuple[int, int]) -> tupl
     return tuple(PhysicsTranslator(source, target).output_geometry(tuple(shape))[0])
 
 
-@functools.lru_cache(maxsize=8)
-def _smallest_side(source: str, target: str) -> int:
-    """The smallest square cutout of ``source`` whose network output holds the anchor's ring."""
-    return next(n for n in range(8, MAX_SIDE + 1) if _anchor_fits(target, _network_out_shape(source, target, (n, n))))
-
-
-@functools.lru_cache(maxsize=64)
-def _anchor_fits(target: str, out_shape: tuple[int, int]) -> bool:
+def _fits(target: Survey, out_shape: tuple[int, int], anchor: bool) -> bool:
+    """Whether the network's output grid holds its anchor's ring (or, without one, its convolutions)."""
+    if not anchor:
+        return min(out_shape) >= MIN_OUT_SIDE
     from survey2survey.nets.anchor import PhotometryAnchor
 
-    return PhotometryAnchor.fits(get_survey(target), out_shape)
+    return PhotometryAnchor.fits(target, out_shape)
 
 
-def _json_key(value) -> str:
-    """A hashable key of a JSON-able value (sorted keys)."""
-    import json
+@functools.lru_cache(maxsize=16)
+def _smallest_side(source: Survey, target: Survey, anchor: bool) -> int:
+    """The smallest square cutout of ``source`` whose network output :func:`_fits`."""
+    return next((n for n in range(1, MAX_SIDE + 1) if _fits(target, _network_out_shape(source, target, (n, n)), anchor)),
+                MAX_SIDE + 1)
 
-    return json.dumps(value, sort_keys=True)
+
+@functools.lru_cache(maxsize=16)
+def _registry_mismatch(described: str, source: Survey, target: Survey) -> str | None:
+    """:func:`~survey2survey.nets.residual.registry_mismatch` of a generator's physics
+    description (JSON), cached for the registry's ``source`` and ``target`` of the moment."""
+    from survey2survey.nets.residual import registry_mismatch
+
+    return registry_mismatch(json.loads(described))
 
 
-@functools.lru_cache(maxsize=8)
-def _registry_matches(described: str) -> bool:
-    """Whether the registry's physics of a model's two surveys is the one it was made with
-    (``described``: :func:`_json_key` of the generator's physics description)."""
-    import json
-
-    from survey2survey.physics.translator import PhysicsTranslator
-
-    made = json.loads(described)
-    try:
-        ops = PhysicsTranslator(made["source"], made["target"]).linear_operator((64, 64))
-    except Exception:  # noqa: BLE001 - a survey gone from the registry, a description without one
-        return False
-    now = {op["band_out"]: op["info"] for op in ops}
-    return all(band in now and all(abs(now[band][k] - was[k]) <= 1e-6 * abs(was[k]) for k in ("fwhm_in", "fwhm_out"))
-               for band, was in (made.get("per_band") or {}).items())
+def _parts(batch: Sequence[Prepared], at_once: int) -> list[list[int]]:
+    """The batch's indices by input size, each size cut into runs of ``at_once`` when there is one
+    size (a run of another size gets its own ``at_once`` when it comes)."""
+    groups: dict = {}
+    for i, p in enumerate(batch):
+        groups.setdefault(p.x.shape, []).append(i)
+    if len(groups) > 1:
+        return list(groups.values())
+    return [list(range(k, min(k + at_once, len(batch)))) for k in range(0, len(batch), at_once)]
 
 
 def _central(data: np.ndarray, shape) -> np.ndarray:

@@ -1,0 +1,118 @@
+"""The speck repair: peaks and dips narrower than the target's PSF taken away, sources left alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from survey2survey.nets.repair import KERNEL_SIZE, MTF_LEVEL, SpeckRepair, band_limit_kernel, psf_transfer, repair_config
+from survey2survey.surveys import get_survey
+
+CFHT = get_survey("cfht")
+FWHM_PX = repair_config(CFHT, 5)["fwhm_px"]
+SIGMA = torch.tensor([CFHT.typical_sky_sigma(b) for b in CFHT.bands], dtype=torch.float32).reshape(1, 5, 1, 1)
+
+
+def psf_image(fwhm_px: float, size: int = 64, centre=(31.3, 32.6), flux: float = 1.0) -> np.ndarray:
+    """A Kolmogorov PSF of ``fwhm_px`` drawn by its analytic transfer (pixel included)."""
+    f = np.fft.fftfreq(size)
+    otf = psf_transfer("kolmogorov", fwhm_px, np.hypot(f[:, None], f[None, :])) * np.sinc(f[:, None]) * np.sinc(f[None, :])
+    phase = np.exp(-2j * np.pi * (f[:, None] * centre[0] + f[None, :] * centre[1]))
+    return flux * np.real(np.fft.ifft2(otf * phase))
+
+
+def scene(stars) -> torch.Tensor:
+    """(1, 5, 64, 64): a broad galaxy plus PSF-shaped stars ``[(y, x, peak in sigma)]`` in every band."""
+    yy, xx = np.mgrid[:64, :64]
+    image = np.zeros((5, 64, 64))
+    for b in range(5):
+        sigma = float(SIGMA[0, b, 0, 0])
+        image[b] = 30 * sigma * np.exp(-np.hypot(yy - 32, xx - 32) / 6.0)
+        for y, x, peak in stars:
+            star = psf_image(FWHM_PX[b], centre=(y, x))
+            image[b] += star * peak * sigma / star.max()
+    return torch.tensor(image[None], dtype=torch.float32)
+
+
+def test_the_analytic_transfer_is_galsims():
+    galsim = pytest.importorskip("galsim")
+    n = 256
+    f = np.fft.fftfreq(n)[: n // 2]
+    for profile, obj in (("kolmogorov", galsim.Kolmogorov(fwhm=3.74)), ("moffat", galsim.Moffat(beta=3.0, fwhm=3.74))):
+        drawn = obj.drawImage(nx=n, ny=n, scale=1.0, method="no_pixel").array
+        mtf = np.abs(np.fft.fft2(np.fft.ifftshift(drawn)))[0, : n // 2]
+        assert np.abs(mtf - psf_transfer(profile, 3.74, f)).max() < 1e-3
+
+
+def test_the_band_limit_passes_the_psf_and_stops_where_it_does():
+    kernel = band_limit_kernel("kolmogorov", FWHM_PX[2])
+    assert kernel.shape == (KERNEL_SIZE,) and kernel.sum() == pytest.approx(1.0)
+    transfer = np.abs(np.fft.fft(kernel, 64))[:32]  # along each axis
+    f = np.fft.fftfreq(64)[:32]
+    psf = psf_transfer("kolmogorov", FWHM_PX[2], f) * np.sinc(f)
+    assert transfer[psf > 0.5].min() > 0.98  # the PSF's core frequencies pass
+    assert transfer[psf < MTF_LEVEL / 3].max() < 0.15  # beyond its reach, stopped
+
+
+def test_spikes_and_dips_go_sources_stay_and_the_flux_is_kept():
+    repair = SpeckRepair(FWHM_PX)
+    clean = scene([(15.0, 48.0, 400.0), (50.0, 14.0, 8.0)])  # a bright and a faint star
+    assert torch.equal(repair(clean, SIGMA), clean)  # nothing to take away: bit-identical
+    specked = clean.clone()
+    specked[0, :, 40, 20] += 7 * SIGMA[0, :, 0, 0]  # one-pixel spikes of 7 sigma, on the galaxy's wing
+    specked[0, :, 20, 20] -= 7 * SIGMA[0, :, 0, 0]  # and dips
+    out = repair(specked, SIGMA)
+    residual = ((out - clean) / SIGMA)[0]
+    assert residual[:, 38:43, 18:23].abs().max() < 1.0 and residual[:, 18:23, 18:23].abs().max() < 1.0
+    torch.testing.assert_close(out.sum(dim=(2, 3)), specked.sum(dim=(2, 3)), rtol=1e-6, atol=0)
+    far = np.ones((64, 64), bool)
+    far[14:27, 14:27] = far[34:47, 14:27] = False
+    assert residual[:, far].abs().max() < 0.01  # elsewhere only their light, spread over the image
+
+
+def test_a_sharper_star_is_not_a_speck():
+    """A star at 0.8 x the typical seeing (a good night) loses about 20 % of its peak to the band
+    limit: it is left alone, from 8 to 400 sigma."""
+    repair = SpeckRepair(FWHM_PX)
+    yy, xx = np.mgrid[:64, :64]
+    image = np.zeros((1, 5, 64, 64), np.float32)
+    for b in range(5):
+        for (y, x), peak in zip(((20.2, 20.7), (44.5, 40.1)), (8.0, 400.0)):
+            star = psf_image(0.8 * FWHM_PX[b], centre=(y, x))
+            image[0, b] += star * peak * float(SIGMA[0, b, 0, 0]) / star.max()
+    image = torch.from_numpy(image)
+    assert torch.equal(repair(image, SIGMA), image)
+
+
+def test_without_a_sky_sigma_nothing_is_taken():
+    specked = scene([])
+    specked[0, :, 40, 20] += 7 * SIGMA[0, :, 0, 0]
+    assert torch.equal(SpeckRepair(FWHM_PX)(specked, None), specked)
+
+
+def test_a_bright_core_sharper_than_the_psf_is_left_alone():
+    """A source's core the network made too sharp (a star at 0.4 x the seeing, 300 sigma) loses
+    over half its peak to the band limit, but far more than a speck's few sigma: it stays."""
+    image = np.zeros((1, 5, 64, 64), np.float32)
+    for b in range(5):
+        star = psf_image(0.4 * FWHM_PX[b], centre=(30.0, 30.0))
+        image[0, b] = star * 300 * float(SIGMA[0, b, 0, 0]) / star.max()
+    image = torch.from_numpy(image)
+    assert (image - SpeckRepair(FWHM_PX).band_limited(image))[0, :, 30, 30].gt(0.45 * image[0, :, 30, 30]).all()
+    assert torch.equal(SpeckRepair(FWHM_PX)(image, SIGMA), image)
+
+
+def test_a_spike_inside_a_brighter_ring_is_never_raised():
+    """The fill comes from the pixels around a speck: inside a ring brighter than itself it would
+    add light, so a spike is only ever lowered."""
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 32, xx - 32)
+    image = np.zeros((1, 5, 64, 64), np.float32)
+    for b in range(5):
+        sigma = float(SIGMA[0, b, 0, 0])
+        image[0, b] = np.where((r > 2.5) & (r < 3.6), 20 * sigma, 0.0)
+        image[0, b, 32, 32] = 7 * sigma
+    image = torch.from_numpy(image)
+    out = SpeckRepair(FWHM_PX)(image, SIGMA)
+    assert ((out - image)[0, :, 31:34, 31:34] <= 0.01 * SIGMA[0]).all()  # (plus the light spread back)
