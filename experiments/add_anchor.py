@@ -41,7 +41,8 @@ def main(argv=None) -> int:
         generator.init_kwargs["anchor"] = True
         return True
 
-    added = modify_generators(args.model, args.out, add, "anchor_added", overwrite=args.overwrite)
+    added = modify_generators(args.model, args.out, add, "anchor_added",
+                              "no physics-residual generator without an anchor", overwrite=args.overwrite)
     print(f"wrote {args.out}: anchor added to {', '.join(added)}")
     return 0
 

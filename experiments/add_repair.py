@@ -38,7 +38,8 @@ def main(argv=None) -> int:
         generator.init_kwargs["repair"] = config
         return True
 
-    added = modify_generators(args.model, args.out, add, "repair_added", overwrite=args.overwrite)
+    added = modify_generators(args.model, args.out, add, "repair_added",
+                              "no physics-residual generator without the speck repair", overwrite=args.overwrite)
     print(f"wrote {args.out}: speck repair added to {', '.join(added)}")
     return 0
 

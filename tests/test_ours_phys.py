@@ -502,6 +502,27 @@ def test_anchor_is_built_in_and_can_be_added_to_a_model_without_one(phys_model, 
         add_anchor(["--model", str(tmp_path / "new"), "--out", str(tmp_path / "again")])
 
 
+def test_speck_repair_is_built_in_and_can_be_added_without_touching_the_weights(phys_model, tmp_path):
+    """New ours-phys generators carry the speck repair (all bands); experiments/add_repair gives one
+    to a model without, for the bands named, in its config only: the weights file is the same."""
+    from experiments.add_repair import main as add_repair
+    from survey2survey.model import save_model
+
+    model = load_model(phys_model)
+    for name in ("generator_sdss_to_cfht", "generator_cfht_to_sdss"):
+        assert model.modules[name].repair is not None and model.modules[name].repair.bands == [0, 1, 2, 3, 4]
+        model.modules[name].repair = None  # as a model from before the repair
+        model.modules[name].init_kwargs.pop("repair")
+    save_model(tmp_path / "old", model.modules, model.config)
+    assert add_repair(["--model", str(tmp_path / "old"), "--out", str(tmp_path / "new"), "--bands", "u,z"]) == 0
+    new = load_model(tmp_path / "new")
+    assert new.config["repair_added"]["directions"] == ["sdss->cfht", "cfht->sdss"]
+    assert new.modules["generator_sdss_to_cfht"].repair.bands == [0, 4]
+    assert (tmp_path / "new" / "weights.safetensors").read_bytes() == (tmp_path / "old" / "weights.safetensors").read_bytes()
+    with pytest.raises(SystemExit, match="no physics-residual generator without the speck repair"):
+        add_repair(["--model", str(tmp_path / "new"), "--out", str(tmp_path / "again")])
+
+
 def test_emulate_noise_draws_the_surveys_whole_noise_not_the_calibrated_top_up(phys_model, tmp_path):
     """An ours-phys noise emulator is scaled to add only what its generator lacks (the tiny model:
     by 0, its generator carries the SDSS noise).  emulate-noise divides that out: the CFHT maps
