@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from survey2survey.cli import app
 from survey2survey.model import leave_to_physics, load_model, model_directions, physics_directions
 from survey2survey.nets.residual import PhysicsResidualGenerator, physics_noise_emulator
+from survey2survey.nets.repair import LIFT_SIGMA
 from survey2survey.physics.noise import lag1_correlation
 from survey2survey.physics.translator import PhysicsTranslator
 from survey2survey.surveys import get_survey, stretch, unstretch
@@ -511,6 +512,7 @@ def test_speck_repair_is_built_in_and_can_be_added_without_touching_the_weights(
     model = load_model(phys_model)
     for name in ("generator_sdss_to_cfht", "generator_cfht_to_sdss"):
         assert model.modules[name].repair is not None and model.modules[name].repair.bands == [0, 1, 2, 3, 4]
+        assert model.modules[name].repair.lift == LIFT_SIGMA
         model.modules[name].repair = None  # as a model from before the repair
         model.modules[name].init_kwargs.pop("repair")
     save_model(tmp_path / "old", model.modules, model.config)
@@ -519,8 +521,19 @@ def test_speck_repair_is_built_in_and_can_be_added_without_touching_the_weights(
     assert new.config["repair_added"]["directions"] == ["sdss->cfht", "cfht->sdss"]
     assert new.modules["generator_sdss_to_cfht"].repair.bands == [0, 4]
     assert (tmp_path / "new" / "weights.safetensors").read_bytes() == (tmp_path / "old" / "weights.safetensors").read_bytes()
+    assert new.modules["generator_sdss_to_cfht"].repair.lift is None
     with pytest.raises(SystemExit, match="no physics-residual generator without the speck repair"):
         add_repair(["--model", str(tmp_path / "new"), "--out", str(tmp_path / "again")])
+    # the lift, added to a repair without one (the shipped models' way)
+    assert add_repair(["--model", str(tmp_path / "new"), "--out", str(tmp_path / "lifted"), "--lift", "3"]) == 0
+    lifted = load_model(tmp_path / "lifted")
+    assert lifted.config["lift_added"]["directions"] == ["sdss->cfht", "cfht->sdss"]
+    assert lifted.config["repair_added"] == new.config["repair_added"]
+    assert lifted.modules["generator_sdss_to_cfht"].repair.bands == [0, 4]
+    assert lifted.modules["generator_sdss_to_cfht"].repair.lift == 3.0
+    assert (tmp_path / "lifted" / "weights.safetensors").read_bytes() == (tmp_path / "old" / "weights.safetensors").read_bytes()
+    with pytest.raises(SystemExit, match="with the speck repair and without the lift"):
+        add_repair(["--model", str(tmp_path / "lifted"), "--out", str(tmp_path / "again"), "--lift", "3"])
 
 
 def test_emulate_noise_draws_the_surveys_whole_noise_not_the_calibrated_top_up(phys_model, tmp_path):
@@ -580,6 +593,7 @@ def test_onnx_export_of_an_anchored_model_reproduces_torch(phys_model, tmp_path,
     galaxy = 40.0 * np.exp(-np.hypot(yy / 3.0, xx / 5.0))  # nanomaggies, on the SDSS sky below
     rng = np.random.default_rng(3)
     native = galaxy[None, None] * rng.uniform(0.3, 1.5, (3, 5, 1, 1)) + 0.05 * rng.standard_normal((3, 5, 64, 64))
+    native[1, 2, 10:13, 50:53] = -3.0  # a dark patch the translation carries, to be lifted
     x = torch.from_numpy(to_model_space(native.astype(np.float32), sdss))
     z1, z2 = noise_inputs([1, 2, 3], range(5), 136, 136, samples=1)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -590,7 +604,12 @@ def test_onnx_export_of_an_anchored_model_reproduces_torch(phys_model, tmp_path,
         generator.anchor, anchor = None, generator.anchor
         without = generator(x).numpy()
         generator.anchor = anchor
+        generator.repair.lift, lift = None, generator.repair.lift
+        unlifted = generator(x).numpy()
+        generator.repair.lift = lift
     assert np.abs(want - without).max() > 1e-3  # the anchor acted on these galaxies
+    assert np.abs(want - unlifted)[1, 2].max() > 1e-3  # the lift acted (on the dark patch, and on
+    # this barely trained network's dark pixels)
     assert np.abs(got["generator"] - want).max() < 1e-4
 
 

@@ -116,3 +116,79 @@ def test_a_spike_inside_a_brighter_ring_is_never_raised():
     image = torch.from_numpy(image)
     out = SpeckRepair(FWHM_PX)(image, SIGMA)
     assert ((out - image)[0, :, 31:34, 31:34] <= 0.01 * SIGMA[0]).all()  # (plus the light spread back)
+
+
+def ringed_star(depth: float) -> torch.Tensor:
+    """(1, 5, 64, 64): a star (300 sigma) whose pixels 3-5 px from its centre are ``depth`` sigma
+    below the sky, the light they lack put into its core (an over-sharpened star: its flux the star's)."""
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 30.2, xx - 33.7)
+    image = np.zeros((1, 5, 64, 64))
+    for b in range(5):
+        sigma = float(SIGMA[0, b, 0, 0])
+        star = psf_image(FWHM_PX[b], centre=(30.2, 33.7))
+        star *= 300 * sigma / star.max()
+        ringed = np.where((r > 3.0) & (r < 5.0), -depth * sigma, star)
+        core = r <= 3.0
+        ringed[core] *= 1 + (star.sum() - ringed.sum()) / ringed[core].sum()
+        image[0, b] = ringed
+    return torch.tensor(image, dtype=torch.float32)
+
+
+def test_a_dark_ring_is_lifted_from_the_core_near_it_and_the_flux_kept():
+    repair = SpeckRepair(FWHM_PX, bands=[], lift=3.0)
+    image = ringed_star(8.0)
+    for b in range(5):  # and a star without a ring, far from the ringed one
+        star = psf_image(FWHM_PX[b], centre=(12.0, 12.0))
+        image[0, b] += torch.from_numpy(star * 300 / star.max()).float() * SIGMA[0, b]
+    out = repair.lifted(image, SIGMA)
+    assert ((image / SIGMA)[0].amin(dim=(1, 2)) < -7.9).all()
+    assert ((out / SIGMA)[0].amin(dim=(1, 2)) > -0.5).all()  # the ring raised to (about) the sky
+    torch.testing.assert_close(out.sum(dim=(2, 3)), image.sum(dim=(2, 3)), rtol=1e-5, atol=0)
+    yy, xx = np.mgrid[:64, :64]
+    r = torch.from_numpy(np.hypot(yy - 30.2, xx - 33.7))
+    change = ((out - image) / SIGMA)[0]
+    assert (change[:, r < 2.5].sum(dim=1) < 0).all()  # its light from the star's core
+    assert change[:, r > 20].abs().max() < 0.01  # the sky and the other star far away (a trace spread
+    # over the image)
+    assert torch.equal(repair(image, SIGMA), image)  # no specks asked for: forward leaves it
+
+
+def test_the_sky_a_shallow_dip_and_a_clean_star_are_not_lifted():
+    """What a noise-free translation's sky holds (a residual of the source's noise, about 0.4
+    sigma; a sky subtracted 0.8 sigma too much over a patch) and a 2.5 sigma dip are left
+    bit-identical, as is every plane of a batch whose only dark pixels are in another."""
+    repair = SpeckRepair(FWHM_PX, bands=[], lift=3.0)
+    rng = np.random.default_rng(5)
+    quiet = scene([(15.0, 48.0, 400.0)]).numpy() + 0.4 * rng.standard_normal((1, 5, 64, 64)) * SIGMA.numpy()
+    quiet[0, :, 5:25, 5:25] -= 0.8 * SIGMA.numpy()[0]
+    quiet[0, :, 40, 40] -= 2.5 * SIGMA.numpy()[0, :, 0, 0]
+    quiet = torch.from_numpy(quiet.astype(np.float32))
+    assert torch.equal(repair.lifted(quiet, SIGMA), quiet)
+    batch = torch.cat([quiet, ringed_star(8.0)])
+    batch[1, 2] = quiet[0, 2]  # the ringed star's r band replaced by a quiet one
+    out = repair.lifted(batch, SIGMA)
+    assert torch.equal(out[0], quiet[0]) and torch.equal(out[1, 2], quiet[0, 2])
+    assert not torch.equal(out[1, 0], batch[1, 0])
+
+
+def test_without_a_lift_or_a_sky_sigma_nothing_is_lifted():
+    image = ringed_star(8.0)
+    assert torch.equal(SpeckRepair(FWHM_PX).lifted(image, SIGMA), image)
+    assert torch.equal(SpeckRepair(FWHM_PX, lift=3.0).lifted(image, None), image)
+
+
+def test_an_image_whose_sky_was_subtracted_too_much_keeps_its_level_and_its_rings_are_lifted_to_it():
+    """One SDSS sky sigma subtracted too much is 1.8-4.2 CFHT sigma per pixel: the sky is then the
+    frame's level, not zero.  A galaxy on a sky 5 sigma low is left as it is; a ringed star on it
+    has its ring raised to that sky, not to zero, and keeps its flux."""
+    repair = SpeckRepair(FWHM_PX, bands=[], lift=3.0)
+    low = scene([]) - 5.0 * SIGMA
+    torch.testing.assert_close(repair.lifted(low, SIGMA), low, rtol=0, atol=1e-4 * float(SIGMA.min()))
+    ringed = ringed_star(8.0) - 5.0 * SIGMA
+    out = repair.lifted(ringed, SIGMA)
+    assert ((out / SIGMA)[0].amin(dim=(1, 2)) > -5.5).all()
+    torch.testing.assert_close(out.sum(dim=(2, 3)), ringed.sum(dim=(2, 3)), rtol=1e-5, atol=0)
+    yy, xx = np.mgrid[:64, :64]
+    far = torch.from_numpy(np.hypot(yy - 30.2, xx - 33.7) > 20)
+    assert ((out - ringed) / SIGMA)[0][:, far].abs().max() < 0.01  # the sky stays 5 sigma low

@@ -21,9 +21,21 @@ over 18,000 pixels), so that every band keeps its flux: the network leaves more 
 and R took their light from the rest of the image. The band limit itself is not applied to the
 image: it would take 7-13 % off every star's peak.
 
+Dark rings: a sky-subtracted scene is nowhere darker than its sky, so a noise-free translation
+that is (the network over-sharpens a bright star or core and leaves dark lobes or a ring about it,
+tens of sky sigma deep, plainly visible under the survey's noise) is wrong there.  With ``lift``
+(:data:`LIFT_SIGMA` for new models), every band's pixels more than ``lift`` sky sigma below the
+sky and their neighbours are raised to the sky, and the light that adds is taken back from the
+bright pixels near them (a Gaussian of :data:`TAKE_SIGMA` pixels: the core the ring was made for),
+in proportion to their light, so that each band keeps its flux, the little that finds no light
+near it spread over the image.  The sky is zero, or lower where the input's sky was subtracted too
+much (the median of the output's outer frame): one SDSS sky sigma too much is 1.8-4.2 CFHT sigma
+per CFHT pixel (r to u), and such an image keeps its level.  On a noise-free translation the sky
+lies within about 1 sigma of its level (what is left of the source survey's noise).
+
 The kernels are computed from the PSF's analytic transfer (no GalSim) when the generator is
 built, from what its config records (``repair``: the target's PSF FWHM per band in pixels, its
-profile and Moffat beta): a model carries no extra weights for them.
+profile and Moffat beta, the bands repaired, ``lift``): a model carries no extra weights for them.
 """
 
 from __future__ import annotations
@@ -33,7 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SpeckRepair", "band_limit_kernel", "psf_transfer", "repair_config", "RATIO", "MIN_SIGMA", "MAX_SIGMA", "MTF_LEVEL"]
+__all__ = ["SpeckRepair", "band_limit_kernel", "lift_dark", "psf_transfer", "repair_config", "RATIO", "MIN_SIGMA",
+           "MAX_SIGMA", "MTF_LEVEL", "LIFT_SIGMA"]
 
 #: A local maximum losing more than this fraction of its value to the band limit is a speck.
 RATIO = 0.45
@@ -48,6 +61,15 @@ FILL_SIGMA = 1.0
 FILL_REACH = 2
 #: Side of the band limit's kernel (pixels; odd).
 KERNEL_SIZE = 7
+#: New models' ``lift``: pixels of the noise-free translation below this many sky sigma are raised.
+LIFT_SIGMA = 3.0
+#: The Gaussian (sigma, half-size in pixels) over which a raised pixel's light is taken back, and
+#: the light (sky sigma) below which the pixels near it are not counted as a source to take it from.
+TAKE_SIGMA = 3.0
+TAKE_REACH = 9
+TAKE_FLOOR = 1.0
+#: Width (pixels) of the outer frame whose median is the sky a pixel is dark against, if below zero.
+FRAME = 4
 _POWER = 4
 _GRID = 64
 
@@ -101,27 +123,49 @@ class SpeckRepair(nn.Module):
     beta : float
         Moffat index.
     bands : sequence of int, optional
-        The bands (indices) repaired; default all.
+        The bands (indices) whose specks are taken away; default all.
+    lift : float, optional
+        :meth:`lifted` raises every band's pixels more than ``lift`` sky sigma below the sky
+        (:func:`lift_dark`); default None: it returns its input.
     """
 
-    def __init__(self, fwhm_px, profile: str = "kolmogorov", beta: float = 3.0, bands=None):
+    def __init__(self, fwhm_px, profile: str = "kolmogorov", beta: float = 3.0, bands=None, lift: float | None = None):
         super().__init__()
         self.bands = list(range(len(fwhm_px))) if bands is None else sorted(int(b) for b in bands)
-        kernels = np.stack([band_limit_kernel(profile, float(fwhm_px[b]), beta) for b in self.bands])  # (n, K)
+        self.lift = None if lift is None else float(lift)
+        take = np.exp(-np.arange(-TAKE_REACH, TAKE_REACH + 1) ** 2 / (2.0 * TAKE_SIGMA**2))
+        self.register_buffer("take", torch.tensor(take / take.sum(), dtype=torch.float32).reshape(1, 1, 1, -1),
+                             persistent=False)
+        kernels = np.stack([band_limit_kernel(profile, float(fwhm_px[b]), beta) for b in self.bands]
+                           or [np.zeros(KERNEL_SIZE)])  # (n, K)
         self.register_buffer("kernel", torch.tensor(kernels[:, None, None], dtype=torch.float32), persistent=False)
         fill = np.exp(-np.arange(-FILL_REACH, FILL_REACH + 1) ** 2 / (2.0 * FILL_SIGMA**2))
         self.register_buffer("fill", torch.tensor(fill[None, None, None], dtype=torch.float32).expand(
             len(self.bands), 1, 1, -1).contiguous(), persistent=False)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SpeckRepair":
+        """The repair a generator's config records (:func:`repair_config`)."""
+        return cls(config["fwhm_px"], config.get("profile", "kolmogorov"), config.get("beta", 3.0),
+                   config.get("bands"), config.get("lift"))
+
+    def lifted(self, g: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """``g`` with its pixels below ``-lift`` sky sigma raised (:func:`lift_dark`), if the
+        repair has a ``lift``."""
+        if sigma is None or self.lift is None:
+            return g
+        return lift_dark(g, sigma.to(g.dtype), self.lift, self.take.to(g.dtype))
 
     def band_limited(self, g: torch.Tensor) -> torch.Tensor:
         """The repaired bands of ``g`` through the band limit (mirrored edges)."""
         return _separable(g[:, self.bands], self.kernel.to(g.dtype))
 
     def forward(self, g: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """``g`` without its specks."""
         if sigma is None or not self.bands:
             return g
-        planes = g[:, self.bands]
-        repaired = self._repair(planes, self.band_limited(g), sigma.to(g.dtype)[:, self.bands])
+        sigma = sigma.to(g.dtype)
+        repaired = self._repair(g[:, self.bands], self.band_limited(g), sigma[:, self.bands])
         if len(self.bands) == g.shape[1]:
             return repaired
         out = list(g.unbind(dim=1))
@@ -149,6 +193,45 @@ class SpeckRepair(nn.Module):
         return out + (g - out).mean(dim=(2, 3), keepdim=True)
 
 
+def lift_dark(g: torch.Tensor, sigma: torch.Tensor, lift: float, taps: torch.Tensor) -> torch.Tensor:
+    """``g`` (N, bands, H, W) with the pixels more than ``lift`` ``sigma`` (1, bands, 1, 1) below
+    the sky, and their 3 x 3 neighbours, raised to the sky, the light that adds taken back from the
+    light near them (normalised by ``taps`` (1, 1, 1, K), a Gaussian of sum 1): each band keeps its
+    flux (module docstring).  The sky is zero, or the median of the outer :data:`FRAME` pixels
+    where that is lower (an input whose sky was subtracted too much is not lifted).  The planes
+    without a pixel below ``-lift`` sigma are returned as they are."""
+    dark = g.flatten(2).amin(dim=2) < -lift * sigma.flatten(1)  # (N, bands): the planes to lift
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():  # one graph, no branch on the data
+        return torch.where(dark[..., None, None], _lifted(g / sigma, lift, taps) * sigma, g)
+    which = dark.nonzero(as_tuple=True)
+    if not which[0].numel():
+        return g
+    out = g.clone()
+    scale = sigma.expand_as(g)[which]
+    out[which] = _lifted((g[which] / scale)[:, None], lift, taps)[:, 0] * scale
+    return out
+
+
+def _lifted(d: torch.Tensor, lift: float, taps: torch.Tensor) -> torch.Tensor:
+    """:func:`lift_dark` on planes ``d`` (M, C, H, W) in sky sigma."""
+    f = FRAME
+    frame = torch.cat([d[..., :f, :].flatten(2), d[..., -f:, :].flatten(2), d[..., f:-f, :f].flatten(2),
+                       d[..., f:-f, -f:].flatten(2)], dim=2)
+    middle = frame.sort(dim=2).values[..., frame.shape[2] // 2]  # the median (sort: ONNX has no median)
+    sky = middle.clamp_max(0.0)[..., None, None]
+    e = d - sky
+    bright = e.clamp_min(0.0)
+    lifted = torch.where(_max3((e < -lift).to(d.dtype)) > 0, bright, e)
+    added = lifted - e
+    # Sum over y of added(y) k(x - y) / near(y), times bright(x): the light near each raised pixel
+    # gives it back in proportion to its own (exactly, but where a pixel has too little to give)
+    near = _separable(bright, taps).clamp_min(TAKE_FLOOR)
+    taken = torch.minimum(bright * _separable(added / near, taps), bright)
+    out = lifted - taken
+    out = out - (out - e).mean(dim=(2, 3), keepdim=True)  # what found no light near it, over the image
+    return out + sky
+
+
 def _max3(images: torch.Tensor) -> torch.Tensor:
     """The maximum over each pixel's 3 x 3 square (edges repeated): shifted slices, far cheaper
     than ``max_pool2d`` on the CPU."""
@@ -172,13 +255,15 @@ def _separable(images: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return sum(w[..., i : i + 1] * cols[..., i : i + height, :] for i in range(k))
 
 
-def repair_config(survey, bands: int, repaired=None) -> dict:
+def repair_config(survey, bands: int, repaired=None, lift: float | None = LIFT_SIGMA) -> dict:
     """What :class:`SpeckRepair` is built from for a generator into ``survey`` (a registry
     survey): its typical PSF FWHM in its pixels for the first ``bands`` bands, profile and beta,
-    and the names of the bands ``repaired`` (default all)."""
+    the names of the bands ``repaired`` (default all), and ``lift`` (None: no lifting)."""
     names = list(survey.bands)[:bands]
     config = {"fwhm_px": [survey.typical_fwhm(b) / survey.pixel_scale for b in names],
               "profile": survey.psf_profile, "beta": float(survey.psf_beta or 3.0)}
     if repaired is not None:
         config["bands"] = [names.index(b) for b in repaired]
+    if lift is not None:
+        config["lift"] = float(lift)
     return config

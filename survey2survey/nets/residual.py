@@ -17,7 +17,10 @@ noise the input carried).  For any weights:
   4", where the object is bright enough for the estimate to be more than noise;
 * with ``repair``, at inference, the peaks narrower than the target's PSF (specks: SDSS noise
   spikes that R left) are taken away before the anchor, filled in from the pixels around them,
-  their light spread over the image (:mod:`survey2survey.nets.repair`): the flux stays P's.
+  their light spread over the image (:mod:`survey2survey.nets.repair`): the flux stays P's;
+  with its ``lift``, after the anchor, the pixels darker than the sky by more than ``lift`` sky
+  sigma (the rings about stars and cores R over-sharpens) are raised to it, their light taken
+  from the bright pixels near them: the flux stays P's.
 
 Model space is the Lin & Fouchez (2021) stretch of the common flux scale
 (:func:`survey2survey.surveys.stretch`); the generator takes and returns model-space
@@ -174,10 +177,10 @@ class PhysicsResidualGenerator(nn.Module):
         Hold the 2" aperture flux of the result to the physics's linear estimate
         (:class:`~survey2survey.nets.anchor.PhotometryAnchor`, filled by :meth:`from_surveys`).
     repair : dict or bool, optional
-        Take away the specks narrower than the target's PSF before the anchor, at inference (in
-        eval mode: training sees them) (:class:`~survey2survey.nets.repair.SpeckRepair`): its
-        config (:func:`~survey2survey.nets.repair.repair_config`), or True to take it from the
-        registry.
+        Take away the specks narrower than the target's PSF before the anchor, and lift the dark
+        pixels after it, at inference (in eval mode: training sees them)
+        (:class:`~survey2survey.nets.repair.SpeckRepair`): its config
+        (:func:`~survey2survey.nets.repair.repair_config`), or True to take it from the registry.
     """
 
     def __init__(self, bands: int = 5, in_size=64, out_size=136, rank: int = 1, width: int = 16,
@@ -199,8 +202,7 @@ class PhysicsResidualGenerator(nn.Module):
             self.init_kwargs["anchor"] = True
         if repair is True:  # the target's PSF from the registry
             repair = repair_config(get_survey((physics or {}).get("target")), bands)
-        self.repair = SpeckRepair(repair["fwhm_px"], repair.get("profile", "kolmogorov"), repair.get("beta", 3.0),
-                                  repair.get("bands")) if repair else None
+        self.repair = SpeckRepair.from_config(repair) if repair else None
         if repair:  # (its kernels are computed from this, not saved)
             self.init_kwargs["repair"] = dict(repair)
         self.registry_sigma = _registry_sigma((physics or {}).get("target"), bands)
@@ -265,10 +267,13 @@ class PhysicsResidualGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate ``x`` (N, bands, *in_size), model space -> (N, bands, *out_size), model space."""
         p, g = self.unanchored(x)
-        if self.repair is not None and not self.training:  # at inference: training sees the specks it makes
-            sigma = None if self.registry_sigma is None else self.registry_sigma.to(g.device)
-            g = self.repair(g, sigma)
-        return stretch(g if self.anchor is None else self.anchor(g, p, unstretch(x.float())))
+        repair = None if self.training else self.repair  # at inference: training sees what it makes
+        sigma = None if self.registry_sigma is None else self.registry_sigma.to(g.device)
+        if repair is not None:
+            g = repair(g, sigma)
+        if self.anchor is not None:
+            g = self.anchor(g, p, unstretch(x.float()))
+        return stretch(g if repair is None else repair.lifted(g, sigma))
 
 
 def registry_mismatch(described: dict) -> str | None:
