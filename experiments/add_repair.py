@@ -30,6 +30,8 @@ def main(argv=None) -> int:
                         help="also raise pixels darker than this many sky sigma (alone: add it to a model's repair)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    if args.lift is not None and not args.lift > 0:
+        parser.error(f"--lift must be a positive number of sky sigma, not {args.lift:g}")
     from experiments._generators import modify_generators
     from survey2survey.methods.ours_phys import survey_with_physics
     from survey2survey.nets.repair import SpeckRepair, repair_config
@@ -54,10 +56,6 @@ def main(argv=None) -> int:
                                   overwrite=args.overwrite)
         print(f"wrote {args.out}: lift of pixels below -{args.lift:g} sky sigma added to {', '.join(added)}")
         return 0
-    added = modify_generators(args.model, args.out, add, "repair_added",
-                              "no physics-residual generator without the speck repair", overwrite=args.overwrite)
-    print(f"wrote {args.out}: speck repair added to {', '.join(added)}")
-    return 0
     added = modify_generators(args.model, args.out, add, "repair_added",
                               "no physics-residual generator without the speck repair", overwrite=args.overwrite)
     print(f"wrote {args.out}: speck repair added to {', '.join(added)}")

@@ -151,6 +151,19 @@ def test_a_graph_of_the_same_weights_under_another_config_is_not_used(exported):
     meta = {p.key: p.value for p in onnx.load(str(fresh)).metadata_props}
     assert meta["s2s.graph_sha256"] == graph_sha256(changed)
 
+
+def test_a_graph_exported_by_other_code_is_not_used(exported, monkeypatch):
+    """The same weights and config under another version of the package's code (another
+    forward: a graph cached by it would be stale) make another key."""
+    from survey2survey.runtime import export
+
+    model_dir, model, paths = exported
+    before = graph_sha256(model)
+    assert len(export.code_sha256()) == 64
+    monkeypatch.setattr(export, "code_sha256", lambda: "0" * 64)
+    assert graph_sha256(model) != before
+
+
 def test_export_command_writes_into_the_model_directory(exported, tmp_path, capsys):
     model_dir, model, paths = exported
     copy = tmp_path / "model"

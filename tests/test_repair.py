@@ -118,9 +118,10 @@ def test_a_spike_inside_a_brighter_ring_is_never_raised():
     assert ((out - image)[0, :, 31:34, 31:34] <= 0.01 * SIGMA[0]).all()  # (plus the light spread back)
 
 
-def ringed_star(depth: float) -> torch.Tensor:
-    """(1, 5, 64, 64): a star (300 sigma) whose pixels 3-5 px from its centre are ``depth`` sigma
-    below the sky, the light they lack put into its core (an over-sharpened star: its flux the star's)."""
+def ringed_star(depth: float, ring=(3.0, 5.0), into_core: bool = True) -> torch.Tensor:
+    """(1, 5, 64, 64): a star (300 sigma) whose pixels ``ring`` px from its centre are ``depth``
+    sigma below the sky, the light they lack put into its core (an over-sharpened star: its flux
+    the star's), or not."""
     yy, xx = np.mgrid[:64, :64]
     r = np.hypot(yy - 30.2, xx - 33.7)
     image = np.zeros((1, 5, 64, 64))
@@ -128,9 +129,10 @@ def ringed_star(depth: float) -> torch.Tensor:
         sigma = float(SIGMA[0, b, 0, 0])
         star = psf_image(FWHM_PX[b], centre=(30.2, 33.7))
         star *= 300 * sigma / star.max()
-        ringed = np.where((r > 3.0) & (r < 5.0), -depth * sigma, star)
+        ringed = np.where((r > ring[0]) & (r < ring[1]), -depth * sigma, star)
         core = r <= 3.0
-        ringed[core] *= 1 + (star.sum() - ringed.sum()) / ringed[core].sum()
+        if into_core:
+            ringed[core] *= 1 + (star.sum() - ringed.sum()) / ringed[core].sum()
         image[0, b] = ringed
     return torch.tensor(image, dtype=torch.float32)
 
@@ -183,8 +185,8 @@ def test_an_image_whose_sky_was_subtracted_too_much_keeps_its_level_and_its_ring
     frame's level, not zero.  A galaxy on a sky 5 sigma low is left as it is; a ringed star on it
     has its ring raised to that sky, not to zero, and keeps its flux."""
     repair = SpeckRepair(FWHM_PX, bands=[], lift=3.0)
-    low = scene([]) - 5.0 * SIGMA
-    torch.testing.assert_close(repair.lifted(low, SIGMA), low, rtol=0, atol=1e-4 * float(SIGMA.min()))
+    low = scene([(1.5, 40.0, 3000.0)]) - 5.0 * SIGMA  # (a bright star on the frame: the median's sky)
+    torch.testing.assert_close(repair.lifted(low, SIGMA), low, rtol=1e-6, atol=1e-4 * float(SIGMA.min()))
     ringed = ringed_star(8.0) - 5.0 * SIGMA
     out = repair.lifted(ringed, SIGMA)
     assert ((out / SIGMA)[0].amin(dim=(1, 2)) > -5.5).all()
@@ -192,3 +194,90 @@ def test_an_image_whose_sky_was_subtracted_too_much_keeps_its_level_and_its_ring
     yy, xx = np.mgrid[:64, :64]
     far = torch.from_numpy(np.hypot(yy - 30.2, xx - 33.7) > 20)
     assert ((out - ringed) / SIGMA)[0][:, far].abs().max() < 0.01  # the sky stays 5 sigma low
+
+
+def _lifter() -> SpeckRepair:
+    return SpeckRepair(FWHM_PX, bands=[], lift=3.0)
+
+
+def test_a_ring_too_far_from_its_core_takes_its_light_from_the_plane_not_from_the_sky():
+    """A dark ring 10-16 px from a star (beyond the 3 px Gaussian's reach): its light comes from the
+    plane's light (the star), the sky keeps its level and no pixel ends up dark."""
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 30.2, xx - 33.7)
+    image = ringed_star(6.0, ring=(10.0, 16.0), into_core=False)
+    out = _lifter().lifted(image, SIGMA)
+    torch.testing.assert_close(out.sum(dim=(2, 3)), image.sum(dim=(2, 3)), rtol=1e-5, atol=0)
+    change = ((out - image) / SIGMA)[0]
+    assert change[:, torch.from_numpy(r > 20)].abs().max() < 0.05  # the sky keeps its level
+    assert ((out / SIGMA)[0].amin(dim=(1, 2)) > -0.5).all()
+    assert (change[:, torch.from_numpy(r < 3)].sum(dim=1) < 0).all()
+
+
+def test_a_4_sigma_dip_and_its_neighbours_are_lifted_a_galaxy_filling_the_frame_is_no_sky():
+    """A 4 sigma dark pixel is lifted with its 3 x 3 neighbours (one at -2 sigma); a galaxy whose
+    light fills the frame does not raise the sky above zero: a -2 sigma pixel away from the dip stays."""
+    yy, xx = np.mgrid[:64, :64]
+    image = np.zeros((1, 5, 64, 64))
+    for b in range(5):
+        sigma = float(SIGMA[0, b, 0, 0])
+        image[0, b] = 40 * sigma * np.exp(-np.hypot(yy - 32, xx - 32) / 25.0)  # >= 3 sigma on the frame
+        image[0, b, 30, 40] = -4.0 * sigma
+        image[0, b, 30, 41] = -2.0 * sigma
+        image[0, b, 50, 12] = -2.0 * sigma
+    image = torch.tensor(image, dtype=torch.float32)
+    out = _lifter().lifted(image, SIGMA)
+    d = (out / SIGMA)[0]
+    assert (d[:, 30, 40] > -0.1).all() and (d[:, 30, 41] > -0.1).all()
+    assert ((d[:, 50, 12] + 2.0).abs() < 0.05).all()
+    torch.testing.assert_close(out.sum(dim=(2, 3)), image.sum(dim=(2, 3)), rtol=1e-5, atol=0)
+
+
+def test_a_plane_that_is_not_finite_is_left_and_a_lift_must_be_positive():
+    image = ringed_star(8.0)
+    image[0, 1, 0, 0] = float("-inf")
+    image[0, 2, 0, 0] = float("nan")
+    out = _lifter().lifted(image, SIGMA)
+    assert torch.equal(out[0, 1], image[0, 1])
+    assert torch.isnan(out[0, 2, 0, 0]) and torch.equal(out[0, 2, 1:], image[0, 2, 1:])
+    assert torch.isfinite(out[0, [0, 3, 4]]).all() and not torch.equal(out[0, 0], image[0, 0])
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="positive"):
+            SpeckRepair(FWHM_PX, lift=bad)
+
+
+def test_a_dark_patch_with_no_light_in_its_plane_is_lifted_and_the_flux_kept():
+    """Nothing to take the light from (a plane of sky with a dark patch): spread over the plane."""
+    image = torch.zeros(1, 5, 64, 64)
+    image[0, :, 20:23, 30:33] = -5.0 * SIGMA[0]
+    out = _lifter().lifted(image, SIGMA)
+    assert ((out / SIGMA)[0].amin(dim=(1, 2)) > -0.1).all()
+    torch.testing.assert_close(out.sum(dim=(2, 3)), image.sum(dim=(2, 3)), rtol=1e-5, atol=1e-6)
+
+
+def broad_star() -> torch.Tensor:
+    """What the physics makes of ringed_star()'s star: the same flux at twice the seeing (positive
+    where the network's ring is)."""
+    image = np.zeros((1, 5, 64, 64))
+    for b in range(5):
+        sharp, broad = psf_image(FWHM_PX[b], centre=(30.2, 33.7)), psf_image(2 * FWHM_PX[b], centre=(30.2, 33.7))
+        image[0, b] = broad / broad.sum() * (300 * float(SIGMA[0, b, 0, 0]) * sharp.sum() / sharp.max())
+    return torch.tensor(image, dtype=torch.float32)
+
+
+def test_what_the_physics_shows_dark_is_the_inputs_and_stays():
+    """Given the physics translation: the network's ring (the physics bright there) is lifted; a
+    sky gradient dark in both (to -5 sigma across the frame's lower rows) stays as it is; a bad
+    column in both (its physics far below the sky) leaves its whole plane as it is."""
+    yy, xx = np.mgrid[:64, :64]
+    gradient = torch.from_numpy(np.where(yy > 50, -(yy - 50) * 5.0 / 13, 0.0)).float() * SIGMA[0]
+    g, physics = ringed_star(8.0) + gradient, broad_star() + gradient
+    out = _lifter().lifted(g, SIGMA, physics)
+    assert ((out / SIGMA)[0, :, :45].amin(dim=(1, 2)) > -0.5).all()  # the ring lifted
+    assert (((out - g) / SIGMA)[0, :, 51:].abs() < 0.05).all()  # the gradient kept
+    torch.testing.assert_close(out.sum(dim=(2, 3)), g.sum(dim=(2, 3)), rtol=1e-5, atol=0)
+    column = torch.zeros(1, 5, 64, 64)
+    column[..., 10] = -60.0 * SIGMA[..., 0]
+    g, physics = ringed_star(8.0) + column, broad_star() + column
+    assert torch.equal(_lifter().lifted(g, SIGMA, physics), g)
+    assert not torch.equal(_lifter().lifted(g, SIGMA), g)  # (without the physics it would be lifted)

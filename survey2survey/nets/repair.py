@@ -27,11 +27,17 @@ tens of sky sigma deep, plainly visible under the survey's noise) is wrong there
 (:data:`LIFT_SIGMA` for new models), every band's pixels more than ``lift`` sky sigma below the
 sky and their neighbours are raised to the sky, and the light that adds is taken back from the
 bright pixels near them (a Gaussian of :data:`TAKE_SIGMA` pixels: the core the ring was made for),
-in proportion to their light, so that each band keeps its flux, the little that finds no light
-near it spread over the image.  The sky is zero, or lower where the input's sky was subtracted too
-much (the median of the output's outer frame): one SDSS sky sigma too much is 1.8-4.2 CFHT sigma
-per CFHT pixel (r to u), and such an image keeps its level.  On a noise-free translation the sky
-lies within about 1 sigma of its level (what is left of the source survey's noise).
+in proportion to their light, what they cannot give from the rest of the plane's light, so that
+each band keeps its flux and its sky level.  The sky is zero, or lower where the input's sky was
+subtracted too much (the median of the output's outer frame): one SDSS sky sigma too much is
+1.8-4.2 CFHT sigma per CFHT pixel (r to u), and such an image keeps its level.  On a noise-free
+translation the sky lies within about 1 sigma of its level (what is left of the source survey's
+noise), so a pixel 3 sigma below it is no sky.  Only what the network made dark is
+lifted: a pixel must also be darker by ``lift`` than the physics translation there and smoothed
+about it (which carries the input's own dark defects, sky gradients and over-subtracted skies, and
+is bright where the network's ring is), and a plane whose smoothed physics is anywhere
+:data:`DEFECT` x ``lift`` below the sky (a bad column: the network spreads its darkness wider
+than the physics) is left as it is.
 
 The kernels are computed from the PSF's analytic transfer (no GalSim) when the generator is
 built, from what its config records (``repair``: the target's PSF FWHM per band in pixels, its
@@ -44,6 +50,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from survey2survey.nets.sky import frame_pixels
 
 __all__ = ["SpeckRepair", "band_limit_kernel", "lift_dark", "psf_transfer", "repair_config", "RATIO", "MIN_SIGMA",
            "MAX_SIGMA", "MTF_LEVEL", "LIFT_SIGMA"]
@@ -68,8 +76,9 @@ LIFT_SIGMA = 3.0
 TAKE_SIGMA = 3.0
 TAKE_REACH = 9
 TAKE_FLOOR = 1.0
-#: Width (pixels) of the outer frame whose median is the sky a pixel is dark against, if below zero.
-FRAME = 4
+#: A plane whose physics, smoothed like the take, is this many ``lift`` below the sky anywhere has
+#: a defect of its input (its noise alone reaches about 1.1 ``lift`` in u and z): nothing is lifted.
+DEFECT = 2.0
 _POWER = 4
 _GRID = 64
 
@@ -132,6 +141,8 @@ class SpeckRepair(nn.Module):
     def __init__(self, fwhm_px, profile: str = "kolmogorov", beta: float = 3.0, bands=None, lift: float | None = None):
         super().__init__()
         self.bands = list(range(len(fwhm_px))) if bands is None else sorted(int(b) for b in bands)
+        if lift is not None and not float(lift) > 0:
+            raise ValueError(f"lift must be a positive number of sky sigma, not {lift!r}")
         self.lift = None if lift is None else float(lift)
         take = np.exp(-np.arange(-TAKE_REACH, TAKE_REACH + 1) ** 2 / (2.0 * TAKE_SIGMA**2))
         self.register_buffer("take", torch.tensor(take / take.sum(), dtype=torch.float32).reshape(1, 1, 1, -1),
@@ -149,12 +160,13 @@ class SpeckRepair(nn.Module):
         return cls(config["fwhm_px"], config.get("profile", "kolmogorov"), config.get("beta", 3.0),
                    config.get("bands"), config.get("lift"))
 
-    def lifted(self, g: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
-        """``g`` with its pixels below ``-lift`` sky sigma raised (:func:`lift_dark`), if the
-        repair has a ``lift``."""
+    def lifted(self, g: torch.Tensor, sigma: torch.Tensor | None = None,
+               physics: torch.Tensor | None = None) -> torch.Tensor:
+        """``g`` with its pixels more than ``lift`` sky sigma below the sky, and below the
+        ``physics`` translation if given, raised (:func:`lift_dark`), if the repair has a ``lift``."""
         if sigma is None or self.lift is None:
             return g
-        return lift_dark(g, sigma.to(g.dtype), self.lift, self.take.to(g.dtype))
+        return lift_dark(g, sigma.to(g.dtype), self.lift, self.take.to(g.dtype), physics)
 
     def band_limited(self, g: torch.Tensor) -> torch.Tensor:
         """The repaired bands of ``g`` through the band limit (mirrored edges)."""
@@ -193,43 +205,65 @@ class SpeckRepair(nn.Module):
         return out + (g - out).mean(dim=(2, 3), keepdim=True)
 
 
-def lift_dark(g: torch.Tensor, sigma: torch.Tensor, lift: float, taps: torch.Tensor) -> torch.Tensor:
+def lift_dark(g: torch.Tensor, sigma: torch.Tensor, lift: float, taps: torch.Tensor,
+              physics: torch.Tensor | None = None) -> torch.Tensor:
     """``g`` (N, bands, H, W) with the pixels more than ``lift`` ``sigma`` (1, bands, 1, 1) below
-    the sky, and their 3 x 3 neighbours, raised to the sky, the light that adds taken back from the
-    light near them (normalised by ``taps`` (1, 1, 1, K), a Gaussian of sum 1): each band keeps its
-    flux (module docstring).  The sky is zero, or the median of the outer :data:`FRAME` pixels
-    where that is lower (an input whose sky was subtracted too much is not lifted).  The planes
-    without a pixel below ``-lift`` sigma are returned as they are."""
-    dark = g.flatten(2).amin(dim=2) < -lift * sigma.flatten(1)  # (N, bands): the planes to lift
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting():  # one graph, no branch on the data
-        return torch.where(dark[..., None, None], _lifted(g / sigma, lift, taps) * sigma, g)
+    the sky, and below the ``physics`` translation of the same input (N, bands, H, W), if given,
+    there and smoothed by ``taps`` (the input's own dark defects are left), and their 3 x 3
+    neighbours, raised to the sky, the light that adds taken back from the light near them
+    (normalised by ``taps`` (1, 1, 1, K), a Gaussian of sum 1), what they cannot give from the rest
+    of the plane's light: each band keeps its flux and its sky (module docstring).  The sky is
+    zero, or the median of the outer :data:`~survey2survey.nets.sky.BORDER` pixels where that is
+    lower (an input whose sky was subtracted too much is not lifted).  The planes without a pixel
+    below ``-lift`` sigma, or with one that is not finite, are returned as they are."""
+    flat = g.flatten(2)
+    dark = flat.amin(dim=2) < -lift * sigma.flatten(1)  # (N, bands): the planes to lift (a NaN: not)
+    p = torch.full_like(g, float("inf")) if physics is None else physics.to(g.dtype)
+    if torch.compiler.is_compiling():  # (torch.export too) one graph, no branch on the data
+        lifted, changed = _lifted(g / sigma, p / sigma, lift, taps)
+        return torch.where((dark & flat.isfinite().all(dim=2))[..., None, None] & changed, lifted * sigma, g)
     which = dark.nonzero(as_tuple=True)
+    finite = g[which].flatten(1).isfinite().all(dim=1)  # (-inf: not)
+    which = (which[0][finite], which[1][finite])
     if not which[0].numel():
         return g
     out = g.clone()
     scale = sigma.expand_as(g)[which]
-    out[which] = _lifted((g[which] / scale)[:, None], lift, taps)[:, 0] * scale
+    lifted, changed = _lifted((g[which] / scale)[:, None], (p[which] / scale)[:, None], lift, taps)
+    out[which] = torch.where(changed[:, 0], lifted[:, 0] * scale, g[which])
     return out
 
 
-def _lifted(d: torch.Tensor, lift: float, taps: torch.Tensor) -> torch.Tensor:
-    """:func:`lift_dark` on planes ``d`` (M, C, H, W) in sky sigma."""
-    f = FRAME
-    frame = torch.cat([d[..., :f, :].flatten(2), d[..., -f:, :].flatten(2), d[..., f:-f, :f].flatten(2),
-                       d[..., f:-f, -f:].flatten(2)], dim=2)
-    middle = frame.sort(dim=2).values[..., frame.shape[2] // 2]  # the median (sort: ONNX has no median)
-    sky = middle.clamp_max(0.0)[..., None, None]
+def _lifted(d: torch.Tensor, p: torch.Tensor, lift: float, taps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lift_dark` on planes ``d`` (M, C, H, W) in sky sigma, ``p`` their physics (or inf):
+    the planes, and whether each was changed ``(M, C, 1, 1)``."""
+    frame = frame_pixels(d)
+    sky = frame.sort(dim=-1).values[..., frame.shape[-1] // 2].clamp_max(0.0)[..., None, None]  # (ONNX has no median)
     e = d - sky
     bright = e.clamp_min(0.0)
-    lifted = torch.where(_max3((e < -lift).to(d.dtype)) > 0, bright, e)
+    # darker than the sky, and than the physics there and about it (the physics carries the input's
+    # defects, sky and gradients, not the network's rings; smoothed, it is above the noise it
+    # carries); and nothing in a plane whose smoothed physics is far below the sky anywhere (a bad
+    # column: the network spreads its darkness wider than the physics)
+    smooth = _separable(p.nan_to_num(posinf=0.0), taps)
+    shown = torch.where(torch.isfinite(p), torch.minimum(p, smooth), p)
+    clean = torch.isinf(p) | (smooth.amin(dim=(2, 3), keepdim=True) >= sky - DEFECT * lift)
+    dark = (e < -lift) & (d < shown - lift) & clean
+    lifted = torch.where(_max3(dark.to(d.dtype)) > 0, bright, e)
     added = lifted - e
     # Sum over y of added(y) k(x - y) / near(y), times bright(x): the light near each raised pixel
     # gives it back in proportion to its own (exactly, but where a pixel has too little to give)
     near = _separable(bright, taps).clamp_min(TAKE_FLOOR)
     taken = torch.minimum(bright * _separable(added / near, taps), bright)
-    out = lifted - taken
-    out = out - (out - e).mean(dim=(2, 3), keepdim=True)  # what found no light near it, over the image
-    return out + sky
+    # what the light near them could not give, from the light left in proportion to it (a star's
+    # ring far from its core), and only what no light can give spread evenly (a plane all sky)
+    left = bright - taken
+    rest = (added - taken).sum(dim=(2, 3), keepdim=True)
+    have = left.sum(dim=(2, 3), keepdim=True)
+    share = torch.minimum(rest, have) / have.clamp_min(1e-12)
+    out = lifted - taken - share * left
+    out = out - (out - e).mean(dim=(2, 3), keepdim=True)  # rounding, and what no light could give
+    return out + sky, dark.flatten(2).any(dim=2)[..., None, None]
 
 
 def _max3(images: torch.Tensor) -> torch.Tensor:

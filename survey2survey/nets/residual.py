@@ -273,7 +273,7 @@ class PhysicsResidualGenerator(nn.Module):
             g = repair(g, sigma)
         if self.anchor is not None:
             g = self.anchor(g, p, unstretch(x.float()))
-        return stretch(g if repair is None else repair.lifted(g, sigma))
+        return stretch(g if repair is None else repair.lifted(g, sigma, p))
 
 
 def registry_mismatch(described: dict) -> str | None:

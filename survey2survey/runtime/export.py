@@ -16,7 +16,8 @@ noise emulator exports ``x -> generator`` only; one with a stochastic generator 
 ``x, z -> generator``, z the latent code ``(N, latent_dim)`` (:class:`LatentGraph`).  Each file carries metadata
 (``s2s.format``, ``s2s.direction``, ``s2s.weights_sha256``, ``s2s.graph_sha256``,
 ``s2s.max_abs_diff``) so that a stale file is never used for other weights, nor for the same
-weights built into another graph (the modules' config changed: a speck repair added).
+weights built into another graph (the modules' config changed: a speck repair added; or the
+package's code: another forward).
 
 Where the files live: ``s2s export --model DIR`` writes ``DIR/onnx/<a>-to-<b>.onnx``;
 ``s2s translate --backend onnx`` uses those when they match the weights, and otherwise
@@ -28,6 +29,7 @@ exports on first use into a per-user cache (the model directory may be read-only
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -86,12 +88,26 @@ def onnx_file_name(direction: str) -> str:
 
 
 def graph_sha256(model) -> str:
-    """SHA-256 of a loaded model's weights and its modules' config: what its graphs are made of."""
+    """SHA-256 of a loaded model's weights, its modules' config and the code that builds them into
+    a graph: what its graphs are made of."""
     import hashlib
     import json
 
     modules = json.dumps(model.config.get("modules") or {}, sort_keys=True)
-    return hashlib.sha256(f"{model.weights_sha256}\n{modules}".encode()).hexdigest()
+    return hashlib.sha256(f"{model.weights_sha256}\n{modules}\n{code_sha256()}".encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_sha256() -> str:
+    """SHA-256 of this package's Python source (a graph exported by other code is stale: the same
+    weights and config, another forward)."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def cache_dir(key: str) -> Path:
