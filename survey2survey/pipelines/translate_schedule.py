@@ -106,6 +106,7 @@ def run_per_cutout(jobs: list[Job], setup: Setup, executor, report, on_progress)
     pending: set = set()
     try:
         while chunks or pending:
+            check_interrupt()  # no new chunk once a signal came (it may come while several are done)
             while chunks and len(pending) < ahead:
                 lo = chunks.popleft()
                 pending.add(executor.submit(translate_chunk, jobs[lo : lo + PER_CUTOUT_CHUNK], setup))
