@@ -35,9 +35,9 @@ translation the sky lies within about 1 sigma of its level (what is left of the 
 noise), so a pixel 3 sigma below it is no sky.  Only what the network made dark is
 lifted: a pixel must also be darker by ``lift`` than the physics translation there and smoothed
 about it (which carries the input's own dark defects, sky gradients and over-subtracted skies, and
-is bright where the network's ring is), and a plane whose smoothed physics is anywhere
-:data:`DEFECT` x ``lift`` below the sky (a bad column: the network spreads its darkness wider
-than the physics) is left as it is.
+is bright where the network's ring is), and nothing within :data:`DEFECT_REACH` pixels of where
+the smoothed physics is :data:`DEFECT` x ``lift`` below the sky (a bad column: the network
+spreads its darkness wider than the physics) is lifted.
 
 The kernels are computed from the PSF's analytic transfer (no GalSim) when the generator is
 built, from what its config records (``repair``: the target's PSF FWHM per band in pixels, its
@@ -76,9 +76,11 @@ LIFT_SIGMA = 3.0
 TAKE_SIGMA = 3.0
 TAKE_REACH = 9
 TAKE_FLOOR = 1.0
-#: A plane whose physics, smoothed like the take, is this many ``lift`` below the sky anywhere has
-#: a defect of its input (its noise alone reaches about 1.1 ``lift`` in u and z): nothing is lifted.
-DEFECT = 2.0
+#: Where the physics, smoothed like the take, is this many ``lift`` below the sky the input has a
+#: defect (its noise alone reaches about 1.1 ``lift`` in u and z): nothing within DEFECT_REACH
+#: pixels of it is lifted (the network spreads a bad column's darkness wider than the physics).
+DEFECT = 1.5
+DEFECT_REACH = 12
 _POWER = 4
 _GRID = 64
 
@@ -243,12 +245,13 @@ def _lifted(d: torch.Tensor, p: torch.Tensor, lift: float, taps: torch.Tensor) -
     bright = e.clamp_min(0.0)
     # darker than the sky, and than the physics there and about it (the physics carries the input's
     # defects, sky and gradients, not the network's rings; smoothed, it is above the noise it
-    # carries); and nothing in a plane whose smoothed physics is far below the sky anywhere (a bad
-    # column: the network spreads its darkness wider than the physics)
+    # carries); and nothing near where the smoothed physics is far below the sky (a bad column:
+    # the network spreads its darkness wider than the physics)
     smooth = _separable(p.nan_to_num(posinf=0.0), taps)
     shown = torch.where(torch.isfinite(p), torch.minimum(p, smooth), p)
-    clean = torch.isinf(p) | (smooth.amin(dim=(2, 3), keepdim=True) >= sky - DEFECT * lift)
-    dark = (e < -lift) & (d < shown - lift) & clean
+    defect = (smooth < sky - DEFECT * lift).to(d.dtype)
+    near_defect = F.max_pool2d(defect, 2 * DEFECT_REACH + 1, stride=1, padding=DEFECT_REACH) > 0
+    dark = (e < -lift) & (d < shown - lift) & ~near_defect
     lifted = torch.where(_max3(dark.to(d.dtype)) > 0, bright, e)
     added = lifted - e
     # Sum over y of added(y) k(x - y) / near(y), times bright(x): the light near each raised pixel
