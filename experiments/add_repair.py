@@ -50,15 +50,12 @@ def main(argv=None) -> int:
         generator.init_kwargs["repair"] = config
         return True
 
-    if lift_only:
-        added = modify_generators(args.model, args.out, add, "lift_added",
-                                  "no physics-residual generator with the speck repair and without the lift",
-                                  overwrite=args.overwrite)
-        print(f"wrote {args.out}: lift of pixels below -{args.lift:g} sky sigma added to {', '.join(added)}")
-        return 0
-    added = modify_generators(args.model, args.out, add, "repair_added",
-                              "no physics-residual generator without the speck repair", overwrite=args.overwrite)
-    print(f"wrote {args.out}: speck repair added to {', '.join(added)}")
+    record, nothing, what = (
+        ("lift_added", "no physics-residual generator with the speck repair and without the lift",
+         f"lift of pixels below -{args.lift:g} sky sigma") if lift_only else
+        ("repair_added", "no physics-residual generator without the speck repair", "speck repair"))
+    added = modify_generators(args.model, args.out, add, record, nothing, overwrite=args.overwrite)
+    print(f"wrote {args.out}: {what} added to {', '.join(added)}")
     return 0
 
 
